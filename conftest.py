@@ -1,0 +1,13 @@
+"""Root pytest configuration: make the collection importable as ansible_collections.ceptra.backfill."""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+COLLECTIONS = os.path.join(ROOT, ".build", "collections")
+_link = os.path.join(COLLECTIONS, "ansible_collections", "ceptra", "backfill")
+if not os.path.lexists(_link):
+    os.makedirs(os.path.dirname(_link), exist_ok=True)
+    os.symlink(ROOT, _link)
+if COLLECTIONS not in sys.path:
+    sys.path.insert(0, COLLECTIONS)
+os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", COLLECTIONS)
