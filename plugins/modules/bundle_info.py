@@ -1,0 +1,237 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 ceptra.backfill contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read the cluster's definition bundles and wait for a bundle's shadow warmup."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: bundle_info
+short_description: List CEPtra definition bundles and wait for shadow warmup
+version_added: 0.1.0
+description:
+  - Reads C(GET /v1/definitions) (the active bundle and every uploaded bundle with its
+    per-partition shadow state).
+  - With O(bundle_id), reports that bundle's shadow per partition and sorts the partitions
+    into ready, pending (still warming up), needing a WAL replay (an aggregator with
+    C(upgrade) set to C(false); run M(ceptra.backfill.wal_replay)) and failed (C(SHADOW_FAILED) or
+    C(SHADOW_TIMEOUT); exclude them at activation or abort it).
+  - With O(wait=true), polls until the shadow warmup is settled (or ready, see O(wait_for)).
+    On timeout the task fails naming the partitions still warming up and their states.
+author:
+  - ceptra.backfill contributors (@ceptra)
+extends_documentation_fragment:
+  - ceptra.backfill.connection
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  check_mode:
+    support: full
+    details: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+  action_group:
+    support: full
+    membership:
+      - ceptra.backfill.cp
+  platform:
+    platforms: posix
+options:
+  bundle_id:
+    description:
+      - The bundle to report on (and wait for), as returned by M(ceptra.backfill.bundle).
+      - Required when O(wait=true).
+    type: str
+  part_ids:
+    description:
+      - Limit the report and the wait to these partitions (default all).
+    type: list
+    elements: str
+  wait:
+    description:
+      - Wait for the shadow warmup of O(bundle_id).
+    type: bool
+    default: false
+  wait_for:
+    description:
+      - V(settled) waits until no partition is still warming up on its own, that is each one is
+        ready, needs a WAL replay, or failed; the result says which.
+      - V(ready) waits until every partition is ready, and fails at once when a partition needs
+        a WAL replay or failed (it cannot become ready on its own).
+    type: str
+    choices: [settled, ready]
+    default: settled
+  wait_timeout:
+    description: Seconds to wait before failing.
+    type: int
+    default: 300
+  wait_interval:
+    description: Seconds between two polls.
+    type: float
+    default: 2
+seealso:
+  - module: ceptra.backfill.bundle
+  - module: ceptra.backfill.wal_replay
+  - module: ceptra.backfill.activation
+"""
+
+EXAMPLES = r"""
+- name: List the bundles
+  ceptra.backfill.bundle_info:
+  register: definitions
+
+- name: Wait until the new bundle's shadows have settled
+  ceptra.backfill.bundle_info:
+    bundle_id: "{{ uploaded.bundle_id }}"
+    wait: true
+    wait_timeout: 600
+  register: shadow
+
+- name: Replay the WAL where the bundle needs it
+  ceptra.backfill.wal_replay:
+    needs_replay_only: true
+    bundle_id: "{{ uploaded.bundle_id }}"
+  when: shadow.needs_replay | length > 0
+"""
+
+RETURN = r"""
+active:
+  description: The active bundle (C(bundle_id), C(def_version), C(policy_version)), or null.
+  returned: always
+  type: dict
+bundles:
+  description: Every uploaded bundle as C(GET /v1/definitions) lists it.
+  returned: always
+  type: list
+  elements: dict
+shadow:
+  description: Per-partition shadow state of O(bundle_id)
+    (C(shadow_apply_state), C(cep_shadow_state), C(needs_replay), C(warmup_ready_ratio), C(status)).
+  returned: when O(bundle_id) is set
+  type: dict
+  sample: {"0": {"cep_shadow_state": "SHADOW_READY", "shadow_apply_state": "Ready", "needs_replay": false,
+           "warmup_ready_ratio": 1.0, "status": "ready"}}
+ready_partitions:
+  description: Partitions whose shadow is ready.
+  returned: when O(bundle_id) is set
+  type: list
+  elements: str
+pending_partitions:
+  description: Partitions still warming up on their own.
+  returned: when O(bundle_id) is set
+  type: list
+  elements: str
+needs_replay:
+  description: Partitions that need a WAL replay from the latest full checkpoint before they can become ready.
+  returned: when O(bundle_id) is set
+  type: list
+  elements: str
+failed_partitions:
+  description: Partitions whose shadow is C(SHADOW_FAILED) or C(SHADOW_TIMEOUT).
+  returned: when O(bundle_id) is set
+  type: list
+  elements: str
+all_ready:
+  description: True when every (selected) partition's shadow is ready.
+  returned: when O(bundle_id) is set
+  type: bool
+is_active:
+  description: True when O(bundle_id) is the active bundle.
+  returned: when O(bundle_id) is set
+  type: bool
+polls:
+  description: How many times the definitions were read while waiting.
+  returned: when O(wait=true)
+  type: int
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
+from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
+    client_from_module,
+    connection_argument_spec,
+    connection_required_together,
+    fail_with_error,
+)
+from ansible_collections.ceptra.backfill.plugins.module_utils._definitions import (
+    ControlPlaneError,
+    active_bundle_id,
+    find_bundle,
+    get_definitions,
+    shadow_summary,
+    wait_for_shadow,
+)
+
+
+def _bundle_result(summary):
+    return {
+        "shadow": summary["partitions"],
+        "ready_partitions": summary["ready_partitions"],
+        "pending_partitions": summary["pending_partitions"],
+        "needs_replay": summary["needs_replay"],
+        "failed_partitions": summary["failed_partitions"],
+        "all_ready": summary["all_ready"],
+    }
+
+
+def main():
+    """Run the module."""
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        bundle_id={"type": "str"},
+        part_ids={"type": "list", "elements": "str"},
+        wait={"type": "bool", "default": False},
+        wait_for={"type": "str", "choices": ["settled", "ready"], "default": "settled"},
+        wait_timeout={"type": "int", "default": 300},
+        wait_interval={"type": "float", "default": 2},
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        required_if=[["wait", True, ["bundle_id"]]],
+        required_together=connection_required_together(),
+        supports_check_mode=True,
+    )
+    params = module.params
+    client = client_from_module(module)
+    result = {"changed": False}
+    try:
+        summary = None
+        if params["wait"]:
+            summary = wait_for_shadow(client, params["bundle_id"], params["part_ids"], wait_for=params["wait_for"],
+                                      timeout=params["wait_timeout"], interval=params["wait_interval"])
+            result["polls"] = summary["polls"]
+        definitions = get_definitions(client)
+        result.update(active=definitions["active"], bundles=definitions["bundles"])
+        if summary is not None:
+            # Report the state the wait ended on, not a later read.
+            result.update(_bundle_result(summary))
+            result["is_active"] = params["bundle_id"] == active_bundle_id(definitions)
+        elif params["bundle_id"]:
+            entry = find_bundle(definitions, params["bundle_id"])
+            if entry is None:
+                known = ", ".join(e.get("bundle_id") or "?" for e in definitions["bundles"]) or "none"
+                module.fail_json(msg="bundle %s is not on the cluster (uploaded bundles: %s)" % (params["bundle_id"], known),
+                                 **result)
+            summary = shadow_summary(entry, params["part_ids"])
+            if summary["unknown_partitions"]:
+                module.fail_json(msg="bundle %s lists no shadow for partition(s) %s"
+                                 % (params["bundle_id"], ", ".join(summary["unknown_partitions"])), **result)
+            result.update(_bundle_result(summary))
+            result["is_active"] = params["bundle_id"] == active_bundle_id(definitions)
+    except ControlPlaneError as err:
+        details = dict(err.details)
+        shadow = details.pop("shadow", None)
+        if shadow:
+            details.update(_bundle_result(shadow))
+        module.fail_json(msg=err.message, **details)
+    except CeptraError as err:
+        fail_with_error(module, err, "read the definition bundles")
+    finally:
+        client.close()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 ceptra.backfill contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run a partition WAL replay job from the latest full checkpoint."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: wal_replay
+short_description: Replay CEPtra partitions' WAL from the latest full checkpoint
+version_added: 0.1.0
+description:
+  - Starts a WAL replay job (C(POST /v1/replay) with C(from=latest_full_checkpoint)) that
+    rebuilds partition state from the partition's own WAL, waits for it and reports, per
+    partition, the index it replayed from, the index it had to reach and the index it reached.
+  - This is how shadows of a bundle with C(upgrade) set to C(false) aggregators finish warming up.
+    It is not the historic backfill (see M(ceptra.backfill.historic_replay)).
+  - With O(needs_replay_only=true) the job covers exactly the partitions whose shadow needs a
+    WAL replay (optionally limited to O(part_ids)); when there is none the module changes nothing.
+author:
+  - ceptra.backfill contributors (@ceptra)
+extends_documentation_fragment:
+  - ceptra.backfill.connection
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  check_mode:
+    support: full
+    details: Reports which partitions a job would cover; starts nothing.
+  diff_mode:
+    support: none
+  action_group:
+    support: full
+    membership:
+      - ceptra.backfill.cp
+  platform:
+    platforms: posix
+options:
+  part_ids:
+    description:
+      - Partitions to replay. Required unless O(needs_replay_only=true), where it limits the selection.
+      - An explicit list always starts a job (C(changed=true)).
+    type: list
+    elements: str
+  needs_replay_only:
+    description:
+      - Replay only partitions whose shadow reports C(needs_replay) (of O(bundle_id), or of any
+        bundle that is not active).
+    type: bool
+    default: false
+  bundle_id:
+    description: With O(needs_replay_only=true), look only at this bundle's shadows.
+    type: str
+  reason:
+    description: Why the job runs (kept in the job and the audit log).
+    type: str
+    default: ceptra.backfill.wal_replay
+  wait:
+    description: Wait until the job completes (fail when it fails).
+    type: bool
+    default: true
+  wait_timeout:
+    description: Seconds to wait for the job.
+    type: int
+    default: 600
+  wait_interval:
+    description: Seconds between two polls of the job.
+    type: float
+    default: 2
+seealso:
+  - module: ceptra.backfill.bundle_info
+  - module: ceptra.backfill.activation
+"""
+
+EXAMPLES = r"""
+- name: Replay every partition whose shadow needs it
+  ceptra.backfill.wal_replay:
+    needs_replay_only: true
+    bundle_id: "{{ uploaded.bundle_id }}"
+  register: replay
+
+- name: Replay partitions 0 and 3 now
+  ceptra.backfill.wal_replay:
+    part_ids: ["0", "3"]
+    reason: INC-4711 rebuild after disk swap
+"""
+
+RETURN = r"""
+part_ids:
+  description: Partitions the job covers (empty when nothing needed a replay).
+  returned: always
+  type: list
+  elements: str
+needing_replay:
+  description: Partitions whose shadow needed a WAL replay when the module looked.
+  returned: when O(needs_replay_only=true)
+  type: list
+  elements: str
+job_id:
+  description: The replay job's id.
+  returned: when a job was started
+  type: str
+state:
+  description: The job's state (V(running), V(completed)).
+  returned: when a job was started
+  type: str
+partitions:
+  description: Per partition C(from_index), C(to_index), C(replayed_index) and C(done).
+  returned: always
+  type: dict
+  sample: {"0": {"from_index": 120, "to_index": 480, "replayed_index": 480, "done": true}}
+job:
+  description: The job document as the cluster returned it.
+  returned: always
+  type: dict
+would_start:
+  description: In check mode, true when a real run would start a job.
+  returned: in check mode when a job would start
+  type: bool
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ceptra.backfill.plugins.module_utils._activation import run_wal_replay
+from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
+from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
+    client_from_module,
+    connection_argument_spec,
+    connection_required_together,
+    fail_with_error,
+)
+from ansible_collections.ceptra.backfill.plugins.module_utils._definitions import ControlPlaneError
+
+
+def main():
+    """Run the module."""
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        part_ids={"type": "list", "elements": "str"},
+        needs_replay_only={"type": "bool", "default": False},
+        bundle_id={"type": "str"},
+        reason={"type": "str", "default": "ceptra.backfill.wal_replay"},
+        wait={"type": "bool", "default": True},
+        wait_timeout={"type": "int", "default": 600},
+        wait_interval={"type": "float", "default": 2},
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        required_together=connection_required_together(),
+        supports_check_mode=True,
+    )
+    params = module.params
+    client = client_from_module(module)
+    try:
+        result = run_wal_replay(client, part_ids=params["part_ids"], needs_replay_only=params["needs_replay_only"],
+                                bundle_id=params["bundle_id"], reason=params["reason"], wait=params["wait"],
+                                timeout=params["wait_timeout"], interval=params["wait_interval"],
+                                check_mode=module.check_mode)
+    except ControlPlaneError as err:
+        module.fail_json(msg=err.message, **err.details)
+    except CeptraError as err:
+        fail_with_error(module, err, "run the WAL replay job")
+    finally:
+        client.close()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

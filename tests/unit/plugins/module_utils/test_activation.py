@@ -1,0 +1,294 @@
+"""Unit tests of _activation: activation barriers (idempotent, never past failed shadows) and WAL replay jobs."""
+
+import pytest
+from test_definitions_fake_cluster import (
+    FAILED_SHADOW,
+    PENDING_SHADOW,
+    READY_SHADOW,
+    WAITING_SHADOW,
+    FakeCluster,
+)
+
+from ansible_collections.ceptra.backfill.plugins.module_utils import _activation as act
+from ansible_collections.ceptra.backfill.plugins.module_utils._definitions import ControlPlaneError
+
+
+class FakeTime:
+    """A clock that only moves when the code under test sleeps."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def run(cluster, bundle_id="b@1", **kwargs):
+    fake = FakeTime()
+    kwargs.setdefault("timeout", 30)
+    kwargs.setdefault("interval", 1)
+    return act.activate(cluster, bundle_id, sleep=fake.sleep, clock=fake.clock, **kwargs)
+
+
+# ---------------------------------------------------------------------------- activation
+
+
+def test_activation_commits_and_reruns_are_unchanged():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1")
+    first = run(cluster)
+    assert first["changed"] is True
+    assert first["barrier"]["state"] == "committed"
+    assert first["active_bundle_id"] == "b@1"
+    assert first["diff"] == {"before": {"active_bundle_id": None}, "after": {"active_bundle_id": "b@1"}}
+    second = run(cluster)
+    assert second["changed"] is False and "already active" in second["msg"]
+    assert len(cluster.writes("activate")) == 1
+
+
+def test_check_mode_reports_the_plan_and_posts_nothing():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p2=PENDING_SHADOW)
+    result = run(cluster, check_mode=True)
+    assert result["changed"] is True and result["would_activate"] is True
+    assert result["targeted_partitions"] == ["0", "1", "2", "3"]
+    assert result["blocking_partitions"] == ["2"]
+    assert cluster.writes() == []
+    assert cluster.active is None
+
+
+def test_failed_shadow_blocks_and_names_both_choices():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p1=FAILED_SHADOW,
+                       p3=dict(FAILED_SHADOW, cep_shadow_state="SHADOW_TIMEOUT"))
+    for check_mode in (True, False):
+        with pytest.raises(ControlPlaneError) as caught:
+            run(cluster, check_mode=check_mode)
+        message = caught.value.message
+        assert "1 (SHADOW_FAILED), 3 (SHADOW_TIMEOUT)" in message
+        assert 'exclude_partitions: ["1", "3"]' in message and "abort: true" in message
+        assert caught.value.details["failed_partitions"] == ["1", "3"]
+    assert cluster.writes() == []
+
+
+def test_a_lower_readiness_threshold_does_not_force_past_failed_shadows():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p1=FAILED_SHADOW)
+    with pytest.raises(ControlPlaneError):
+        run(cluster, readiness_threshold=0.5)
+    assert cluster.writes() == []
+
+
+def test_excluding_the_failed_partition_commits_without_it():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p1=FAILED_SHADOW)
+    result = run(cluster, exclude_partitions=["1"])
+    assert result["changed"] is True and result["barrier"]["state"] == "committed"
+    assert result["targeted_partitions"] == ["0", "2", "3"]
+    body = cluster.writes("activate")[0][4]
+    assert body == {"bundle_id": "b@1", "readiness_threshold": 1.0, "exclude_partitions": ["1"], "abort": False}
+
+
+def test_excluding_an_unknown_partition_is_refused():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1")
+    with pytest.raises(ControlPlaneError) as caught:
+        run(cluster, exclude_partitions=["9"])
+    assert "partition(s) 9" in caught.value.message
+
+
+def test_excluding_every_partition_is_refused():
+    cluster = FakeCluster(partitions=2)
+    cluster.add_bundle("b@1")
+    with pytest.raises(ControlPlaneError) as caught:
+        run(cluster, exclude_partitions=["0", "1"])
+    assert "target no partition" in caught.value.message
+
+
+def test_partitions_needing_a_wal_replay_fail_fast_when_waiting():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p2=WAITING_SHADOW)
+    with pytest.raises(ControlPlaneError) as caught:
+        run(cluster)
+    assert "2 (SHADOW_WAITING_FOR_WAL)" in caught.value.message and "wal_replay" in caught.value.message
+    assert cluster.writes() == []
+
+
+def test_without_wait_a_pending_barrier_is_returned():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p0=PENDING_SHADOW)
+    result = run(cluster, wait=False)
+    assert result["changed"] is True
+    assert result["barrier"]["state"] == "pending" and result["barrier"]["missing_partitions"] == ["0"]
+    assert result["active_bundle_id"] is None
+
+
+def test_a_pending_barrier_is_reused_and_waited_on():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p0=PENDING_SHADOW)
+    run(cluster, wait=False)
+    # A later run finds the barrier through /readyz and waits; the shadow warms meanwhile.
+    cluster.set_shadow("b@1", "0", READY_SHADOW)
+    result = run(cluster)
+    assert result["barrier"]["barrier_id"] == "barrier-1" and result["barrier"]["state"] == "committed"
+    assert "barrier-1 for b@1 was already" in result["msg"]
+    assert len(cluster.writes("activate")) == 1
+    assert result["changed"] is True
+
+
+def test_new_exclusions_update_the_pending_barrier():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p1=PENDING_SHADOW)
+    run(cluster, wait=False)
+    cluster.set_shadow("b@1", "1", FAILED_SHADOW)
+    with pytest.raises(ControlPlaneError):
+        run(cluster)
+    check = run(cluster, exclude_partitions=["1"], check_mode=True)
+    assert check["changed"] is True and len(cluster.writes("activate")) == 1
+    result = run(cluster, exclude_partitions=["1"])
+    assert result["changed"] is True and result["barrier"]["barrier_id"] == "barrier-1"
+    assert result["barrier"]["state"] == "committed" and result["barrier"]["exclude_partitions"] == ["1"]
+    assert len(cluster.writes("activate")) == 2
+
+
+def test_check_mode_with_a_pending_barrier_reports_it():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p0=PENDING_SHADOW)
+    run(cluster, wait=False)
+    result = run(cluster, check_mode=True)
+    assert result["would_activate"] is True and result["barrier"]["barrier_id"] == "barrier-1"
+    assert len(cluster.writes("activate")) == 1
+
+
+def test_waiting_times_out_naming_missing_partitions():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p3=PENDING_SHADOW)
+    with pytest.raises(ControlPlaneError) as caught:
+        run(cluster, timeout=5, interval=2)
+    assert "timed out after 5s" in caught.value.message and "missing: 3" in caught.value.message
+
+
+def test_an_aborted_barrier_while_waiting_fails():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p3=PENDING_SHADOW)
+    original = cluster._get_activation
+
+    def abort_on_poll(params, query, body):
+        cluster.barriers[params["barrier_id"]]["state"] = "aborted"
+        return original(params, query, body)
+
+    cluster._get_activation = abort_on_poll
+    with pytest.raises(ControlPlaneError) as caught:
+        run(cluster)
+    assert "ended aborted" in caught.value.message
+
+
+def test_abort_aborts_the_pending_barrier_once():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p3=PENDING_SHADOW)
+    run(cluster, wait=False)
+    check = run(cluster, abort=True, check_mode=True)
+    assert check["changed"] is True and check["would_abort"] is True
+    assert cluster.barriers["barrier-1"]["state"] == "pending"
+    result = run(cluster, abort=True)
+    assert result["changed"] is True and result["barrier"]["state"] == "aborted"
+    again = run(cluster, abort=True)
+    assert again["changed"] is False and "no pending activation" in again["msg"]
+
+
+def test_unknown_bundle_says_to_upload_it():
+    cluster = FakeCluster()
+    with pytest.raises(ControlPlaneError) as caught:
+        run(cluster, bundle_id="nope@1")
+    assert "upload it with ceptra.backfill.bundle" in caught.value.message
+
+
+def test_barrier_of_another_bundle_is_not_reused():
+    cluster = FakeCluster()
+    cluster.add_bundle("a@1", READY_SHADOW, p0=PENDING_SHADOW)
+    cluster.add_bundle("b@1")
+    run(cluster, bundle_id="a@1", wait=False)
+    result = run(cluster, bundle_id="b@1")
+    assert result["barrier"]["barrier_id"] == "barrier-2" and result["barrier"]["bundle_id"] == "b@1"
+
+
+# ---------------------------------------------------------------------------- WAL replay
+
+
+def replay(cluster, **kwargs):
+    fake = FakeTime()
+    kwargs.setdefault("timeout", 30)
+    kwargs.setdefault("interval", 1)
+    return act.run_wal_replay(cluster, sleep=fake.sleep, clock=fake.clock, **kwargs)
+
+
+def test_needs_replay_only_replays_exactly_those_partitions_then_is_unchanged():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p1=WAITING_SHADOW, p3=WAITING_SHADOW)
+    cluster.job_polls = 2
+    result = replay(cluster, needs_replay_only=True, bundle_id="b@1")
+    assert result["changed"] is True and result["part_ids"] == ["1", "3"]
+    assert result["state"] == "completed"
+    assert result["partitions"]["1"] == {"from_index": 10, "to_index": 50, "replayed_index": 50, "done": True}
+    expected_body = {"part_ids": ["1", "3"], "from": "latest_full_checkpoint", "reason": "ceptra.backfill.wal_replay"}
+    assert cluster.writes("replay_jobs")[0][4] == expected_body
+    again = replay(cluster, needs_replay_only=True, bundle_id="b@1")
+    assert again["changed"] is False and again["msg"] == "no partition needs a WAL replay"
+    assert len(cluster.writes("replay_jobs")) == 1
+
+
+def test_needs_replay_only_check_mode_starts_nothing():
+    cluster = FakeCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p2=WAITING_SHADOW)
+    result = replay(cluster, needs_replay_only=True, check_mode=True)
+    assert result["changed"] is True and result["would_start"] is True and result["part_ids"] == ["2"]
+    assert cluster.writes() == []
+
+
+def test_needs_replay_only_skips_the_active_bundle_and_honours_part_ids():
+    cluster = FakeCluster()
+    cluster.add_bundle("old@1", WAITING_SHADOW)
+    cluster.active = "old@1"
+    cluster.add_bundle("new@1", READY_SHADOW, p0=WAITING_SHADOW, p2=WAITING_SHADOW)
+    result = replay(cluster, needs_replay_only=True, part_ids=["2", "3"], check_mode=True)
+    assert result["part_ids"] == ["2"] and result["needing_replay"] == ["0", "2"]
+
+
+def test_explicit_part_ids_always_start_a_job():
+    cluster = FakeCluster()
+    result = replay(cluster, part_ids=["3", "1"], wait=False)
+    assert result["changed"] is True and result["part_ids"] == ["1", "3"]
+    assert result["job"]["job_id"] == "replay-1" and result["state"] == "running"
+
+
+def test_part_ids_or_needs_replay_only_is_required():
+    with pytest.raises(ControlPlaneError) as caught:
+        replay(FakeCluster())
+    assert "needs_replay_only" in caught.value.message
+
+
+def test_a_failed_job_is_reported_with_its_reason():
+    cluster = FakeCluster()
+    cluster.job_fails = True
+    with pytest.raises(ControlPlaneError) as caught:
+        replay(cluster, part_ids=["0"])
+    assert "replay-1 failed: checkpoint 7 unreadable" in caught.value.message
+
+
+def test_a_slow_job_times_out_naming_unfinished_partitions():
+    cluster = FakeCluster()
+    cluster.job_polls = 100
+    with pytest.raises(ControlPlaneError) as caught:
+        replay(cluster, part_ids=["0", "2"], timeout=3, interval=1)
+    assert "0 (replayed 10 of 50), 2 (replayed 10 of 50)" in caught.value.message
+
+
+def test_replay_progress_accepts_a_partition_list():
+    progress = act.replay_progress({"partitions": [{"partition_id": 4, "from_index": 1, "to_index": 9,
+                                                    "replayed_index": 5}]})
+    assert progress == {"4": {"from_index": 1, "to_index": 9, "replayed_index": 5, "done": False}}
