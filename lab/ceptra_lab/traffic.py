@@ -1,0 +1,326 @@
+"""Traffic tools: `seed-history` (a synthetic historic event set in SQLite or PostgreSQL, in the
+documented historic-source schema) and `live` (steady live appends that can skip a window).
+
+Samples match a bundle: each event carries one of the bundle's source metrics with labels
+that satisfy the query's matchers, and by() label values stay within the lane domains.
+Partition keys are chosen so FNV-1a-64(key) mod P equals the row's part_id, so routed and
+explicit appends agree.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import re
+import sqlite3
+import ssl
+import sys
+import time
+import urllib.parse
+
+from ceptra_lab.cluster import fnv1a_64
+from ceptra_lab.definitions import BundleError, compile_bundle, parse_bundle
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+CLASSIFICATIONS = ("suspicious", "benign", "confirmed")
+COLUMNS = ("part_id", "raft_index", "event_time_ns", "event_id", "partition_key", "schema_key", "payload", "flags")
+
+
+# ---- sample generation ------------------------------------------------------------------------------
+def load_bundle(path: str):
+    """Compile a bundle file; ValueError with the violations when it is not usable."""
+    try:
+        with open(path, "rb") as handle:
+            return compile_bundle(parse_bundle(handle.read()))
+    except OSError as exc:
+        raise ValueError(f"cannot read bundle {path}: {exc.strerror}") from None
+    except BundleError as exc:
+        raise ValueError(f"bundle {path} is not valid: {exc}") from None
+
+
+def _matcher_value(op: str, value: str) -> str | None:
+    """A label value satisfying one matcher (None: leave the label out)."""
+    if op == "=":
+        return value
+    if op == "=~":
+        for alternative in value.strip("^$()").split("|"):
+            candidate = alternative.strip("^$()")
+            try:
+                if re.fullmatch(value, candidate):
+                    return candidate
+            except re.error:
+                return None
+        return None
+    return None   # != and !~ are satisfied by an absent label
+
+
+class SampleMaker:
+    """Builds payloads for a bundle: round-robin over its source metrics."""
+
+    def __init__(self, compiled, rng: random.Random):
+        self.rng = rng
+        self.templates = []
+        seen = set()
+        domains = compiled.effective_lane_domains
+        # every query reading a source metric may group by its own labels: samples carry all of them
+        grouped: dict[str, list[str]] = {}
+        for query in compiled.queries:
+            names = grouped.setdefault(query.source_metric, [])
+            names.extend(label for label in query.by_labels if label not in names)
+        for query in compiled.queries:
+            labels = {}
+            for label, op, value in query.matchers:
+                chosen = _matcher_value(op, value)
+                if chosen is not None:
+                    labels[label] = chosen
+            key = (query.source_metric, tuple(sorted(labels.items())))
+            if key in seen:
+                continue
+            seen.add(key)
+            lane_labels = [(label, max(1, int(domains.get(label, 1))))
+                           for label in grouped[query.source_metric] if label not in labels]
+            counter = query.function in ("increase", "rate")
+            self.templates.append((query.source_metric, labels, lane_labels, counter))
+        if not self.templates:
+            self.templates.append(("events_total", {}, [], True))
+
+    def payload(self, sequence: int, key_index: int, classification_ratio: float) -> dict:
+        """The payload of the `sequence`-th event of a partition, for the key with that index."""
+        metric, labels, lane_labels, counter = self.templates[sequence % len(self.templates)]
+        labels = dict(labels)
+        for label, domain in lane_labels:
+            labels[label] = f"{label}-{key_index % domain}"
+        value = 1.0 if counter else round(self.rng.random() * 10, 3)
+        payload = {"metric": metric, "labels": labels, "value": value}
+        if classification_ratio and self.rng.random() < classification_ratio:
+            payload["secondary_classification"] = self.rng.choice(CLASSIFICATIONS)
+        return payload
+
+
+def keys_for_partitions(partitions: int, keys: int) -> dict[str, list[str]]:
+    """`keys` partition keys per partition, each routing (FNV-1a-64 mod P) to its partition."""
+    table: dict[str, list[str]] = {str(p): [] for p in range(partitions)}
+    number = 0
+    while any(len(found) < keys for found in table.values()):
+        key = f"key-{number}"
+        number += 1
+        bucket = table[str(fnv1a_64(key.encode()) % partitions)]
+        if len(bucket) < keys:
+            bucket.append(key)
+    return table
+
+
+def historic_rows(compiled, partitions: int, events_per_partition: int, start_ns: int, step_ms: int, keys: int,
+                  classification_ratio: float, duplicate_ratio: float, seed: int):
+    """Yield historic rows (tuples in COLUMNS order), partition by partition, raft_index 1.. per partition."""
+    rng = random.Random(seed)
+    maker = SampleMaker(compiled, rng)
+    key_table = keys_for_partitions(partitions, keys)
+    for part in range(partitions):
+        part_id = str(part)
+        part_keys = key_table[part_id]
+        emitted: list[tuple] = []
+        for index in range(1, events_per_partition + 1):
+            if emitted and duplicate_ratio and rng.random() < duplicate_ratio:
+                original = rng.choice(emitted)   # the same event again, stored twice in the source
+                yield (part_id, index) + original
+                continue
+            key_index = rng.randrange(len(part_keys))
+            event_time = start_ns + (index - 1) * step_ms * 1_000_000
+            payload = maker.payload(index, key_index, classification_ratio)
+            row = (event_time, f"h-{part_id}-{index:010d}", part_keys[key_index], "metric_sample_v1",
+                   json.dumps(payload, separators=(",", ":"), sort_keys=True), None)
+            if duplicate_ratio:
+                emitted.append(row)
+            yield (part_id, index) + row
+
+
+# ---- writers ------------------------------------------------------------------------------------------
+def _check_table(table: str) -> str:
+    if not IDENTIFIER.match(table):
+        raise ValueError(f"--table {table!r} is not a plain identifier (letters, digits, _; optional schema.)")
+    return table
+
+
+def write_sqlite(path: str, table: str, rows) -> int:
+    """Create the table (if missing) and insert the rows; returns the row count."""
+    table = _check_table(table)
+    if "." in table:
+        raise ValueError("SQLite tables cannot carry a schema prefix")
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {table} (part_id TEXT NOT NULL, raft_index BIGINT, "
+                           "event_time_ns BIGINT NOT NULL, event_id TEXT NOT NULL, partition_key TEXT NOT NULL, "
+                           "schema_key TEXT NOT NULL, payload TEXT NOT NULL, flags TEXT)")
+        connection.execute(f"CREATE INDEX IF NOT EXISTS {table}_raft ON {table} (part_id, raft_index)")
+        connection.execute(f"CREATE INDEX IF NOT EXISTS {table}_time ON {table} (part_id, event_time_ns, event_id)")
+        count = 0
+        batch = []
+        insert = f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= 10000:
+                connection.executemany(insert, batch)
+                count += len(batch)
+                batch.clear()
+        connection.executemany(insert, batch)
+        count += len(batch)
+        connection.commit()
+        return count
+    finally:
+        connection.close()
+
+
+def write_postgres(dsn: str, table: str, rows) -> int:
+    """Create the table (if missing) and COPY the rows in; returns the row count."""
+    try:
+        import psycopg
+        from psycopg import sql
+    except ImportError:
+        raise ValueError("PostgreSQL needs psycopg 3: pip install 'psycopg[binary]'") from None
+    table = _check_table(table)
+    parts = table.split(".")
+    name = sql.Identifier(*parts)
+    index_prefix = parts[-1]
+    count = 0
+    with psycopg.connect(dsn) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (part_id TEXT NOT NULL, raft_index BIGINT, "
+                                   "event_time_ns BIGINT NOT NULL, event_id TEXT NOT NULL, partition_key TEXT NOT NULL, "
+                                   "schema_key TEXT NOT NULL, payload TEXT NOT NULL, flags TEXT)").format(name))
+            cursor.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (part_id, raft_index)").format(
+                sql.Identifier(index_prefix + "_raft"), name))
+            cursor.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (part_id, event_time_ns, event_id)").format(
+                sql.Identifier(index_prefix + "_time"), name))
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(name, sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
+            with cursor.copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    count += 1
+        connection.commit()
+    return count
+
+
+def seed_history(db: str, partitions: int, events_per_partition: int, bundle: str, start_ns: int | None = None,
+                 step_ms: int = 10, keys: int = 16, secondary_classification_ratio: float = 0.0,
+                 duplicate_ratio: float = 0.0, table: str = "ceptra_history", seed: int = 7) -> int:
+    """Write the synthetic historic set; returns the number of rows written."""
+    if partitions < 1 or events_per_partition < 0 or keys < 1 or step_ms < 0:
+        raise ValueError("--partitions and --keys must be >= 1, --events-per-partition and --step-ms >= 0")
+    for name, ratio in (("--secondary-classification-ratio", secondary_classification_ratio),
+                        ("--duplicate-ratio", duplicate_ratio)):
+        if not 0 <= ratio <= 1:
+            raise ValueError(f"{name} must be between 0 and 1")
+    compiled = load_bundle(bundle)
+    if start_ns is None:
+        start_ns = time.time_ns() - 30 * 60 * 1_000_000_000
+    rows = historic_rows(compiled, partitions, events_per_partition, start_ns, step_ms, keys,
+                         secondary_classification_ratio, duplicate_ratio, seed)
+    if db.startswith("sqlite:"):
+        return write_sqlite(db[len("sqlite:"):], table, rows)
+    if db.startswith(("postgresql://", "postgres://")) or "=" in db:
+        return write_postgres(db, table, rows)
+    raise ValueError(f"--db {db!r}: use sqlite:PATH or postgresql://... (or a libpq 'host=... dbname=...' DSN)")
+
+
+def seed_history_command(args) -> int:
+    """CLI wrapper of seed_history."""
+    started = time.monotonic()
+    count = seed_history(args.db, args.partitions, args.events_per_partition, args.bundle, args.start_ns, args.step_ms,
+                         args.keys, args.secondary_classification_ratio, args.duplicate_ratio, args.table, args.seed)
+    print(f"seed-history: wrote {count} rows to {args.table} in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+# ---- live traffic -------------------------------------------------------------------------------------------
+class _Connection:
+    """One keep-alive HTTP(S) connection to the lab."""
+
+    def __init__(self, url: str, token: str | None, cacert=None, cert=None, key=None):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"--url {url!r} must look like http://127.0.0.1:8080")
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if parts.scheme == "https":
+            context = ssl.create_default_context(cafile=cacert)
+            if cert:
+                context.load_cert_chain(cert, key)
+            self.connection = http.client.HTTPSConnection(parts.hostname, parts.port or 443, context=context, timeout=30)
+        else:
+            self.connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=30)
+
+    def call(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json"):
+        headers = dict(self.headers)
+        if body is not None:
+            headers["Content-Type"] = content_type
+        self.connection.request(method, path, body=body, headers=headers)
+        response = self.connection.getresponse()
+        return response.status, response.read()
+
+
+def live(url: str, token: str | None, rate: float, duration: float, skip_from_ms: int | None = None,
+         skip_to_ms: int | None = None, bundle: str | None = None, partitions: int | None = None,
+         prefix: str = "live", cacert=None, cert=None, key=None, out=sys.stdout) -> dict:
+    """Append events at `rate`/s for `duration` s (ticks of 50 ms), skipping [skip_from_ms, skip_to_ms)."""
+    if rate <= 0 or duration < 0:
+        raise ValueError("--rate must be > 0 and --duration >= 0")
+    if (skip_from_ms is None) != (skip_to_ms is None) or (skip_from_ms is not None and skip_to_ms < skip_from_ms):
+        raise ValueError("give both --skip-from-ms and --skip-to-ms, with from <= to")
+    connection = _Connection(url, token, cacert, cert, key)
+    if partitions is None:
+        status, body = connection.call("GET", "/v1/state")
+        if status != 200:
+            raise ValueError(f"cannot read /v1/state (HTTP {status}); pass --partitions N")
+        partitions = int(json.loads(body)["cluster"]["partitions"])
+    rng = random.Random(11)
+    maker = SampleMaker(load_bundle(bundle), rng) if bundle else None
+    key_table = keys_for_partitions(partitions, 16)
+    totals = {"sent": 0, "healthy": 0, "duplicate": 0, "refused": 0, "skipped": 0}
+    started = time.monotonic()
+    sequence = 0
+    tick = 0.05
+    total = int(duration * rate)
+    while sequence < total:
+        elapsed = time.monotonic() - started
+        due = min(total, int((elapsed + tick) * rate)) - sequence
+        batches: dict[str, list[bytes]] = {}
+        for _ in range(max(0, due)):
+            sequence += 1
+            at_ms = sequence / rate * 1000.0
+            if skip_from_ms is not None and skip_from_ms <= at_ms < skip_to_ms:
+                totals["skipped"] += 1
+                continue
+            part_id = str(sequence % partitions)
+            part_key = key_table[part_id][sequence % 16]
+            payload = maker.payload(sequence, sequence % 16, 0.0) if maker else {}
+            message = {"event_id": f"{prefix}-{sequence:010d}", "part_id": part_id, "partition_key": part_key,
+                       "ts_ns": time.time_ns(), "schema_key": "metric_sample_v1", "payload": payload}
+            batches.setdefault(part_id, []).append(json.dumps(message, separators=(",", ":")).encode())
+        for part_id, lines in batches.items():
+            status, body = connection.call("POST", f"/v1/partitions/{part_id}/append-stream",
+                                           b"\n".join(lines) + b"\n", "application/x-ndjson")
+            totals["sent"] += len(lines)
+            if status != 200:
+                totals["refused"] += len(lines)
+                continue
+            for line in body.splitlines():
+                response = json.loads(line)
+                if response.get("status") != "Healthy":
+                    totals["refused"] += 1
+                elif response.get("duplicate"):
+                    totals["duplicate"] += 1
+                else:
+                    totals["healthy"] += 1
+        next_tick = started + (int(elapsed / tick) + 1) * tick
+        time.sleep(max(0.0, next_tick - time.monotonic()))
+    totals["seconds"] = round(time.monotonic() - started, 3)
+    print(f"live: sent {totals['sent']} healthy {totals['healthy']} refused {totals['refused']} "
+          f"skipped {totals['skipped']} in {totals['seconds']} s", file=out)
+    return totals
+
+
+def live_command(args) -> int:
+    """CLI wrapper of live()."""
+    totals = live(args.url, args.token, args.rate, args.duration, args.skip_from_ms, args.skip_to_ms, args.bundle,
+                  args.partitions, args.prefix, args.cacert, args.cert, args.key)
+    return 0 if totals["refused"] == 0 else 1
