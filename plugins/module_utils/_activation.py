@@ -23,6 +23,7 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._definitions impor
     shadow_summary,
     sort_part_ids,
 )
+from ansible_collections.ceptra.backfill.plugins.module_utils._readiness import normalize_readiness
 
 BARRIER_OPEN_STATES = ("pending",)
 BARRIER_END_STATES = ("committed", "aborted", "expired")
@@ -79,16 +80,17 @@ def find_open_barrier(client, definitions, bundle_id, include_committed=False):
     """The pending barrier document of ``bundle_id``, or None.
 
     The contract has no barrier list: the bundle entry may name its barrier
-    (``activation_barrier_id``/``barrier_id``), else /readyz names the cluster's current one.
+    (``activation_barrier_id``/``barrier_id``), else /readyz names the cluster's current one
+    (read through the tolerant :func:`_readiness.normalize_readiness`, so every variant works).
     ``include_committed`` also returns a barrier of this bundle that committed since
     /v1/definitions was read (a race with the previous run's barrier).
     """
     entry = find_bundle(definitions, bundle_id) or {}
     candidates = [entry.get("activation_barrier_id"), entry.get("barrier_id")]
     if not any(candidates):
+        # One read, as before: a 503 that is not a readiness document just names no barrier.
         response = client.request("GET", "readyz", expected=(200, 503))
-        readyz = response.json if isinstance(response.json, dict) else {}
-        candidates.append(readyz.get("activation_barrier_id"))
+        candidates.append(normalize_readiness(response.json, response.status)["activation_barrier_id"])
     for barrier_id in candidates:
         if not barrier_id:
             continue

@@ -177,6 +177,20 @@ def _sort_key(pid):
     return (0, int(pid), pid) if pid.isdigit() else (1, 0, pid)
 
 
+def _barrier_id(body: dict):
+    """The cluster's current activation barrier: spec ``activation_barrier_id``, else the
+    reference implementation's ``barrier_id`` or ``barrier: {"barrier_id": ..}`` object."""
+    for key in ("activation_barrier_id", "barrier_id"):
+        if body.get(key) is not None:
+            return body.get(key)
+    barrier = body.get("barrier")
+    if isinstance(barrier, dict):
+        return barrier.get("barrier_id", barrier.get("id"))
+    if isinstance(barrier, str):
+        return barrier
+    return None
+
+
 def normalize_readiness(body, http_status=None) -> dict:
     """Normalize a ``/readyz`` body (any known variant; 200 or 503) into the module's shape."""
     if not isinstance(body, dict):
@@ -186,6 +200,7 @@ def normalize_readiness(body, http_status=None) -> dict:
     doc = {key: body.get(key) for key in _TOP_FIELDS}
     if doc["definition_bundle_id"] is None and body.get("bundle_id") is not None:
         doc["definition_bundle_id"] = body.get("bundle_id")
+    doc["activation_barrier_id"] = _barrier_id(body)
     for key in ("warmup_ready_ratio", "partition_ready_ratio"):
         doc[key] = _number(doc[key])
     if doc["partition_ready_ratio"] is None:

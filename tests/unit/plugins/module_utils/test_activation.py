@@ -141,6 +141,30 @@ def test_a_pending_barrier_is_reused_and_waited_on():
     assert result["changed"] is True
 
 
+class ReferenceReadyzCluster(FakeCluster):
+    """A cluster whose /readyz is the reference-implementation variant: no
+    ``activation_barrier_id``, the barrier as an object and a Clustor ``readiness`` list."""
+
+    def _get_readyz(self, params, query, body):
+        latest = list(self.barriers)[-1] if self.barriers else None
+        barrier = {"barrier_id": latest, "bundle_id": self.barriers[latest]["bundle_id"]} if latest else None
+        return 503, {"barrier": barrier, "readiness_threshold": 0.99,
+                     "readiness": [{"partition_id": p, "shadow_apply_state": "Replaying", "warmup_ready_ratio": 0.5}
+                                   for p in self.part_ids]}
+
+
+def test_a_pending_barrier_is_found_through_a_reference_variant_readyz():
+    cluster = ReferenceReadyzCluster()
+    cluster.add_bundle("b@1", READY_SHADOW, p0=PENDING_SHADOW)
+    run(cluster, wait=False)
+    cluster.set_shadow("b@1", "0", READY_SHADOW)
+    result = run(cluster)
+    assert ("GET", "readyz", None, None, None) in cluster.calls
+    assert result["barrier"]["barrier_id"] == "barrier-1" and result["barrier"]["state"] == "committed"
+    assert len(cluster.writes("activate")) == 1  # reused, not posted again
+    assert "barrier-1 for b@1 was already" in result["msg"]
+
+
 def test_new_exclusions_update_the_pending_barrier():
     cluster = FakeCluster()
     cluster.add_bundle("b@1", READY_SHADOW, p1=PENDING_SHADOW)

@@ -128,7 +128,7 @@ def test_validation_error_message_lists_violations(server):
 
 def test_403_names_identity_and_missing_role(server):
     server.on("PATCH", "/v1/config", Reply(403, {"error": "forbidden", "status": 403,
-                                                "identity": "spiffe://ceptra.lab/role/observer"}))
+                                                 "identity": "spiffe://ceptra.lab/role/observer"}))
     client = make_client(server.url)
     with pytest.raises(CeptraError) as info:
         client.request("PATCH", "config", body={})
@@ -196,7 +196,7 @@ def test_from_env_reads_routes_json_and_settings(server):
 def test_keep_alive_reuses_one_connection(server):
     server.on("GET", "/healthz", Reply(200, {"ok": True}))
     client = make_client(server.url)
-    for _ in range(5):
+    for _request in range(5):
         client.get_json("healthz")
     assert len({rec.client_port for rec in server.calls()}) == 1
     client.close()
@@ -207,7 +207,7 @@ def test_keep_alive_reuses_one_connection(server):
 def test_stale_keep_alive_socket_is_replaced_without_spending_a_retry(server):
     server.on("GET", "/healthz", Reply(200, {"ok": True}, close=True))
     client = make_client(server.url, retries=0)
-    for _ in range(3):
+    for _request in range(3):
         assert client.get_json("healthz") == {"ok": True}
     assert len(server.calls()) == 3
 
@@ -305,10 +305,10 @@ def test_threads_sharing_a_client_get_their_own_connection(server):
     results = []
 
     def work():
-        for _ in range(3):
+        for _request in range(3):
             results.append(client.get_json("healthz"))
 
-    threads = [threading.Thread(target=work) for _ in range(2)]
+    threads = [threading.Thread(target=work) for _thread in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:

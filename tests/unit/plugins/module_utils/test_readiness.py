@@ -79,6 +79,23 @@ def test_clustor_list_merged_with_partitions():
     assert doc["partitions"]["0"]["reasons"] == ["definition_warmup_pending"]
 
 
+def test_bundle_and_barrier_ids_are_carried_through():
+    spec = normalize_readiness(dict(SPEC, activation_barrier_id="barrier-7"), 503)
+    assert spec["definition_bundle_id"] == "gaming@abc" and spec["activation_barrier_id"] == "barrier-7"
+    # reference implementation: the barrier as an object next to the Clustor readiness list
+    # (shape of reference/bundles/gaming_activation_ready.json), the bundle as bundle_id
+    reference = dict(CLUSTOR, bundle_id="gaming@def",
+                     barrier={"barrier_id": "gaming-activate-v2", "bundle_id": "gaming@def", "readiness_threshold": 0.99})
+    doc = normalize_readiness(reference, 503)
+    assert doc["activation_barrier_id"] == "gaming-activate-v2" and doc["definition_bundle_id"] == "gaming@def"
+    assert normalize_readiness({"barrier_id": "b-2"})["activation_barrier_id"] == "b-2"
+    assert normalize_readiness({"barrier": "b-3"})["activation_barrier_id"] == "b-3"
+    # the spec field wins over variants; no barrier at all is None
+    assert normalize_readiness({"activation_barrier_id": "b-1", "barrier_id": "b-2"})["activation_barrier_id"] == "b-1"
+    assert normalize_readiness({"barrier": ["odd"]})["activation_barrier_id"] is None
+    assert normalize_readiness(CLUSTOR)["activation_barrier_id"] is None
+
+
 @pytest.mark.parametrize("body", [
     {}, None, [], "text", {"partitions": "weird"}, {"partitions": [1, None, "x"]},
     {"partitions": {"0": True, "1": None}}, {"threshold": "abc", "reasons": "warmup"},

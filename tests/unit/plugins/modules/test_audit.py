@@ -77,7 +77,7 @@ def test_without_record_id_the_content_makes_it_idempotent(server, capsys):
 
 def test_always_write_writes_every_time(server, capsys):
     task = {"url": server.url, "kind": "replay_batch", "details": {"n": 1}, "always_write": True}
-    for _ in range(2):
+    for _run in range(2):
         code, result = run_module(audit.main, task, capsys)
         assert result["changed"] is True and result["record_id"] is None
     assert len(server.calls("POST")) == 2 and server.calls("GET") == []
@@ -95,7 +95,7 @@ def test_conflicting_record_ids_and_403(server, capsys):
                                            "details": {"record_id": "y"}}, capsys)
     assert code == 1 and "differs from details.record_id" in result["msg"]
     server.on("POST", "/v1/audit", Reply(403, {"error": "identity spiffe://ceptra.lab/role/observer has role observer; "
-                                                         "this call needs operator", "status": 403}))
+                                                        "this call needs operator", "status": 403}))
     code, result = run_module(audit.main, {"url": server.url, "kind": "k"}, capsys)
     assert code == 1
     assert result["msg"].startswith("Could not write the k audit record: POST /v1/audit failed with 403")

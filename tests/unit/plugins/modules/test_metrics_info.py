@@ -46,7 +46,7 @@ def test_default_selection_resolves_aliases(server, capsys):
 
 def test_names_and_partitions_filter(server, capsys):
     code, result = run_module(metrics_info.main, {"url": server.url, "names": ["clustor_apply_lag_ms", "nope_total"],
-                                                   "partitions": ["1"]}, capsys)
+                                                  "partitions": ["1"]}, capsys)
     assert result["partitions"] == {"1": {"apply_lag_ms": pytest.approx(340.0)}}
     assert result["metrics"] == {"apply_lag_ms": {"1": pytest.approx(340.0)}}
     assert result["missing"] == ["nope_total"]
