@@ -458,6 +458,9 @@ class Cluster:
             bundles.append({"bundle_id": compiled.bundle_id, "bundle_name": compiled.name,
                             "def_version": compiled.def_version, "policy_version": compiled.policy_version,
                             "state": state, "needs_replay": bool(compiled.needs_replay),
+                            # what a client needs to check a lane_domains override without the bundle text
+                            "compiled_queries": [query.compiled_summary() for query in compiled.queries],
+                            "lane_domains": dict(compiled.lane_domains),
                             "partitions": {pid: {key: value for key, value in shadow.items() if key != "since"}
                                            for pid, shadow in record["shadows"].items()}})
         return {"active": active, "bundles": bundles}
@@ -605,9 +608,9 @@ def dumps(value) -> bytes:
 def define_activate(partition, compiled) -> int:
     """Record the DEFINE_ACTIVATE barrier in a partition; returns the barrier index.
 
-    The engine has no control entries in its WAL (an entry there would count as an event),
-    so the barrier index is the commit index at the switch: entries above it apply with the
-    new def_version. An engine that offers `define_activate()` is used instead.
+    `Partition.define_activate()` records it (no WAL entry: the index is the commit index at
+    the switch, entries above it apply with the new def_version). An engine without that
+    method falls back to the commit index, which is the same number.
     """
     if hasattr(partition, "define_activate"):
         return int(partition.define_activate(compiled))

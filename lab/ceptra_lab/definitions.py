@@ -5,7 +5,8 @@ policy_version, lane_domains) and a `workflow` with phases of four types: source
 aggregate.promql (PromQL queries, see promql.py), classify.cel (rules stored, not
 evaluated) and sink.checkpoint. Every problem found becomes one violation
 {"path", "message"}; compile_bundle raises BundleError with all of them at once (the
-server answers 422). docs/lab-definitions.md describes the rules and diagnostics.
+server answers 422). The YAML loader and its syntax diagnostics live in bundle_yaml.py;
+docs/lab-definitions.md describes the rules and diagnostics.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from .bundle_yaml import load_yaml, mistyped_domain_note, mistyped_lane_domain, yaml_violations
 from .promql import PromQLError, compile_matcher_regex, parse_duration_ms, parse_expression
 
 LANE_MAX_PER_PARTITION = 64
@@ -24,8 +26,6 @@ PHASE_TYPES = ("source.kafka", "aggregate.promql", "classify.cel", "sink.checkpo
 MAX_BUNDLE_BYTES = 4 * 1024 * 1024
 _NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+\Z")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# `key:{` or `key:[` at the start of a line: YAML needs a space after ':' there.
-_MISSING_SPACE_RE = re.compile(r"^(\s*)([A-Za-z_][\w.\-]*):([{\[].*)$")
 
 
 class BundleError(Exception):
@@ -39,33 +39,6 @@ class BundleError(Exception):
 
 
 # ------------------------------------------------------------------------------ parsing
-class _BundleLoader(yaml.SafeLoader):
-    """safe_load that also refuses duplicate keys (YAML keeps the last one silently) and
-    aliases (which can expand a small document into a huge one)."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, "YAML aliases (*name) are not supported in bundles; write the value out",
-                event.start_mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _value in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                continue  # unhashable key: SafeConstructor reports it
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}; each key may appear once", key_node.start_mark)
-        return super().construct_mapping(node, deep)
-
-
 def parse_bundle(body: bytes | str) -> dict:
     """Parse a bundle body (JSON when it starts with '{', else YAML) into a dict.
 
@@ -116,86 +89,11 @@ def _parse_json(text: str):
 
 def _parse_yaml(text: str):
     try:
-        return yaml.load(text, Loader=_BundleLoader)  # noqa: S506 - a SafeLoader subclass
+        return load_yaml(text)
     except yaml.MarkedYAMLError as exc:
-        raise BundleError(_yaml_violations(text, exc)) from None
+        raise BundleError(yaml_violations(text, exc)) from None
     except (yaml.YAMLError, RecursionError) as exc:
         raise BundleError([_v("body", f"YAML error: {exc}")]) from None
-
-
-def _yaml_violations(text: str, exc: yaml.MarkedYAMLError) -> list[dict]:
-    """Turn a PyYAML error into violations, explaining the two traps bundles fall into."""
-    lines = text.splitlines()
-    mark = exc.problem_mark or exc.context_mark
-    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "an unknown position"
-    message = f"YAML syntax error at {where}: {exc.problem or exc.context}"
-    if exc.context and exc.context_mark and exc.problem:
-        message += f" ({exc.context} at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
-    # "while scanning a simple key" points (context_mark) at the line YAML took for a key.
-    key_line = exc.context_mark.line if exc.context_mark and exc.context == "while scanning a simple key" else None
-    hint = _plain_scalar_hint(lines, key_line) if key_line is not None else None
-    if hint:
-        # lead with the line the author must change, keep the parser's words after it
-        message = f"YAML syntax error at line {key_line + 1}: {hint} (parser: {exc.problem} at {where})"
-        others = [number for number in _plain_scalar_cuts(lines) if number != key_line + 1]
-        if others:
-            message += f"; the same problem is at line{'s' if len(others) > 1 else ''} " \
-                       + ", ".join(str(number) for number in others)
-    violations = [_v("body", message)]
-    violations.extend(_missing_space_violations(lines))
-    return violations
-
-
-def _plain_scalar_hint(lines: list[str], line_index: int) -> str | None:
-    """Explain a multi-line unquoted value cut short by a line indented no deeper than its key."""
-    if line_index >= len(lines):
-        return None
-    bad = lines[line_index]
-    indent = len(bad) - len(bad.lstrip(" "))
-    continuation = 0
-    for index in range(line_index - 1, -1, -1):
-        candidate = lines[index]
-        if not candidate.strip():
-            continue
-        candidate_indent = len(candidate) - len(candidate.lstrip(" "))
-        if candidate_indent > indent:
-            continuation += 1
-            continue
-        key, sep, value = candidate.strip().partition(":")
-        value = value.strip()
-        if sep and value and value[0] not in "|>'\"[{&*!#" and candidate_indent == indent:
-            return (f"the value of '{key}' (line {index + 1}) is an unquoted multi-line YAML scalar; "
-                    f"it ends at line {line_index + 1} ('{bad.strip()}'), which is indented no deeper "
-                    f"than '{key}:', so YAML reads that line as a new key. Write the value as a block "
-                    f"scalar ('{key}: |' followed by lines indented deeper than '{key}') or indent "
-                    f"line {line_index + 1} deeper than '{key}:'")
-        return None
-    return None
-
-
-def _plain_scalar_cuts(lines: list[str]) -> list[int]:
-    """1-based numbers of the lines that cut an unquoted multi-line value short."""
-    cuts = []
-    for index, line in enumerate(lines):
-        stripped = line.strip()
-        # a line that is itself a key, a list item or a comment is not a stray continuation
-        if not stripped or stripped.startswith(("#", "-")) or ": " in stripped or stripped.endswith(":"):
-            continue
-        if _plain_scalar_hint(lines, index):
-            cuts.append(index + 1)
-    return cuts
-
-
-def _missing_space_violations(lines: list[str]) -> list[dict]:
-    """Find `key:{ ... }` lines, which YAML does not read as `key: { ... }`."""
-    found = []
-    for number, line in enumerate(lines, start=1):
-        match = _MISSING_SPACE_RE.match(line)
-        if match and not line.lstrip().startswith("#"):
-            key, rest = match.group(2), match.group(3)
-            found.append(_v("body", f"line {number}: '{key}:{rest.strip()}' has no space after ':', "
-                                    f"so YAML does not read it as key '{key}'; write '{key}: {rest.strip()}'"))
-    return found
 
 
 # ------------------------------------------------------------------------------ compiled forms
@@ -409,13 +307,11 @@ class _Compiler:
         for key, spec in domains.items():
             path = f"bundle.lane_domains.{key}"
             key_text = str(key)
-            if ":" in key_text or "{" in key_text:
-                label = key_text.split(":", 1)[0].strip()
-                bound = str(spec).rstrip("} ").strip()
+            mistyped = mistyped_lane_domain(key_text, spec)
+            if mistyped is not None:
+                label, message = mistyped
                 self.mistyped_domains[label] = key_text
-                self.bad(path, f"lane domain key '{key_text}' looks like a missing space after ':' in YAML "
-                               f"(YAML read the key '{key_text}' with the value {spec!r}); write "
-                               f"'{label}: {{ max_per_partition: {bound} }}'")
+                self.bad(path, message)
                 continue
             if not _IDENT_RE.match(key_text):
                 self.bad(path, "a lane domain key must be a label name (letters, digits, '_')")
@@ -532,8 +428,7 @@ class _Compiler:
                 missing = True
                 note = ""
                 if label in self.mistyped_domains:
-                    note = (f" (bundle.lane_domains has the key '{self.mistyped_domains[label]}' instead: "
-                            "a missing space after ':')")
+                    note = mistyped_domain_note(self.mistyped_domains[label])
                 self.bad(f"{qpath}.expression", f"missing lane domain for label '{label}'; declare it "
                                                 f"under bundle.lane_domains{note}")
         bounds = {**self.domains, **self.overrides}

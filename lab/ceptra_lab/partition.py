@@ -1,22 +1,21 @@
 """The lab's partition engine: WAL, dedup, replay sessions, ingress gate, apply queue,
 watermarks and aggregates, compaction, checkpoints, readiness (contract section 5).
 
-Pure and synchronous: time comes from the injected ``now_ns`` clock, nothing does I/O. The
-server calls ``append`` inline and ``apply_pending`` from its apply task. The WAL lives in
-memory as a list of tuples; the server persists it through ``wal_entries`` and rebuilds a
+Pure and synchronous: time comes from the injected ``now_ns`` clock, nothing does I/O;
+append messages are validated by ``messages.parse_event``. The server calls ``append``
+inline and ``apply_pending`` from its apply task. The WAL lives in memory as a list of tuples; the server persists it through ``wal_entries`` and rebuilds a
 partition after a restart with ``restore``. Entries at or below the oldest retained full
 checkpoint are dropped from memory (``wal_first_index`` moves up).
 """
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections import OrderedDict
 from typing import Callable
 
 from .aggregates import AggregateStore, digest_of
 from .configview import ConfigView
+from .messages import MalformedEvent, event_size, parse_event
 
 HEALTHY = "Healthy"
 TRANSIENT = "TransientBackpressure"
@@ -24,101 +23,7 @@ PERMANENT = "PermanentDurability"
 CREDIT_WINDOW_CAP = 1024
 STALL_AFTER_NS = 60 * 1_000_000_000
 _MS = 1_000_000
-_EMPTY_LABELS: dict = {}
 _READY_SHADOW_STATES = ("Ready", "SHADOW_READY")
-
-
-class MalformedEvent(ValueError):
-    """An append message that can never be accepted (answered PERMANENT_PAYLOAD)."""
-
-
-def parse_event(msg, part_id: str) -> tuple:
-    """Validate an append message; returns its fields or raises MalformedEvent saying what to fix.
-
-    Returns (event_id, ts_ns, partition_key, metric, labels, value, replay, session, seq).
-    """
-    if type(msg) is not dict:
-        raise MalformedEvent("an append message must be a JSON object")
-    event_id = msg.get("event_id")
-    if type(event_id) is not str or not event_id:
-        raise MalformedEvent("event_id is required and must be a non-empty string")
-    ts = msg.get("ts_ns")
-    if type(ts) is not int or ts < 0:
-        raise MalformedEvent("ts_ns is required and must be a non-negative integer (ns since the epoch)")
-    key = msg.get("partition_key")
-    if type(key) is not str:
-        if key is None and isinstance(msg.get("partition_key_b64"), str):
-            key = _b64(msg["partition_key_b64"], "partition_key_b64").decode("utf-8", "replace")
-        else:
-            raise MalformedEvent("partition_key is required and must be a string")
-    payload = msg.get("payload")
-    if type(payload) is not dict:
-        if payload is None and isinstance(msg.get("payload_b64"), str):
-            try:
-                payload = json.loads(_b64(msg["payload_b64"], "payload_b64"))
-            except ValueError:
-                raise MalformedEvent("payload_b64 must hold a base64-encoded JSON object") from None
-        if type(payload) is not dict:
-            raise MalformedEvent("payload is required and must be a JSON object")
-    name = payload.get("metric")
-    labels = _EMPTY_LABELS
-    value = None
-    if name is not None:
-        if type(name) is not str or not name:
-            raise MalformedEvent("payload.metric must be a non-empty string")
-        labels = payload.get("labels")
-        if labels is None:
-            labels = _EMPTY_LABELS
-        elif type(labels) is not dict:
-            raise MalformedEvent("payload.labels must be an object of string values")
-        else:
-            for label, label_value in labels.items():
-                if type(label_value) is not str:
-                    raise MalformedEvent("payload.labels.%s must be a string" % label)
-        value = payload.get("value")
-        if type(value) is float:
-            if value - value != 0.0:          # NaN or infinity
-                raise MalformedEvent("payload.value must be a finite number")
-            value = value + 0.0   # -0.0 -> 0.0, so min/max do not depend on arrival order
-        elif type(value) is int:
-            try:
-                value = float(value)
-            except OverflowError:
-                raise MalformedEvent("payload.value is too large for a double") from None
-        else:
-            raise MalformedEvent("payload.value is required with payload.metric and must be a number")
-    flags = msg.get("flags")
-    replay = False
-    if flags is not None:
-        if type(flags) is not list or any(type(flag) is not str for flag in flags):
-            raise MalformedEvent("flags must be a list of strings")
-        replay = "REPLAY" in flags
-    session = msg.get("replay_session")
-    seq = msg.get("replay_seq")
-    if session is not None or seq is not None:
-        if type(session) is not str or not session:
-            raise MalformedEvent("replay_session must be a non-empty string, sent together with replay_seq")
-        if type(seq) is not int or seq < 0:
-            raise MalformedEvent("replay_seq must be a non-negative integer, sent together with replay_session")
-    schema_key = msg.get("schema_key")
-    if schema_key is not None and type(schema_key) is not str:
-        raise MalformedEvent("schema_key must be a string")
-    target = msg.get("part_id")
-    if target is not None and str(target) != part_id:
-        raise MalformedEvent("part_id %s does not match partition %s" % (target, part_id))
-    return event_id, ts, key, name, labels, value, replay, session if replay else None, seq
-
-
-def _b64(text: str, field: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except ValueError:
-        raise MalformedEvent("%s is not valid base64" % field) from None
-
-
-def _event_size(msg: dict) -> int:
-    """Bytes of the event as compact JSON (used when the server did not pass raw_size)."""
-    return len(json.dumps(msg, separators=(",", ":"), default=str).encode("utf-8"))
 
 
 class Partition:
@@ -171,6 +76,7 @@ class Partition:
         self.dedup_capacity_exhausted_total = self.compaction_runs_total = self.wal_replays_total = 0
         self.last_compaction_duration_ms = 0.0
         self._rejected_late: dict[tuple[str, str], int] = {}
+        self.activations: list[dict] = []           # DEFINE_ACTIVATE barriers recorded here
         self._refresh_config(force=True)
 
     def wipe(self) -> None:
@@ -220,7 +126,7 @@ class Partition:
             return self._permanent(msg, "PERMANENT_PAYLOAD", str(exc))
         except Exception as exc:  # never raise on client input
             return self._permanent(msg, "PERMANENT_PAYLOAD", "malformed event: %s" % exc)
-        size = raw_size if raw_size is not None else _event_size(msg)
+        size = raw_size if raw_size is not None else event_size(msg)
         if size > self._max_event_bytes:
             return self._permanent(msg, "PERMANENT_PAYLOAD", "event is %d bytes, above partition_flow."
                                    "max_event_bytes (%d)" % (size, self._max_event_bytes))
@@ -477,6 +383,22 @@ class Partition:
         if shadow is None:
             self.shadow_state = None
 
+    def define_activate(self, compiled) -> int:
+        """Record the DEFINE_ACTIVATE barrier of ``compiled`` (made active here); returns its index.
+
+        The barrier is not a WAL entry of its own (an entry would count as an appended and
+        applied event): the barrier index is the index of the last entry committed before
+        the switch (0 on an empty WAL), and entries with a higher index apply with the new
+        definitions. commit_index, applied_index and the event counters do not change.
+        """
+        if compiled is not self.active_bundle:
+            self.set_bundles(compiled, None if self.shadow_bundle is compiled else self.shadow_bundle)
+        barrier = self.commit_index
+        self.activations.append({"index": barrier, "term": self.term, "time_ns": self.now_ns(),
+                                 "bundle_id": getattr(compiled, "bundle_id", None),
+                                 "def_version": getattr(compiled, "def_version", 0)})
+        return barrier
+
     def set_shadow_state(self, state: str | None) -> None:
         """Shadow apply state of the newest bundle here (Pending|Replaying|Ready|Expired|SHADOW_*)."""
         self.shadow_state = state
@@ -610,7 +532,7 @@ class Partition:
             else:
                 index = self.commit_index + 1   # positions must stay contiguous; a gap is closed
             self.commit_index = index
-            size = int(entry.get("size") or _event_size(entry["msg"]))
+            size = int(entry.get("size") or event_size(entry["msg"]))
             self._wal.append((index, int(entry.get("term", term)), commit_ns, entry["msg"], size, ts, key,
                               name, labels, value))
             self._queued_bytes += size

@@ -1,17 +1,14 @@
 """The lab's aiohttp application: every route of the contract, identity, errors, idempotency.
 
-Handlers validate input and call the Cluster; every error leaves as the contract's body
+Handlers validate input and call the Cluster (the ingest routes live in ingest.py, the
+shared request helpers in http_common.py); every error leaves as the contract's body
 `{"error", "status", ...}` (never a traceback), and a refused request changes nothing.
 """
 from __future__ import annotations
 
-import logging
 import time
 from collections import OrderedDict
-from functools import partial
 
-import aiohttp
-import aiohttp.http_exceptions
 from aiohttp import web
 
 from ceptra_lab import metrics_text
@@ -20,65 +17,34 @@ from ceptra_lab.auth import AuthError, Authenticator
 from ceptra_lab.cluster import Cluster
 from ceptra_lab.config_store import ConfigConflict, ConfigInvalid, changed_leaf_paths, impact_of
 from ceptra_lab.definitions import BundleError, compile_bundle, lane_budget_violations, parse_bundle
+from ceptra_lab.http_common import (
+    AUTH,
+    CLUSTER,
+    DIALECT,
+    IDEMPOTENCY,
+    LOG,
+    MAX_JSON_BODY,
+    ApiError,
+    actor,
+    check_json_content_type,
+    error_response,
+    json_response,
+    known_partition,
+    loads,
+    only_keys,
+    partition_list,
+    read_body,
+    read_json_object,
+    requires,
+)
+from ceptra_lab.ingest import post_append, post_append_stream
 
-try:
-    from ceptra_lab.definitions import lane_budget_warnings
-except ImportError:  # the compiler may report warnings only with severity "warning" in the violations
-    lane_budget_warnings = None
-
-try:
-    import orjson
-
-    def dumps(value) -> bytes:
-        """Serialize a response document."""
-        return orjson.dumps(value)
-    loads = orjson.loads
-except ImportError:  # pragma: no cover - orjson is in the venv
-    import json
-
-    def dumps(value) -> bytes:
-        """Serialize a response document."""
-        return json.dumps(value).encode()
-    loads = json.loads
-
-LOG = logging.getLogger("ceptra_lab")
-MAX_JSON_BODY = 16 * 1024 * 1024
 IDEMPOTENCY_TTL_S = 600.0
 IDEMPOTENCY_MAX_KEYS = 100000
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
-CLUSTER = web.AppKey("cluster", Cluster)
-AUTH = web.AppKey("auth", Authenticator)
-DIALECT = web.AppKey("dialect", str)
-IDEMPOTENCY = web.AppKey("idempotency", OrderedDict)
 REFERENCE_REASON_NAMES = {"apply_lag": "apply_lag_exceeded", "replication_lag": "replication_lag_exceeded",
                           "checkpoint_age": "checkpoint_age_exceeded", "cert_expiry": "certificate_expiring",
                           "warmup": "warmup_pending"}
-
-
-class ApiError(Exception):
-    """An error that leaves as the contract's error body."""
-
-    def __init__(self, status: int, message: str, **details):
-        super().__init__(message)
-        self.status, self.message, self.details = status, message, details
-
-
-def json_response(document, status: int = 200, headers: dict | None = None) -> web.Response:
-    """A JSON response with the given status."""
-    return web.Response(body=dumps(document), status=status, content_type="application/json", headers=headers)
-
-
-def error_response(status: int, message: str, **details) -> web.Response:
-    """The contract's error body."""
-    return json_response({"error": message, "status": status, **details}, status=status)
-
-
-def requires(role: str | None):
-    """Mark a handler with the weakest role allowed to call it (None: no identity needed)."""
-    def mark(handler):
-        handler.required_role = role
-        return handler
-    return mark
 
 
 # ---- middlewares ------------------------------------------------------------------------------
@@ -150,77 +116,6 @@ async def idempotency_middleware(request: web.Request, handler):
     return response
 
 
-# ---- request helpers ------------------------------------------------------------------------------
-def check_json_content_type(request: web.Request, allowed: set[str] | None = None) -> str:
-    """Return the media type; 415 for a charset/parameter suffix or a non-JSON type."""
-    header = request.headers.get("Content-Type")
-    if header is None:
-        return "application/json"
-    media, _, params = header.partition(";")
-    media = media.strip().lower()
-    if params.strip():
-        raise ApiError(415, f"Content-Type {header!r} carries a parameter; send exactly 'application/json'")
-    if media != "application/json" and media not in (allowed or set()):
-        raise ApiError(415, f"Content-Type {media!r} is not accepted here; send 'application/json'")
-    return media
-
-
-async def read_body(request: web.Request, limit: int = MAX_JSON_BODY) -> bytes:
-    """The request body; 413 when larger than `limit`."""
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, f"request body of {request.content_length} bytes exceeds the {limit}-byte limit")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise ApiError(413, f"request body exceeds the {limit}-byte limit")
-    return body
-
-
-async def read_json_object(request: web.Request, allow_empty: bool = False) -> dict:
-    """Parse a JSON object body (400 on bad JSON or a non-object, 415 on a wrong type)."""
-    check_json_content_type(request)
-    body = await read_body(request)
-    if not body.strip():
-        if allow_empty:
-            return {}
-        raise ApiError(400, "request body is empty; send a JSON object")
-    try:
-        document = loads(body)
-    except ValueError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise ApiError(400, f"request body must be a JSON object, got {type(document).__name__}")
-    return document
-
-
-def only_keys(document: dict, allowed: tuple[str, ...]) -> None:
-    """422 when the body carries keys the route does not know."""
-    unknown = sorted(set(document) - set(allowed))
-    if unknown:
-        raise ApiError(422, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}",
-                       violations=[{"path": key, "message": "unknown field"} for key in unknown])
-
-
-def known_partition(cluster: Cluster, part_id, field: str = "part_id") -> str:
-    """Return part_id as a string or raise 404/422."""
-    if isinstance(part_id, bool) or not isinstance(part_id, (str, int)):
-        raise ApiError(422, f"{field} must be a string like \"0\"", violations=[{"path": field, "message": "must be a string"}])
-    if str(part_id) not in cluster.partitions:
-        raise ApiError(404, f"unknown partition {part_id!r}; this cluster has partitions 0..{len(cluster.part_ids) - 1}")
-    return str(part_id)
-
-
-def partition_list(cluster: Cluster, value, field: str) -> list[str]:
-    """A list of known partition ids (422/404 otherwise)."""
-    if not isinstance(value, list):
-        raise ApiError(422, f"{field} must be a list of partition ids", violations=[{"path": field, "message": "must be a list"}])
-    return [known_partition(cluster, item, field) for item in value]
-
-
-def actor(request: web.Request) -> str:
-    """The caller identity recorded in audit records."""
-    return request["identity"].actor
-
-
 # ---- probes and telemetry ----------------------------------------------------------------------------
 @requires(None)
 async def healthz(request: web.Request) -> web.Response:
@@ -289,8 +184,6 @@ def config_extra_checks(cluster: Cluster):
                     warnings.append(item["message"])
                 else:
                     violations.append({"path": item["path"], "message": item["message"]})
-            if not warnings and lane_budget_warnings is not None:
-                warnings.extend(lane_budget_warnings(compiled, overrides))
         return violations, warnings
     return check
 
@@ -486,133 +379,6 @@ async def post_audit(request: web.Request) -> web.Response:
         raise ApiError(422, "details must be an object", violations=[{"path": "details", "message": "must be an object"}])
     record = request.app[CLUSTER].audit.append(actor(request), kind, details)
     return json_response(record, status=201)
-
-
-# ---- ingest --------------------------------------------------------------------------------------------------
-@requires("ingest")
-async def post_append(request: web.Request) -> web.Response:
-    """One event (the reference client's wire shape)."""
-    cluster = request.app[CLUSTER]
-    check_json_content_type(request)
-    limit = cluster.config.config["partition_flow"]["max_event_bytes"] * 2 + 4096
-    body = await read_body(request, limit)
-    try:
-        message = loads(body)
-    except ValueError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
-    if not isinstance(message, dict):
-        raise ApiError(400, f"an append message must be a JSON object, got {type(message).__name__}")
-    if "part_id" in message and (message["part_id"] is None or str(message["part_id"]) not in cluster.partitions):
-        known_partition(cluster, message["part_id"])
-    return json_response(append_one(cluster, message, len(body)))
-
-
-@requires("ingest")
-async def post_append_stream(request: web.Request) -> web.StreamResponse:
-    """NDJSON in, NDJSON out: one response line per input line, in order."""
-    cluster = request.app[CLUSTER]
-    part_id = known_partition(cluster, request.match_info["part_id"])
-    header = request.headers.get("Content-Type")
-    if header is not None and header.split(";")[0].strip().lower() not in (
-            "application/x-ndjson", "application/jsonl", "application/json-lines", "application/json"):
-        raise ApiError(415, f"Content-Type {header!r} is not accepted; send 'application/x-ndjson'")
-    return await append_stream(request, cluster, part_id)
-
-
-def _refused(event_id, error: str) -> dict:
-    return {"event_id": event_id if isinstance(event_id, str) else None, "status": "PermanentDurability",
-            "credit_hint": "Shed", "cep_credit_hint": {"client_window_size": 1, "retry_backoff_ms": 0},
-            "cep_status_reason": "PERMANENT_PAYLOAD", "error": error}
-
-
-def append_one(cluster: Cluster, message: dict, size: int) -> dict:
-    """Route (part_id, else FNV-1a of partition_key) and append one parsed message (POST /append)."""
-    if "partition_key" not in message and "partition_key_b64" in message:
-        problem = cluster.normalize(message)
-        if problem:
-            return _refused(message.get("event_id"), problem)
-    part_id = cluster.route(message)
-    if part_id is None:
-        return _refused(message.get("event_id"), "message needs a part_id or a string partition_key")
-    response = cluster.append(part_id, message, size)
-    cluster.after_batch(part_id)
-    return response
-
-
-async def append_stream(request: web.Request, cluster: Cluster, part_id: str) -> web.StreamResponse:
-    """Process the NDJSON body chunk by chunk: parse every complete line, append, then write all
-    responses of the chunk in one write (no per-line awaits)."""
-    response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
-    response.enable_chunked_encoding()
-    await response.prepare(request)
-    try:
-        await _pump_stream(request, response, cluster, part_id)
-    except (ConnectionError, aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError) as exc:
-        # the client went away mid-stream: what was appended stays appended (as in a cluster)
-        LOG.info("append stream for partition %s ended early: %s", part_id, exc)
-    return response
-
-
-async def _pump_stream(request: web.Request, response: web.StreamResponse, cluster: Cluster, part_id: str) -> None:
-    line_limit = cluster.config.config["partition_flow"]["max_event_bytes"] * 2 + 4096
-    pending = b""
-    content = request.content
-    while True:
-        chunk = await content.readany()
-        if not chunk:
-            break
-        pending += chunk
-        if b"\n" not in chunk and len(pending) <= line_limit:
-            continue
-        lines = pending.split(b"\n")
-        pending = lines.pop()
-        out = _stream_lines(cluster, part_id, lines)
-        if len(pending) > line_limit:   # an oversized line: answer it now, skip the rest of it
-            out += dumps(_refused(None, f"line longer than {line_limit} bytes")) + b"\n"
-            pending = await _skip_to_newline(content)
-        cluster.after_batch(part_id)
-        if out:
-            await response.write(out)
-    if pending.strip():
-        final = _stream_lines(cluster, part_id, [pending])
-        cluster.after_batch(part_id)
-        await response.write(final)
-    await response.write_eof()
-
-
-def _stream_lines(cluster: Cluster, part_id: str, lines: list[bytes]) -> bytes:
-    """Append every line of a batch; returns the NDJSON responses (the hot loop of the lab)."""
-    if cluster.store is None and cluster.faults[part_id]["not_leader"] == 0:
-        append = cluster.partitions[part_id].append        # nothing to intercept: call the engine directly
-    else:
-        append = partial(cluster.append, part_id)
-    out = []
-    for line in lines:
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        try:
-            message = loads(line)
-        except ValueError as exc:
-            response = _refused(None, "empty line" if not line.strip() else f"line is not valid JSON: {exc}")
-        else:
-            if type(message) is dict:
-                # the engine checks part_id against the stream's partition, sizes and fields
-                response = append(message, len(line))
-            else:
-                response = _refused(None, f"an append message must be a JSON object, got {type(message).__name__}")
-        out.append(dumps(response))
-    out.append(b"")
-    return b"\n".join(out)
-
-
-async def _skip_to_newline(content) -> bytes:
-    """Discard the rest of an oversized line; return what follows its newline."""
-    while True:
-        chunk = await content.readany()
-        if not chunk:
-            return b""
-        if b"\n" in chunk:
-            return chunk.split(b"\n", 1)[1]
 
 
 # ---- test RPCs (test mode only) -------------------------------------------------------------------------------

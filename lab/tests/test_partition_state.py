@@ -206,3 +206,25 @@ def test_stall_clears_when_applies_stop():
     clock.now += 61 * S
     part.tick()
     assert part.finalized_horizon_stall() is False
+
+
+def test_define_activate_records_the_barrier_without_counting_an_event():
+    part, clock = new_partition()
+    old, new = gaming_bundle(), gaming_bundle()
+    new.def_version, new.bundle_id = 2, "fake@2"
+    part.set_bundles(old, new)
+    for i in range(4):
+        part.append(event(i, ts=clock.now - S))
+    part.apply_pending(max_events=3)                  # one entry still queued at the switch
+    counters = (part.commit_index, part.applied_index, part.appended_total, part.applied_total, part.skipped_total)
+    assert counters == (4, 3, 4, 3, 0)
+    assert part.define_activate(new) == 4             # the commit index at the switch
+    assert (part.commit_index, part.applied_index, part.appended_total, part.applied_total,
+            part.skipped_total) == counters
+    assert part.active_bundle is new and part.shadow_bundle is None and part.manifest()["def_version"] == 2
+    assert part.activations[-1]["index"] == 4 and part.activations[-1]["bundle_id"] == "fake@2"
+    assert part.wal_entries()[-1]["index"] == 4        # no control entry in the WAL
+    assert part.append(event(9, ts=clock.now - S))["index"] == 5
+    assert part.apply_pending() == 2 and (part.applied_index, part.applied_total) == (5, 5)
+    part.wipe()                                        # a wiped partition is a new replica
+    assert part.activations == []

@@ -9,7 +9,7 @@ import os
 import pytest
 import yaml
 
-from ceptra_lab.testing import wait_for
+from ceptra_lab.testing import append_stream, sample_event, wait_for
 
 BUNDLES = "/work/shared/reference/bundles"
 GAMING = os.path.join(BUNDLES, "gaming_cheat_detection.yaml")
@@ -122,3 +122,61 @@ def test_upgrade_false_needs_wal_replay_before_activation(lab_factory):
     assert lab.request("GET", f"/v1/replay/{job['job_id']}", role="observer")[2]["state"] == "completed"
     kinds = [r["kind"] for r in lab.request("GET", "/v1/audit", role="observer")[2]["records"]]
     assert {"bundle_upload", "activation", "replay_job", "activation_committed"} <= set(kinds)
+
+
+def test_definitions_list_compiled_queries_and_lane_domains(lab_factory):
+    # the config manager checks a lane_domains override exactly from these two fields
+    lab = lab_factory(partitions=2, extra_args=["--shadow-warmup-ms", "50"])
+    bundle = gaming(def_version=7, player_lanes=40)
+    _, _, report = post_bundle(lab, bundle, "/v1/definitions/validate")
+    status, _, uploaded = post_bundle(lab, bundle)
+    assert status == 200
+    activation = lab.request("POST", "/v1/activate", {"bundle_id": uploaded["bundle_id"]}, role="operator")[2]
+    wait_for(lambda: barrier(lab, activation["barrier_id"])["state"] == "committed", message="commit")
+    _, _, definitions = lab.request("GET", "/v1/definitions", role="observer")
+    assert definitions["active"]["bundle_id"] == uploaded["bundle_id"]
+    entry = next(b for b in definitions["bundles"] if b["bundle_id"] == uploaded["bundle_id"])
+    assert entry["lane_domains"] == {"player_id": 40}
+    assert entry["compiled_queries"] == report["compiled_queries"]
+    by_metric = {query["metric"]: query for query in entry["compiled_queries"]}
+    assert set(by_metric) >= {"anti_cheat_flags", "headshot_ratio_short", "movement_anomaly_score",
+                              "matchmaking_latency_p95", "anti_cheat_flag_baseline", "headshot_ratio_baseline"}
+    assert by_metric["anti_cheat_flags"]["labels"] == ["player_id"]
+    assert by_metric["anti_cheat_flags"]["source_metric"] == "anti_cheat_flags_total"
+    assert by_metric["anti_cheat_flags"]["range_ms"] == 15000
+    assert by_metric["matchmaking_latency_p95"]["labels"] == [] and by_metric["matchmaking_latency_p95"]["quantile"] == 0.95
+
+
+def metric_value(text: str, name: str, part_id: str) -> float:
+    prefix = f'{name}{{part_id="{part_id}"}} '
+    return float(next(line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)))
+
+
+def test_activation_barrier_is_commit_index_and_counts_no_event(lab_factory):
+    lab = lab_factory(partitions=2, extra_args=["--shadow-warmup-ms", "50"])
+    append_stream(lab, "0", [sample_event(f"ba-{i}", part_id="0", partition_key=f"k-{i}") for i in range(7)])
+    append_stream(lab, "1", [sample_event(f"bb-{i}", part_id="1", partition_key=f"k-{i}") for i in range(3)])
+
+    def settled():
+        parts = lab.request("GET", "/v1/state", role="observer")[2]["partitions"]
+        return parts if all(p["applied_index"] == p["commit_index"] for p in parts) else None
+    before = {p["part_id"]: p for p in wait_for(settled, message="events applied")}
+    assert (before["0"]["commit_index"], before["1"]["commit_index"]) == (7, 3)
+    _, _, uploaded = post_bundle(lab, gaming(def_version=8))
+    activation = lab.request("POST", "/v1/activate", {"bundle_id": uploaded["bundle_id"]}, role="operator")[2]
+    wait_for(lambda: barrier(lab, activation["barrier_id"])["state"] == "committed", message="commit")
+    # the barrier index is each partition's commit index at the switch ...
+    assert barrier(lab, activation["barrier_id"])["barrier_index"] == {"0": 7, "1": 3}
+    # ... and activation adds no WAL entry and counts no event
+    after = {p["part_id"]: p for p in wait_for(settled, message="still settled")}
+    for part_id in ("0", "1"):
+        assert (after[part_id]["commit_index"], after[part_id]["applied_index"]) == \
+               (before[part_id]["commit_index"], before[part_id]["applied_index"])
+        assert after[part_id]["def_version"] == 8
+    metrics = lab.request("GET", "/metrics", role="observer")[2]
+    assert metric_value(metrics, "ceptra_appended_events_total", "0") == 7
+    assert metric_value(metrics, "ceptra_applied_events_total", "0") == 7
+    assert metric_value(metrics, "ceptra_applied_events_total", "1") == 3
+    # the next event takes the index right after the barrier
+    [response] = append_stream(lab, "0", [sample_event("ba-next", part_id="0", partition_key="k-next")])
+    assert response["status"] == "Healthy" and response["index"] == 8

@@ -1,0 +1,131 @@
+"""Request and response plumbing shared by the lab's HTTP handlers (server.py, ingest.py).
+
+The contract's error body, JSON (de)serialisation, the role marker, the app keys and the
+request helpers that validate bodies and partition ids. No routes live here.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+from aiohttp import web
+
+from ceptra_lab.auth import Authenticator
+from ceptra_lab.cluster import Cluster
+
+try:
+    import orjson
+
+    def dumps(value) -> bytes:
+        """Serialize a response document."""
+        return orjson.dumps(value)
+    loads = orjson.loads
+except ImportError:  # pragma: no cover - orjson is in the venv
+    import json
+
+    def dumps(value) -> bytes:
+        """Serialize a response document."""
+        return json.dumps(value).encode()
+    loads = json.loads
+
+LOG = logging.getLogger("ceptra_lab")
+MAX_JSON_BODY = 16 * 1024 * 1024
+CLUSTER = web.AppKey("cluster", Cluster)
+AUTH = web.AppKey("auth", Authenticator)
+DIALECT = web.AppKey("dialect", str)
+IDEMPOTENCY = web.AppKey("idempotency", OrderedDict)
+
+
+class ApiError(Exception):
+    """An error that leaves as the contract's error body."""
+
+    def __init__(self, status: int, message: str, **details):
+        super().__init__(message)
+        self.status, self.message, self.details = status, message, details
+
+
+def json_response(document, status: int = 200, headers: dict | None = None) -> web.Response:
+    """A JSON response with the given status."""
+    return web.Response(body=dumps(document), status=status, content_type="application/json", headers=headers)
+
+
+def error_response(status: int, message: str, **details) -> web.Response:
+    """The contract's error body."""
+    return json_response({"error": message, "status": status, **details}, status=status)
+
+
+def requires(role: str | None):
+    """Mark a handler with the weakest role allowed to call it (None: no identity needed)."""
+    def mark(handler):
+        handler.required_role = role
+        return handler
+    return mark
+
+def check_json_content_type(request: web.Request, allowed: set[str] | None = None) -> str:
+    """Return the media type; 415 for a charset/parameter suffix or a non-JSON type."""
+    header = request.headers.get("Content-Type")
+    if header is None:
+        return "application/json"
+    media, _, params = header.partition(";")
+    media = media.strip().lower()
+    if params.strip():
+        raise ApiError(415, f"Content-Type {header!r} carries a parameter; send exactly 'application/json'")
+    if media != "application/json" and media not in (allowed or set()):
+        raise ApiError(415, f"Content-Type {media!r} is not accepted here; send 'application/json'")
+    return media
+
+
+async def read_body(request: web.Request, limit: int = MAX_JSON_BODY) -> bytes:
+    """The request body; 413 when larger than `limit`."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"request body of {request.content_length} bytes exceeds the {limit}-byte limit")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise ApiError(413, f"request body exceeds the {limit}-byte limit")
+    return body
+
+
+async def read_json_object(request: web.Request, allow_empty: bool = False) -> dict:
+    """Parse a JSON object body (400 on bad JSON or a non-object, 415 on a wrong type)."""
+    check_json_content_type(request)
+    body = await read_body(request)
+    if not body.strip():
+        if allow_empty:
+            return {}
+        raise ApiError(400, "request body is empty; send a JSON object")
+    try:
+        document = loads(body)
+    except ValueError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ApiError(400, f"request body must be a JSON object, got {type(document).__name__}")
+    return document
+
+
+def only_keys(document: dict, allowed: tuple[str, ...]) -> None:
+    """422 when the body carries keys the route does not know."""
+    unknown = sorted(set(document) - set(allowed))
+    if unknown:
+        raise ApiError(422, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}",
+                       violations=[{"path": key, "message": "unknown field"} for key in unknown])
+
+
+def known_partition(cluster: Cluster, part_id, field: str = "part_id") -> str:
+    """Return part_id as a string or raise 404/422."""
+    if isinstance(part_id, bool) or not isinstance(part_id, (str, int)):
+        raise ApiError(422, f"{field} must be a string like \"0\"", violations=[{"path": field, "message": "must be a string"}])
+    if str(part_id) not in cluster.partitions:
+        raise ApiError(404, f"unknown partition {part_id!r}; this cluster has partitions 0..{len(cluster.part_ids) - 1}")
+    return str(part_id)
+
+
+def partition_list(cluster: Cluster, value, field: str) -> list[str]:
+    """A list of known partition ids (422/404 otherwise)."""
+    if not isinstance(value, list):
+        raise ApiError(422, f"{field} must be a list of partition ids", violations=[{"path": field, "message": "must be a list"}])
+    return [known_partition(cluster, item, field) for item in value]
+
+
+def actor(request: web.Request) -> str:
+    """The caller identity recorded in audit records."""
+    return request["identity"].actor
