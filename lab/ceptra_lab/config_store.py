@@ -10,25 +10,9 @@ import copy
 import time
 from typing import Callable
 
-DEFAULT_CONFIG: dict = {
-    "lateness_allowance_ms": 2000,
-    "watermark_guard_ms": 200,
-    "correction_horizon_ms": 3600000,
-    "max_future_skew_ms": 5000,
-    "pane_size_ms": 250,
-    "raw_retention_ms": 86400000,
-    "compacted_retention_ms": 31536000000,
-    "client_retry_window_s": 1800,
-    "dedup_capacity_per_partition": 1000000,
-    "checkpoint_full_interval_ms": 30000,
-    "checkpoint_retained_fulls": 2,
-    "partition_flow": {"max_events": 2048, "max_bytes": 16777216, "max_event_bytes": 1048576},
-    "readiness": {"healthy_partition_ratio": 0.99, "apply_lag_ms": 200, "replication_lag_ms": 250},
-    "metrics": {},
-    "partitions": {},
-    "lane_domains": {},
-    "annotations": {},
-}
+# One copy of the contract's defaults: the engine resolves knobs against the same dict.
+from .configview import DEFAULT_CONFIG
+
 
 # Integer knobs: (minimum, maximum or None). Bounds the contract names are exact; the rest
 # only forbid nonsense (negative times, zero-sized panes).
