@@ -1,0 +1,338 @@
+# Internal to ceptra.backfill (not a public API): the replay cursor store.
+# Copyright (c) 2026 ceptra.backfill contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Per-partition replay cursors and the per-run pause flag.
+
+A cursor says "every event of this partition up to ``position`` (replay seq ``seq``) was
+acknowledged by the cluster". The runner commits one only after those acks, so a restart
+resumes exactly there. Two backends:
+
+- SQLite file (default, one host): WAL journal, ``synchronous=FULL`` so a commit survives
+  power loss, ``BEGIN IMMEDIATE`` + a busy timeout so several processes can share the file.
+- PostgreSQL table (workers on several hosts): created if missing, one upsert statement
+  per commit (``INSERT .. ON CONFLICT .. DO UPDATE``), autocommit, so each commit is
+  atomic and durable with the server's default ``synchronous_commit``.
+
+Each commit touches only its own ``(run_id, part_id)`` row, so workers committing
+different partitions of the same run never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from typing import NamedTuple
+
+try:
+    import psycopg
+    from psycopg import sql as pg_sql
+except ImportError:  # pragma: no cover - depends on the environment
+    psycopg = None
+    pg_sql = None
+
+PSYCOPG_MISSING = (
+    "the PostgreSQL cursor store needs the Python package psycopg 3 on every replay worker: "
+    "pip install 'psycopg[binary]'"
+)
+DEFAULT_TABLE = "ceptra_replay_cursors"
+IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BUSY_TIMEOUT_S = 30.0
+
+
+class CursorStoreError(Exception):
+    """The cursor store cannot be opened or written; the message says what to fix."""
+
+
+class Cursor(NamedTuple):
+    """Progress of one partition in one run (``position`` None = nothing acknowledged yet)."""
+    position: tuple | None
+    seq: int
+    events_done: int
+    bytes_done: int
+    status: str
+    updated_at: float
+
+
+def _position_to_json(position):
+    return None if position is None else json.dumps(list(position), separators=(",", ":"))
+
+
+def _position_from_json(text):
+    if text is None:
+        return None
+    value = json.loads(text)
+    return None if value is None else tuple(value)
+
+
+def _row_to_cursor(row):
+    position, seq, events_done, bytes_done, status, updated_at = row
+    return Cursor(_position_from_json(position), int(seq), int(events_done), int(bytes_done), status, float(updated_at))
+
+
+def _check_cursor(cursor):
+    if not isinstance(cursor, Cursor):
+        cursor = Cursor(*cursor)
+    if cursor.position is not None and not isinstance(cursor.position, (tuple, list)):
+        raise CursorStoreError("cursor position must be a tuple or None, got %r" % (cursor.position,))
+    return cursor
+
+
+def _validate_table(name):
+    parts = name.split(".") if isinstance(name, str) else [name]
+    if len(parts) > 2 or not all(isinstance(p, str) and IDENTIFIER_RE.match(p) for p in parts):
+        raise CursorStoreError(
+            "cursor store: table %r is not a valid SQL identifier: use letters, digits and underscores, "
+            "not starting with a digit (optionally schema.table)" % (name,))
+    return name
+
+
+def open_cursor_store(spec):
+    """Open ``{"type": "sqlite", "path"}`` or ``{"type": "postgresql", "dsn", "table"}``."""
+    if not isinstance(spec, dict):
+        raise CursorStoreError("cursor store: the spec must be a mapping with a type")
+    kind = spec.get("type", "sqlite")
+    if kind == "sqlite":
+        if not spec.get("path"):
+            raise CursorStoreError("cursor store: type sqlite needs 'path' (a file; it is created if missing)")
+        return SqliteCursorStore(spec["path"])
+    if kind in ("postgresql", "postgres"):
+        if not spec.get("dsn"):
+            raise CursorStoreError("cursor store: type postgresql needs 'dsn'")
+        return PostgresCursorStore(spec["dsn"], _validate_table(spec.get("table") or DEFAULT_TABLE),
+                                   connect_timeout=int(spec.get("connect_timeout", 10)))
+    raise CursorStoreError("cursor store: type must be 'sqlite' or 'postgresql', got %r" % (kind,))
+
+
+class CursorStore(object):
+    """Interface shared by the backends (see the module docstring)."""
+
+    def load(self, run_id, part_id):
+        """The committed cursor of one partition, or None when the run never committed it."""
+        raise NotImplementedError
+
+    def commit(self, run_id, part_id, cursor):
+        """Store ``cursor`` for the partition atomically and durably (returns after fsync/commit)."""
+        raise NotImplementedError
+
+    def all(self, run_id):
+        """Every committed cursor of a run: ``{part_id: Cursor}``."""
+        raise NotImplementedError
+
+    def set_paused(self, run_id, paused, reason=""):
+        """Raise or clear the pause flag every worker of the run polls."""
+        raise NotImplementedError
+
+    def is_paused(self, run_id):
+        """True while the run's pause flag is raised."""
+        raise NotImplementedError
+
+    def pause_reason(self, run_id):
+        """The reason given with the pause flag ("" when not paused)."""
+        raise NotImplementedError
+
+    def close(self):
+        """Release the connection."""
+        raise NotImplementedError
+
+
+class SqliteCursorStore(CursorStore):
+    """Cursor store in one SQLite file (created with its directory's permissions if missing)."""
+
+    def __init__(self, path):
+        self.path = os.path.abspath(os.path.expanduser(path))
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            raise CursorStoreError("cursor store: directory %s does not exist (create it or choose another path)" % directory)
+        self._lock = threading.Lock()
+        try:
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below).
+            self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                         check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA busy_timeout=%d" % int(BUSY_TIMEOUT_S * 1000))
+            self._write(
+                "CREATE TABLE IF NOT EXISTS replay_cursors ("
+                " run_id TEXT NOT NULL, part_id TEXT NOT NULL, position TEXT, seq INTEGER NOT NULL,"
+                " events_done INTEGER NOT NULL, bytes_done INTEGER NOT NULL, status TEXT NOT NULL,"
+                " updated_at REAL NOT NULL, PRIMARY KEY (run_id, part_id))",
+                "CREATE TABLE IF NOT EXISTS replay_pause ("
+                " run_id TEXT PRIMARY KEY, paused INTEGER NOT NULL, reason TEXT NOT NULL, updated_at REAL NOT NULL)")
+        except sqlite3.Error as exc:
+            raise CursorStoreError("cursor store %s cannot be opened: %s" % (self.path, exc))
+
+    def _write(self, *statements, params=()):
+        """Run statements in one IMMEDIATE transaction (takes the write lock up front)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in statements:
+                    self._conn.execute(statement, params)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def _read(self, query, params):
+        with self._lock:
+            return self._conn.execute(query, params).fetchall()
+
+    def load(self, run_id, part_id):
+        rows = self._read("SELECT position, seq, events_done, bytes_done, status, updated_at FROM replay_cursors"
+                          " WHERE run_id = ? AND part_id = ?", (str(run_id), str(part_id)))
+        return _row_to_cursor(rows[0]) if rows else None
+
+    def commit(self, run_id, part_id, cursor):
+        cursor = _check_cursor(cursor)
+        params = (str(run_id), str(part_id), _position_to_json(cursor.position), int(cursor.seq),
+                  int(cursor.events_done), int(cursor.bytes_done), str(cursor.status),
+                  float(cursor.updated_at or time.time()))
+        try:
+            self._write(
+                "INSERT INTO replay_cursors (run_id, part_id, position, seq, events_done, bytes_done, status, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, part_id) DO UPDATE SET"
+                " position = excluded.position, seq = excluded.seq, events_done = excluded.events_done,"
+                " bytes_done = excluded.bytes_done, status = excluded.status, updated_at = excluded.updated_at",
+                params=params)
+        except sqlite3.Error as exc:
+            raise CursorStoreError("cursor store %s: commit of partition %s failed: %s" % (self.path, part_id, exc))
+
+    def all(self, run_id):
+        rows = self._read("SELECT part_id, position, seq, events_done, bytes_done, status, updated_at"
+                          " FROM replay_cursors WHERE run_id = ?", (str(run_id),))
+        return {row[0]: _row_to_cursor(row[1:]) for row in rows}
+
+    def set_paused(self, run_id, paused, reason=""):
+        try:
+            self._write(
+                "INSERT INTO replay_pause (run_id, paused, reason, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (run_id) DO UPDATE SET paused = excluded.paused, reason = excluded.reason,"
+                " updated_at = excluded.updated_at",
+                params=(str(run_id), 1 if paused else 0, str(reason or ""), time.time()))
+        except sqlite3.Error as exc:
+            raise CursorStoreError("cursor store %s: cannot set the pause flag: %s" % (self.path, exc))
+
+    def _pause_row(self, run_id):
+        rows = self._read("SELECT paused, reason FROM replay_pause WHERE run_id = ?", (str(run_id),))
+        return rows[0] if rows else (0, "")
+
+    def is_paused(self, run_id):
+        return bool(self._pause_row(run_id)[0])
+
+    def pause_reason(self, run_id):
+        paused, reason = self._pause_row(run_id)
+        return reason if paused else ""
+
+    def close(self):
+        with self._lock:
+            self._conn.close()
+
+
+class PostgresCursorStore(CursorStore):
+    """Cursor store in a PostgreSQL table (and ``<table>_pause``), shared by workers on many hosts."""
+
+    def __init__(self, dsn, table, connect_timeout=10):
+        if psycopg is None:
+            raise CursorStoreError(PSYCOPG_MISSING)
+        self.dsn = dsn
+        self.table = table
+        self.connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        parts = table.split(".")
+        self._cursors = pg_sql.Identifier(*parts)
+        self._pause = pg_sql.Identifier(*(parts[:-1] + [parts[-1] + "_pause"]))
+        self._conn = None
+        self._connect()
+        self._execute(
+            "CREATE TABLE IF NOT EXISTS {c} ("
+            " run_id TEXT NOT NULL, part_id TEXT NOT NULL, position TEXT, seq BIGINT NOT NULL,"
+            " events_done BIGINT NOT NULL, bytes_done BIGINT NOT NULL, status TEXT NOT NULL,"
+            " updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, part_id))", ())
+        self._execute(
+            "CREATE TABLE IF NOT EXISTS {p} ("
+            " run_id TEXT PRIMARY KEY, paused BOOLEAN NOT NULL, reason TEXT NOT NULL,"
+            " updated_at DOUBLE PRECISION NOT NULL)", ())
+
+    def _describe(self):
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(self.dsn)
+        except psycopg.Error:
+            return "PostgreSQL"
+        # The password stays out of every message.
+        return "PostgreSQL %s:%s/%s table %s" % (info.get("host", "localhost"), info.get("port", 5432),
+                                                 info.get("dbname", ""), self.table)
+
+    def _connect(self):
+        try:
+            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=self.connect_timeout)
+        except psycopg.Error as exc:
+            raise CursorStoreError("cursor store: cannot connect to %s: %s" % (self._describe(), str(exc).strip()))
+
+    def _execute(self, template, params, fetch=False):
+        query = pg_sql.SQL(template).format(c=self._cursors, p=self._pause)
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    cur = self._conn.execute(query, params)
+                    return cur.fetchall() if fetch else None
+                except psycopg.errors.UniqueViolation:
+                    # Two workers racing CREATE TABLE IF NOT EXISTS: the table exists now.
+                    if template.startswith("CREATE TABLE"):
+                        return None
+                    raise
+                except psycopg.OperationalError as exc:
+                    # A dropped connection is retried once; every statement here is idempotent.
+                    if attempt == 2 or not self._conn.closed:
+                        raise CursorStoreError("cursor store %s: %s" % (self._describe(), str(exc).strip()))
+                    time.sleep(0.5)
+                    self._connect()
+                except psycopg.Error as exc:
+                    raise CursorStoreError("cursor store %s: %s" % (self._describe(), str(exc).strip()))
+
+    def load(self, run_id, part_id):
+        rows = self._execute("SELECT position, seq, events_done, bytes_done, status, updated_at FROM {c}"
+                             " WHERE run_id = %s AND part_id = %s", (str(run_id), str(part_id)), fetch=True)
+        return _row_to_cursor(rows[0]) if rows else None
+
+    def commit(self, run_id, part_id, cursor):
+        cursor = _check_cursor(cursor)
+        self._execute(
+            "INSERT INTO {c} (run_id, part_id, position, seq, events_done, bytes_done, status, updated_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, part_id) DO UPDATE SET"
+            " position = EXCLUDED.position, seq = EXCLUDED.seq, events_done = EXCLUDED.events_done,"
+            " bytes_done = EXCLUDED.bytes_done, status = EXCLUDED.status, updated_at = EXCLUDED.updated_at",
+            (str(run_id), str(part_id), _position_to_json(cursor.position), int(cursor.seq),
+             int(cursor.events_done), int(cursor.bytes_done), str(cursor.status),
+             float(cursor.updated_at or time.time())))
+
+    def all(self, run_id):
+        rows = self._execute("SELECT part_id, position, seq, events_done, bytes_done, status, updated_at"
+                             " FROM {c} WHERE run_id = %s", (str(run_id),), fetch=True)
+        return {row[0]: _row_to_cursor(row[1:]) for row in rows}
+
+    def set_paused(self, run_id, paused, reason=""):
+        self._execute(
+            "INSERT INTO {p} (run_id, paused, reason, updated_at) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (run_id) DO UPDATE SET paused = EXCLUDED.paused, reason = EXCLUDED.reason,"
+            " updated_at = EXCLUDED.updated_at",
+            (str(run_id), bool(paused), str(reason or ""), time.time()))
+
+    def _pause_row(self, run_id):
+        rows = self._execute("SELECT paused, reason FROM {p} WHERE run_id = %s", (str(run_id),), fetch=True)
+        return rows[0] if rows else (False, "")
+
+    def is_paused(self, run_id):
+        return bool(self._pause_row(run_id)[0])
+
+    def pause_reason(self, run_id):
+        paused, reason = self._pause_row(run_id)
+        return reason if paused else ""
+
+    def close(self):
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()

@@ -1,0 +1,413 @@
+# Copyright (c) 2026 ceptra.backfill contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Historic sources: ordering, keyset paging, filters, column mapping, bad rows (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import uuid
+
+import pytest
+
+from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_source as source_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import (
+    HistoricEvent, SourceError, dead_letter_write, open_source)
+
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+LOGICAL = ("part_id", "raft_index", "event_time_ns", "event_id", "partition_key", "schema_key", "payload", "flags")
+TYPES = {"part_id": "TEXT", "raft_index": "BIGINT", "event_time_ns": "BIGINT", "event_id": "TEXT",
+         "partition_key": "TEXT", "schema_key": "TEXT", "payload": "TEXT", "flags": "TEXT"}
+NULLABLE = ("raft_index", "flags")
+
+
+def make_row(part_id, raft_index, ts, event_id, payload=None, flags=None, key="k1"):
+    body = json.dumps(payload if payload is not None else {"metric": "m", "labels": {"k": key}, "value": 1.0})
+    return {"part_id": part_id, "raft_index": raft_index, "event_time_ns": ts, "event_id": event_id,
+            "partition_key": key, "schema_key": "metric_sample_v1", "payload": body, "flags": flags}
+
+
+class Backend(object):
+    """Creates tables in SQLite or in a throw-away PostgreSQL schema and opens sources on them."""
+
+    def __init__(self, kind, tmp_path):
+        self.kind = kind
+        self.sources = []
+        if kind == "sqlite":
+            self.path = str(tmp_path / "history.db")
+            self.conn = sqlite3.connect(self.path)
+            self.prefix = ""
+        else:
+            import psycopg
+            # No skip: the PostgreSQL tests fail when the server is unreachable.
+            self.conn = psycopg.connect(PG_DSN, autocommit=True)
+            self.schema = "t_src_" + uuid.uuid4().hex[:12]
+            self.conn.execute("CREATE SCHEMA %s" % self.schema)
+            self.prefix = self.schema + "."
+
+    def table(self, name):
+        return self.prefix + name
+
+    def execute(self, statement):
+        self.conn.execute(statement)
+        if self.kind == "sqlite":
+            self.conn.commit()
+
+    def create(self, rows, name="ceptra_history", loose=False, columns=None):
+        """Create table ``name`` (the default schema, or without NOT NULL when ``loose``, to hold
+        the malformed rows a foreign table may contain) and insert ``rows`` in the given order."""
+        columns = columns or {}
+        physical = [columns.get(c, c) for c in LOGICAL]
+        defs = ", ".join("%s %s%s" % (phys, TYPES[c], "" if loose or c in NULLABLE else " NOT NULL")
+                         for c, phys in zip(LOGICAL, physical))
+        self.execute("CREATE TABLE %s (%s)" % (self.table(name), defs))
+        marks = ", ".join(["?" if self.kind == "sqlite" else "%s"] * len(LOGICAL))
+        insert = "INSERT INTO %s (%s) VALUES (%s)" % (self.table(name), ", ".join(physical), marks)
+        values = [tuple(r.get(c) for c in LOGICAL) for r in rows]
+        if self.kind == "sqlite":
+            self.conn.executemany(insert, values)
+            self.conn.commit()
+        else:
+            with self.conn.cursor() as cur:
+                cur.executemany(insert, values)
+
+    def open(self, **spec):
+        spec.setdefault("table", self.table("ceptra_history"))
+        if self.kind == "sqlite":
+            spec.update(type="sqlite", path=self.path)
+        else:
+            spec.update(type="postgresql", dsn=PG_DSN)
+        src = open_source(spec)
+        self.sources.append(src)
+        return src
+
+    def close(self):
+        for src in self.sources:
+            src.close()
+        if self.kind == "postgresql":
+            self.conn.execute("DROP SCHEMA %s CASCADE" % self.schema)
+        self.conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request, tmp_path):
+    b = Backend(request.param, tmp_path)
+    yield b
+    b.close()
+
+
+def read_all(src, part_id, limit, after=None, after_seq=0):
+    """Read a partition to the end page by page, as the runner does."""
+    out = []
+    while True:
+        page = src.read(part_id, after, after_seq, limit)
+        assert len(page) <= limit or any(e.error for e in page)
+        if not page:
+            return out
+        out.extend(page)
+        after, after_seq = page[-1].position, page[-1].seq
+
+
+def shuffled_rows(n_parts=3, per_part=60, seed=7):
+    """Rows inserted in random order, with many equal event times (ties broken by event_id)."""
+    rng = random.Random(seed)
+    rows = []
+    for p in range(n_parts):
+        for i in range(per_part):
+            # raft order and time order differ on purpose: raft_index is a shuffle of i.
+            rows.append(make_row(str(p), (i * 37) % per_part, 1000 + i // 4, "e-%d-%03d" % (p, rng.randrange(1000)) + "-%d" % i))
+    rng.shuffle(rows)
+    return rows
+
+
+@pytest.mark.parametrize("order_by", ["event_time", "raft_index"])
+def test_keyset_pages_reproduce_the_full_ordered_stream(backend, order_by):
+    rows = shuffled_rows()
+    backend.create(rows)
+    src = backend.open(order_by=order_by)
+    assert src.partitions() == ["0", "1", "2"]
+    for part in ("0", "1", "2"):
+        mine = [r for r in rows if r["part_id"] == part]
+        if order_by == "raft_index":
+            expected = [r["event_id"] for r in sorted(mine, key=lambda r: r["raft_index"])]
+        else:
+            expected = [r["event_id"] for r in sorted(mine, key=lambda r: (r["event_time_ns"], r["event_id"]))]
+        for limit in (1, 7, 1000):
+            events = read_all(src, part, limit)
+            assert [e.event["event_id"] for e in events] == expected
+            assert [e.seq for e in events] == list(range(1, len(expected) + 1))
+            assert all(e.error is None and e.part_id == part for e in events)
+        # Resuming from the middle continues the numbering and the order exactly.
+        events = read_all(src, part, 1000)
+        middle = events[24]
+        tail = read_all(src, part, 5, after=middle.position, after_seq=middle.seq)
+        assert [e.event["event_id"] for e in tail] == expected[25:]
+        assert [e.seq for e in tail] == list(range(26, len(expected) + 1))
+        plan = src.plan(part)
+        assert plan["events"] == len(expected)
+        assert plan["first_position"] == events[0].position
+        assert plan["last_position"] == events[-1].position
+        assert plan["min_ts_ns"] == 1000 and plan["max_ts_ns"] == 1000 + 59 // 4
+        assert src.plan(part, after=middle.position)["events"] == len(expected) - 25
+
+
+def test_row_becomes_the_append_message(backend):
+    backend.create([make_row("3", 5, 1732600000000000000, "h-3-1", payload={"metric": "x", "value": 2.5},
+                             flags='["LATE"]', key="player-17"),
+                    make_row("3", 6, 1732600000000000001, "h-3-2")])
+    events = read_all(backend.open(), "3", 10)
+    assert events[0].event == {
+        "event_id": "h-3-1", "part_id": "3", "partition_key": "player-17", "ts_ns": 1732600000000000000,
+        "schema_key": "metric_sample_v1", "payload": {"metric": "x", "value": 2.5}, "flags": ["LATE", "REPLAY"]}
+    assert events[1].event["flags"] == ["REPLAY"]
+    assert events[0].raw_size > 0 and events[0].raw_row is None
+
+
+def test_window_and_partition_filters(backend):
+    rows = [make_row(str(p), i, 100 + i, "e-%d-%02d" % (p, i)) for p in range(4) for i in range(20)]
+    backend.create(rows)
+    src = backend.open(window={"start_ns": 105, "end_ns": 112}, part_ids=[3, "1"])
+    assert src.partitions() == ["1", "3"]
+    events = read_all(src, "3", 3)
+    # Start inclusive, end exclusive.
+    assert [e.event["ts_ns"] for e in events] == list(range(105, 112))
+    plan = src.plan("3")
+    assert (plan["events"], plan["min_ts_ns"], plan["max_ts_ns"]) == (7, 105, 111)
+    assert backend.open(window={"end_ns": 103}).plan("0")["events"] == 3
+    assert backend.open(window={"start_ns": 118}).plan("0")["events"] == 2
+
+
+def test_column_mapping_on_a_renamed_table(backend):
+    mapping = {"part_id": "pid", "raft_index": "idx", "event_time_ns": "t_ns", "event_id": "eid",
+               "partition_key": "pkey", "schema_key": "skey", "payload": "body", "flags": "tags"}
+    rows = [make_row("0", 10 - i, 500 + i, "r-%d" % i) for i in range(10)]
+    backend.create(rows, name="archived_events", columns=mapping)
+    src = backend.open(table=backend.table("archived_events"), columns=mapping, order_by="raft_index")
+    events = read_all(src, "0", 4)
+    assert [e.event["event_id"] for e in events] == ["r-%d" % i for i in range(9, -1, -1)]
+    assert events[0].event["ts_ns"] == 509
+    with pytest.raises(SourceError, match="not readable"):
+        backend.open(table=backend.table("archived_events"))   # default names do not exist there
+
+
+def test_mapping_optional_columns_to_null(backend):
+    backend.create([make_row("0", None, 10 + i, "n-%d" % i, flags='["X"]') for i in range(3)])
+    src = backend.open(columns={"raft_index": None, "flags": None})
+    assert [e.event["flags"] for e in read_all(src, "0", 2)] == [["REPLAY"]] * 3
+    with pytest.raises(SourceError, match="order_by raft_index needs a raft_index column"):
+        backend.open(columns={"raft_index": None}, order_by="raft_index")
+    with pytest.raises(SourceError, match="cannot be mapped to null"):
+        backend.open(columns={"event_id": None})
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"table": "x; DROP TABLE y"}, "table 'x; DROP TABLE y' is not a valid SQL identifier"),
+    ({"columns": {"event_id": "id\" ; DROP TABLE y; --"}}, "column for event_id .* is not a valid SQL identifier"),
+    ({"table": "a.b.c"}, "not a valid SQL identifier"),
+    ({"columns": {"evil": "x"}}, "unknown logical column"),
+    ({"order_by": "random()"}, "order_by must be"),
+    ({"window": {"start_ns": "soon"}}, "window.start_ns must be an integer"),
+    ({"window": {"start_ns": 10, "end_ns": 5}}, "start_ns must be below"),
+    ({"max_event_bytes": 10}, "max_event_bytes"),
+    ({"find_copies": "yes"}, "find_copies must be true or false"),
+])
+def test_bad_spec_is_refused_with_a_clear_message(backend, spec, message):
+    backend.create([make_row("0", 1, 1, "a")])
+    backend.execute("CREATE TABLE %s (v INTEGER)" % backend.table("y"))
+    with pytest.raises(SourceError, match=message):
+        backend.open(**spec)
+    backend.execute("SELECT v FROM %s" % backend.table("y"))   # still there
+
+
+def test_source_spec_errors_without_a_database(tmp_path):
+    with pytest.raises(SourceError, match="does not exist"):
+        open_source({"type": "sqlite", "path": str(tmp_path / "missing.db")})
+    with pytest.raises(SourceError, match="type must be"):
+        open_source({"type": "mysql", "path": "x"})
+    with pytest.raises(SourceError, match="needs 'dsn'"):
+        open_source({"type": "postgresql"})
+
+
+def test_psycopg_missing_gives_the_install_hint(monkeypatch):
+    monkeypatch.setattr(source_mod, "psycopg", None)
+    with pytest.raises(SourceError, match=r"pip install 'psycopg\[binary\]'"):
+        open_source({"type": "postgresql", "dsn": PG_DSN})
+
+
+def test_malformed_rows_become_errors_with_positions(backend):
+    huge = {"metric": "m", "blob": "x" * 5000}
+    rows = [
+        make_row("0", 1, 10, "ok-1"),
+        dict(make_row("0", 2, 11, "bad-json"), payload="{not json"),
+        dict(make_row("0", 3, 12, "array"), payload="[1, 2]"),
+        make_row("0", 4, 13, ""),
+        dict(make_row("0", 5, 14, "no-id"), event_id=None),
+        dict(make_row("0", 6, None, "no-time")),
+        make_row("0", 7, 16, "too-big", payload=huge),
+        make_row("0", 8, 17, "bad-flags", flags='{"a": 1}'),
+        dict(make_row("0", 9, 18, "no-key"), partition_key=None),
+        make_row("0", 10, 19, "ok-2"),
+    ]
+    backend.create(rows, loose=True)
+    src = backend.open(order_by="raft_index", max_event_bytes=4096)
+    events = read_all(src, "0", 3)
+    assert [e.seq for e in events] == list(range(1, 11))
+    assert [e.position[0] for e in events] == list(range(1, 11))
+    errors = {e.position[0]: e.error for e in events if e.error}
+    assert sorted(errors) == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert "payload is not valid JSON" in errors[2]
+    assert "payload must be a JSON object, got an array" in errors[3]
+    assert errors[4] == "empty event_id"
+    assert errors[5] == "missing event_id"
+    assert errors[6] == "event_time_ns is NULL"
+    assert "above max_event_bytes 4096" in errors[7]
+    assert "flags must be a JSON array of strings" in errors[8]
+    assert errors[9] == "partition_key is NULL"
+    for e in events:
+        assert (e.event is None) == (e.error is not None)
+        if e.error:
+            assert e.raw_row["part_id"] == "0" and e.raw_row["raft_index"] == e.position[0]
+    assert events[1].raw_row["payload"] == "{not json"
+    assert [e.event["event_id"] for e in events if e.event] == ["ok-1", "ok-2"]
+
+
+def test_null_ordering_key_refuses_the_partition(backend):
+    backend.create([make_row("0", 1, 10, "a"), make_row("0", None, 11, "b"), make_row("1", 1, 10, "c")],
+                   loose=True)
+    src = backend.open(order_by="raft_index")
+    with pytest.raises(SourceError, match=r"partition 0: 1 row\(s\) have NULL in an ordering column \(raft_index\)"):
+        src.read("0", None, 0, 10)
+    with pytest.raises(SourceError, match="NULL in an ordering column"):
+        src.plan("0")
+    assert [e.event["event_id"] for e in read_all(src, "1", 10)] == ["c"]
+    # The same rows are fine in time order (raft_index is not part of that key).
+    assert len(read_all(backend.open(order_by="event_time"), "0", 10)) == 2
+
+
+def test_duplicate_rows_are_reported_never_skipped(backend):
+    # Three copies of one event; with limit 2 the group straddles a page end.
+    rows = [make_row("0", i, 100 + i, "e-%d" % i) for i in range(4)]
+    rows += [make_row("0", 9, 102, "e-2"), make_row("0", 10, 102, "e-2")]
+    backend.create(rows)
+    for limit in (1, 2, 3, 100):
+        events = read_all(backend.open(order_by="event_time"), "0", limit)
+        assert [e.seq for e in events] == list(range(1, 7))
+        assert [(e.event or {}).get("event_id") for e in events] == ["e-0", "e-1", "e-2", None, None, "e-3"]
+        copies = [e for e in events if e.event is None]
+        # duplicate_of points at an earlier copy (with a tiebreak: the copy just before).
+        assert all(e.duplicate_of[:2] == (102, "e-2") and e.duplicate_of <= e.position for e in copies)
+        assert copies[0].duplicate_of == events[2].position
+        assert all("duplicate row: the same event" in e.error and e.raw_row["event_id"] == "e-2" for e in copies)
+
+
+def test_copies_far_apart_in_raft_order_are_found(backend):
+    # Like `ceptra-lab seed-history --duplicate-ratio`: a copy stored later under a new raft_index.
+    rows = [make_row("0", i, 1000 + i, "e-%02d" % i) for i in range(1, 31)]
+    rows += [make_row("0", 31, 1003, "e-03"), make_row("0", 32, 1020, "e-20"), make_row("0", 33, 1003, "e-03")]
+    backend.create(rows)
+    for limit in (4, 1000):
+        src = backend.open(order_by="raft_index")
+        events = read_all(src, "0", limit)
+        assert [e.seq for e in events] == list(range(1, 34))
+        assert [e.position[0] for e in events if e.duplicate_of is not None] == [31, 32, 33]
+        assert [e.duplicate_of[0] for e in events if e.duplicate_of is not None] == [3, 20, 3]
+        assert len([e for e in events if e.event]) == 30
+        # Resuming between the copies still recognises the last one.
+        tail = read_all(src, "0", limit, after=events[31].position, after_seq=32)
+        assert tail[0].duplicate_of[0] == 3 and tail[0].seq == 33
+    # find_copies: false skips the lookup (for sources with unique event ids): all rows are sent.
+    events = read_all(backend.open(order_by="raft_index", find_copies=False), "0", 1000)
+    assert len([e for e in events if e.event]) == 33
+
+
+def test_repeated_raft_index_is_an_ordering_error(backend):
+    backend.create([make_row("0", 1, 10, "a"), make_row("0", 1, 11, "b"), make_row("0", 2, 12, "c")])
+    events = read_all(backend.open(order_by="raft_index"), "0", 1)
+    assert [(e.event or {}).get("event_id") for e in events] == ["a", None, "c"]
+    assert "duplicate ordering key" in events[1].error and events[1].duplicate_of is None
+
+
+def test_pages_are_fetched_with_limit_never_the_whole_table(backend):
+    rows = [make_row("0", i, i, "e-%05d" % i) for i in range(3000)]
+    backend.create(rows)
+    src = backend.open()
+    fetched = []
+    original = src._execute
+
+    def recording_execute(query, params):
+        result = original(query, params)
+        fetched.append(len(result))
+        return result
+
+    src._execute = recording_execute
+    events = read_all(src, "0", 100)
+    assert len(events) == 3000
+    read_queries = [s for s in src.statements if s.startswith("SELECT \"event_time_ns\"")]
+    assert read_queries and all("LIMIT" in s and "ORDER BY" in s for s in read_queries)
+    # One null-key check (a COUNT), then pages of at most limit + 1 rows (the look-ahead).
+    assert max(fetched) <= 101
+    assert len(fetched) >= 30
+
+
+def test_dead_letter_file_is_append_only_jsonl(tmp_path):
+    path = str(tmp_path / "dead.jsonl")
+    dead_letter_write(path, "3", (12, "e-1"), "payload is not valid JSON", {"payload": "{x", "event_id": "e-1"})
+    dead_letter_write(path, "3", (13,), "missing event_id", {"payload": "{}", "blob": b"\x00\x01"})
+    lines = [json.loads(line) for line in open(path)]
+    assert [r["position"] for r in lines] == [[12, "e-1"], [13]]
+    assert lines[0]["part_id"] == "3" and lines[0]["error"] == "payload is not valid JSON"
+    assert lines[0]["row"] == {"payload": "{x", "event_id": "e-1"}
+    assert {"time", "time_ns"} <= set(lines[1])
+    with pytest.raises(SourceError, match="does not exist"):
+        dead_letter_write(str(tmp_path / "nodir" / "d.jsonl"), "3", (1,), "x", {})
+
+
+def test_historic_event_keeps_the_seam_shape():
+    event = HistoricEvent("1", (5,), 1, {"event_id": "a"}, 10, None)
+    assert event.raw_row is None and event._fields[:6] == ("part_id", "position", "seq", "event", "raw_size", "error")
+
+
+def test_empty_partition_plans_zero_and_reads_nothing(backend):
+    backend.create([make_row("0", 1, 10, "a")])
+    src = backend.open(part_ids=["0", "5"])
+    assert src.plan("5") == {"events": 0, "first_position": None, "last_position": None,
+                             "min_ts_ns": None, "max_ts_ns": None}
+    assert src.read("5", None, 0, 10) == []
+
+
+def test_resume_position_of_another_ordering_is_refused(backend):
+    backend.create([make_row("0", 1, 10, "a"), make_row("0", 2, 11, "b")])
+    time_position = backend.open(order_by="event_time").read("0", None, 0, 1)[0].position
+    with pytest.raises(SourceError, match="different order_by/tiebreak setting"):
+        backend.open(order_by="raft_index", columns={"tiebreak": None} if backend.kind == "postgresql" else {}) \
+            .read("0", time_position + (1, 2), 1, 10)
+
+
+@pytest.mark.postgres
+def test_postgres_native_types_jsonb_uuid_integer_partition(tmp_path):
+    b = Backend("postgresql", tmp_path)
+    try:
+        table = b.table("typed")
+        b.execute("CREATE TABLE %s (part_id INT NOT NULL, raft_index BIGINT, event_time_ns BIGINT NOT NULL, "
+                  "event_id UUID NOT NULL, partition_key TEXT NOT NULL, schema_key TEXT NOT NULL, "
+                  "payload JSONB NOT NULL, flags JSONB, id BIGSERIAL PRIMARY KEY)" % table)
+        for i in range(7):
+            b.execute("INSERT INTO %s (part_id, raft_index, event_time_ns, event_id, partition_key, schema_key, "
+                      "payload, flags) VALUES (3, %d, 100, gen_random_uuid(), 'k', 'metric_sample_v1', "
+                      "'{\"metric\": \"m\", \"value\": %d}', '[\"LATE\"]')" % (table, i, i))
+        # All seven share event_time_ns, so uuid order decides; the mapped id ends each position.
+        src = b.open(table=table, columns={"tiebreak": "id"})
+        assert src.partitions() == ["3"]
+        events = read_all(src, "3", 2)
+        ids = [e.event["event_id"] for e in events]
+        assert ids == sorted(ids) and len(set(ids)) == 7
+        assert all(e.event["flags"] == ["LATE", "REPLAY"] and isinstance(e.position[1], str) for e in events)
+        assert sorted(e.position[2] for e in events) == list(range(1, 8))
+        assert sorted(e.event["payload"]["value"] for e in events) == list(range(7))
+        assert src.plan("3", after=events[2].position)["events"] == 4
+        # Raft order looks up earlier copies by (event_time_ns, event_id): uuid values must bind.
+        by_raft = read_all(b.open(table=table, order_by="raft_index"), "3", 3)
+        assert [e.event["payload"]["value"] for e in by_raft] == list(range(7))
+    finally:
+        b.close()
