@@ -1,0 +1,365 @@
+"""The replay engine end to end against the CEPtra lab.
+
+- a historic set replays completely through the module (until-loop of time slices) while
+  live events flow: the lab's applied count equals distinct historic + live events;
+- a permanent refusal of one event stops that partition with a report naming it; the
+  other partitions finish;
+- the CLI worker killed with SIGKILL at random points (>= 20 kills across SQLite and
+  PostgreSQL sources), then resumed: nothing applied twice, nothing missing (applied counts
+  and snapshot digests equal a clean reference run);
+- SIGTERM finishes the in-flight batch, commits and exits with a resume hint.
+"""
+
+import io
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS = os.path.join(REPO, ".build", "collections")
+CLI = "ansible_collections.ceptra.backfill.plugins.module_utils._replay_cli"
+COLUMNS = "part_id, raft_index, event_time_ns, event_id, partition_key, schema_key, payload, flags"
+DDL = ("CREATE TABLE {t} (part_id TEXT NOT NULL, raft_index BIGINT, event_time_ns BIGINT NOT NULL, "
+       "event_id TEXT NOT NULL, partition_key TEXT NOT NULL, schema_key TEXT NOT NULL, payload TEXT NOT NULL, "
+       "flags TEXT)")
+
+
+def history_rows(parts, per_part, start_ns, extra=()):
+    """Metric samples in the documented historic schema; ``extra`` rows are added as given."""
+    rows = []
+    for p in range(parts):
+        for i in range(1, per_part + 1):
+            payload = json.dumps({"metric": "replay_test_total", "labels": {"player_id": "p%d" % (i % 5)},
+                                  "value": float(i % 7)})
+            rows.append((str(p), i, start_ns + i * 1_000_000, "h-%d-%06d" % (p, i), "key-%d" % (i % 11),
+                         "metric_sample_v1", payload, None))
+    return rows + list(extra)
+
+
+def write_sqlite(path, rows):
+    conn = sqlite3.connect(path)
+    conn.execute(DDL.format(t="ceptra_history"))
+    conn.executemany("INSERT INTO ceptra_history VALUES (?,?,?,?,?,?,?,?)", rows)
+    conn.execute("CREATE INDEX ceptra_history_raft ON ceptra_history (part_id, raft_index)")
+    conn.execute("CREATE INDEX ceptra_history_time ON ceptra_history (part_id, event_time_ns, event_id)")
+    conn.commit()
+    conn.close()
+
+
+def write_postgres(dsn, table, rows):
+    import psycopg
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(DDL.format(t=table))
+        with conn.cursor().copy("COPY %s (%s) FROM STDIN" % (table, COLUMNS)) as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.execute("CREATE INDEX %s_raft ON %s (part_id, raft_index)" % (table, table))
+        conn.execute("CREATE INDEX %s_time ON %s (part_id, event_time_ns, event_id)" % (table, table))
+
+
+def drop_postgres(dsn, *tables):
+    import psycopg
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table in tables:
+            conn.execute("DROP TABLE IF EXISTS %s" % table)
+
+
+def lab_json(lab, path, role="observer"):
+    status, dummy, body = lab.request("GET", path, role=role)
+    assert status == 200, (path, status, body)
+    return body
+
+
+def applied_counts(lab, timeout=30):
+    """{part_id: applied_index} once every partition applied all it committed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        parts = lab_json(lab, "/v1/state")["partitions"]
+        if all(p["applied_index"] == p["commit_index"] for p in parts) or time.monotonic() > deadline:
+            return {p["part_id"]: p["applied_index"] for p in parts}
+        time.sleep(0.1)
+
+
+def digests(lab, part_ids):
+    return {p: lab_json(lab, "/v1/test/metrics-snapshot?part_id=%s" % p)["digest"] for p in part_ids}
+
+
+def cli_env(lab):
+    return dict(os.environ, PYTHONPATH=COLLECTIONS, CEPTRA_URL=lab.url, CEPTRA_TOKEN=lab.tokens["operator"])
+
+
+def cli_cmd(run_id, source_args, cursor_args, *extra):
+    return [sys.executable, "-m", CLI, "run", "--run-id", run_id, "--order-by", "raft_index",
+            "--quiet"] + source_args + cursor_args + list(extra)
+
+
+START_NS = time.time_ns() - 20 * 60 * 1_000_000_000
+
+
+def test_module_replays_everything_while_live_traffic_flows(lab_factory, run_playbook, tmp_path):
+    from ceptra_lab.traffic import live
+
+    lab = lab_factory(partitions=4, test_mode=True)
+    history = str(tmp_path / "history.db")
+    write_sqlite(history, history_rows(4, 1500, START_NS))
+    live_totals = {}
+    feeder = threading.Thread(target=lambda: live_totals.update(
+        live(lab.url, lab.tokens["ingest"], rate=300, duration=4, partitions=4, out=io.StringIO())))
+    feeder.start()
+    playbook = """
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/ceptra.backfill.cp: {url: "%(url)s", token: "%(token)s"}
+  tasks:
+    - name: plan
+      ceptra.backfill.historic_replay: &args
+        source: {type: sqlite, path: "%(history)s"}
+        cursor_store: {type: sqlite, path: "%(cursors)s"}
+        run_id: live-mix
+        order_by: raft_index
+        time_budget: 1
+        audit_file: "%(audit)s"
+        metrics_textfile: "%(prom)s"
+      check_mode: true
+    - name: replay
+      ceptra.backfill.historic_replay: *args
+      register: replay
+      until: replay.done
+      retries: 100
+      delay: 0
+    - name: again
+      ceptra.backfill.historic_replay: *args
+    - name: info
+      ceptra.backfill.historic_replay_info:
+        source: {type: sqlite, path: "%(history)s"}
+        cursor_store: {type: sqlite, path: "%(cursors)s"}
+        run_id: live-mix
+        order_by: raft_index
+""" % {"url": lab.url, "token": lab.tokens["operator"], "history": history,
+       "cursors": tmp_path / "cursors.db", "audit": tmp_path / "audit.jsonl", "prom": tmp_path / "replay.prom"}
+    result = run_playbook(playbook)
+    feeder.join()
+    assert result.rc == 0, result.stdout + result.stderr
+    plan = result.results["plan"]
+    assert plan["changed"] and plan["plan"]["events_remaining"] == 6000
+    replay = result.results["replay"]
+    assert replay["done"] and replay["events_done"] == 6000 and replay["stopped"] == []
+    assert result.results["again"]["changed"] is False
+    assert result.results["info"]["done"] and result.results["info"]["events_remaining"] == 0
+    assert live_totals["refused"] == 0 and live_totals["healthy"] > 0
+    counts = applied_counts(lab)
+    assert sum(counts.values()) == 6000 + live_totals["healthy"]
+    audit = [json.loads(line) for line in open(tmp_path / "audit.jsonl")]
+    assert sum(r["events"] for r in audit if r["outcome"] in ("acked", "partial")) == 6000
+    assert 'replay_events_total{run_id="live-mix",part_id="3"} 1500' in (tmp_path / "replay.prom").read_text()
+    cp = lab_json(lab, "/v1/audit?kind=replay")["records"]
+    assert {"run_start", "run_end", "partition_done"} <= {r["details"]["event"] for r in cp}
+
+
+GAMING = "/work/shared/reference/bundles/gaming_cheat_detection.yaml"
+
+
+def test_copies_in_the_history_are_applied_once_while_live_traffic_flows(lab_factory, tmp_path):
+    """Issue 4, first acceptance point, exact: applied == DISTINCT historic events + live events,
+    with a historic set holding 5 % later copies (``ceptra-lab seed-history --duplicate-ratio 0.05``)."""
+    from ceptra_lab.traffic import live, seed_history
+
+    lab = lab_factory(partitions=4, test_mode=True)
+    history = str(tmp_path / "history.db")
+    rows = seed_history("sqlite:" + history, partitions=4, events_per_partition=1500, bundle=GAMING,
+                        start_ns=START_NS, duplicate_ratio=0.05, seed=11)
+    conn = sqlite3.connect(history)
+    distinct = conn.execute("SELECT COUNT(DISTINCT event_id) FROM ceptra_history").fetchone()[0]
+    conn.close()
+    copies = rows - distinct
+    assert rows == 6000 and copies > 100          # the set really holds copies
+    live_totals = {}
+    feeder = threading.Thread(target=lambda: live_totals.update(
+        live(lab.url, lab.tokens["ingest"], rate=300, duration=3, partitions=4, out=io.StringIO())))
+    feeder.start()
+    proc = subprocess.run(cli_cmd("copies", ["--source", history], ["--cursor-store", str(tmp_path / "c.db")],
+                                  "--no-throttle", "--json", "--on-bad-row", "stop"),
+                          env=cli_env(lab), capture_output=True, text=True, check=False, timeout=180)
+    feeder.join()
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["done"] and result["stopped"] == []
+    assert result["duplicates_skipped"] == copies and result["events_sent"] == distinct
+    assert sum(p["duplicates_skipped"] for p in result["partitions"].values()) == copies
+    assert live_totals["refused"] == 0 and live_totals["healthy"] > 0
+    assert sum(applied_counts(lab).values()) == distinct + live_totals["healthy"]
+
+
+def _poison_run(lab_factory, tmp_path):
+    lab = lab_factory(partitions=3, test_mode=True)
+    future = time.time_ns() + 3600 * 1_000_000_000      # beyond max_future_skew_ms: refused permanently
+    bad = ("1", 250, future, "h-1-poison", "key-1", "metric_sample_v1", json.dumps({"value": 1.0}), None)
+    rows = [r for r in history_rows(3, 500, START_NS) if not (r[0] == "1" and r[1] == 250)] + [bad]
+    history = str(tmp_path / "history.db")
+    write_sqlite(history, rows)
+    proc = subprocess.run(cli_cmd("poison", ["--source", history], ["--cursor-store", str(tmp_path / "c.db")],
+                                  "--no-throttle", "--json"),
+                          env=cli_env(lab), capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 4, proc.stderr
+    return json.loads(proc.stdout), proc.stderr, applied_counts(lab)
+
+
+def test_permanent_error_stops_only_that_partition(lab_factory, tmp_path):
+    result, stderr, counts = _poison_run(lab_factory, tmp_path)
+    report = result["stopped"][0]
+    assert report["part_id"] == "1" and report["event_id"] == "h-1-poison" and report["seq"] == 250
+    assert report["reason"] == "FUTURE_SKEW" and report["position"] == [250, report["position"][1]]
+    assert "partition 1 STOPPED at event h-1-poison" in stderr
+    assert counts["0"] == 500 and counts["2"] == 500
+    assert result["partitions"]["0"]["status"] == "done" and result["partitions"]["2"]["status"] == "done"
+    # the worker sent nothing after the request holding the refused event, and reports any
+    # event the cluster committed behind it in that request
+    assert counts["1"] == 249 + len(report.get("committed_after", []))
+    assert result["partitions"]["1"]["events_done"] == 249
+
+
+def test_nothing_after_the_refused_event_is_applied(lab_factory, tmp_path):
+    result, dummy, counts = _poison_run(lab_factory, tmp_path)
+    report = result["stopped"][0]
+    assert report.get("committed_after", []) == []
+    assert counts["1"] == 249
+    assert report["event_id"] == "h-1-poison" and report["part_id"] == "1" and report["position"][0] == 250
+
+
+def test_lab_answers_later_events_of_a_refused_session_transient(lab_factory):
+    """The lab's (assumed) rule: after a permanent refusal of a replay event, later events of
+    that session in the same append-stream request are TRANSIENT_RETRY and not applied;
+    other sessions and plain events in the request are appended, the next request is clean."""
+    from ceptra_lab.testing import append_stream, sample_event
+
+    lab = lab_factory(partitions=1, test_mode=True)
+    now = time.time_ns()
+
+    def ev(n, session, ts=None):
+        extra = {"replay_session": session, "replay_seq": n, "flags": ["REPLAY"]} if session else {}
+        return sample_event("e-%s-%d" % (session, n), ts_ns=ts or now - 1000, part_id="0", **extra)
+
+    future = now + 3600 * 1_000_000_000
+    answers = append_stream(lab, "0", [ev(1, "a"), ev(2, "a", ts=future), ev(3, "a"), ev(1, "b"), ev(4, "a"),
+                                       ev(9, None)])
+    assert [a["status"] for a in answers] == ["Healthy", "PermanentDurability", "TransientBackpressure",
+                                              "Healthy", "TransientBackpressure", "Healthy"]
+    assert answers[2]["cep_status_reason"] == "TRANSIENT_RETRY" and "earlier event" in answers[2]["error"]
+    assert applied_counts(lab) == {"0": 3}
+    again = append_stream(lab, "0", [ev(3, "a"), ev(4, "a")])
+    assert [a["status"] for a in again] == ["Healthy", "Healthy"]
+    assert applied_counts(lab) == {"0": 5}
+
+
+def _reference_run(lab_factory, tmp_path, source_args, part_ids):
+    ref = lab_factory(partitions=4, test_mode=True)
+    proc = subprocess.run(cli_cmd("reference", source_args, ["--cursor-store", str(tmp_path / "ref-cursors.db")],
+                                  "--no-throttle"), env=cli_env(ref), capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return applied_counts(ref), digests(ref, part_ids)
+
+
+def _kill_and_resume(lab, source_args, cursor_args, kills, rng):
+    """Start the CLI, SIGKILL it at a random point, repeat ``kills`` times, then finish."""
+    cmd = cli_cmd("killed", source_args, cursor_args, "--initial-rate", "700", "--max-rate", "700")
+    done_kills = 0
+    while done_kills < kills:
+        proc = subprocess.Popen(cmd, env=cli_env(lab), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.3, 1.0))
+        if proc.poll() is not None:
+            raise AssertionError("the run finished before kill %d; make the data set larger: %s"
+                                 % (done_kills + 1, proc.stderr.read().decode()[-2000:]))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+        done_kills += 1
+    final = subprocess.run(cmd + ["--no-throttle"], env=cli_env(lab), capture_output=True, text=True, check=False, timeout=300)
+    assert final.returncode == 0, final.stderr
+    return done_kills
+
+
+def _check_against_reference(lab, reference, part_ids, per_part):
+    ref_counts, ref_digests = reference
+    counts = applied_counts(lab)
+    assert counts == ref_counts == {p: per_part for p in part_ids}     # none twice, none missing
+    assert digests(lab, part_ids) == ref_digests
+    sessions = {}
+    for p in lab_json(lab, "/v1/state")["partitions"]:
+        sessions.update(p["replay_sessions"])
+    assert {s: v["last_seq"] for s, v in sessions.items()} == {"killed/%s" % p: per_part for p in part_ids}
+
+
+PER_PART = 8000
+PARTS = ["0", "1", "2", "3"]
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_sqlite_source(lab_factory, tmp_path):
+    history = str(tmp_path / "history.db")
+    write_sqlite(history, history_rows(4, PER_PART, START_NS))
+    source_args = ["--source", history]
+    reference = _reference_run(lab_factory, tmp_path, source_args, PARTS)
+    lab = lab_factory(partitions=4, test_mode=True)
+    kills = _kill_and_resume(lab, source_args, ["--cursor-store", str(tmp_path / "cursors.db")], 10,
+                             random.Random(42))
+    assert kills == 10
+    _check_against_reference(lab, reference, PARTS, PER_PART)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_kill_9_at_random_points_postgresql_source_and_cursor_store(lab_factory, tmp_path, pg_dsn):
+    suffix = uuid.uuid4().hex[:10]
+    table, cursors = "replay_hist_%s" % suffix, "replay_cur_%s" % suffix
+    write_postgres(pg_dsn, table, history_rows(4, PER_PART, START_NS))
+    try:
+        source_args = ["--source-dsn", pg_dsn, "--table", table]
+        reference = _reference_run(lab_factory, tmp_path, source_args, PARTS)
+        lab = lab_factory(partitions=4, test_mode=True)
+        kills = _kill_and_resume(lab, source_args, ["--cursor-dsn", pg_dsn, "--cursor-table", cursors], 10,
+                                 random.Random(7))
+        assert kills == 10
+        _check_against_reference(lab, reference, PARTS, PER_PART)
+    finally:
+        drop_postgres(pg_dsn, table, cursors)
+
+
+def test_sigterm_commits_and_prints_resume_hint(lab_factory, tmp_path):
+    lab = lab_factory(partitions=2, test_mode=True)
+    history = str(tmp_path / "history.db")
+    write_sqlite(history, history_rows(2, 6000, START_NS))
+    cursors = str(tmp_path / "c.db")
+    cmd = cli_cmd("term", ["--source", history], ["--cursor-store", cursors], "--initial-rate", "500",
+                  "--max-rate", "500")
+    proc = subprocess.Popen(cmd, env=cli_env(lab), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # wait for real progress (events committed in the lab), not a fixed time: loaded machines are slow
+    deadline = time.monotonic() + 90
+    while sum(p["commit_index"] for p in lab_json(lab, "/v1/state")["partitions"]) == 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError("no event reached the lab before SIGTERM: %s" % err[-2000:])
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "resume with:" in err and "--run-id term" in err
+    counts = applied_counts(lab)
+    conn = sqlite3.connect(cursors)
+    done = dict(conn.execute("SELECT part_id, events_done FROM replay_cursors WHERE run_id = 'term'").fetchall())
+    conn.close()
+    assert 0 < sum(counts.values()) < 12000, err
+    assert {p: done.get(p, 0) for p in counts} == counts     # cursor == exactly what the lab applied
+    final = subprocess.run(cmd + ["--no-throttle"], env=cli_env(lab), capture_output=True, text=True, check=False, timeout=120)
+    assert final.returncode == 0, final.stderr
+    assert applied_counts(lab) == {"0": 6000, "1": 6000}

@@ -1,0 +1,315 @@
+"""Replay runner with in-memory fakes: completion, crash/resume, bad rows, pause, stop, abort."""
+
+import json
+import os
+import sys
+import threading
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_replay_sender_fakes import FakeCluster, FakeCursorStore, FakeSource, bad_row, make_event  # noqa: E402
+
+from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_runner as rr  # noqa: E402
+
+
+def source_of(parts=3, n=50, bad=None):
+    events = {}
+    for p in range(parts):
+        rows = []
+        for i in range(1, n + 1):
+            rows.append(bad_row(p, i) if bad and (p, i) in bad else make_event(p, i))
+        events[str(p)] = rows
+    return FakeSource(events)
+
+
+def make_run(cluster, source, store, tmp_path, **options):
+    cfg = {"run_id": "run-1", "batch_events": 7, "max_window": 5, "throttle": False, "commit_interval_s": 0.0,
+           "audit_file": str(tmp_path / "audit.jsonl"), "metrics_textfile": str(tmp_path / "replay.prom"),
+           "operator": "alice"}
+    cfg.update(options)
+    return rr.ReplayRun(cfg, cluster, source, store, lag_fetch=lambda: {})
+
+
+def expected_ids(source, part):
+    return [e.event["event_id"] for e in source.events[part] if e.error is None]
+
+
+def test_config_errors_say_what_to_fix():
+    with pytest.raises(rr.ReplayConfigError, match="run_id is required"):
+        rr.build_config({})
+    with pytest.raises(rr.ReplayConfigError, match="dead_letter_path"):
+        rr.build_config({"run_id": "r", "on_bad_row": "dead_letter"})
+    with pytest.raises(rr.ReplayConfigError, match="on_bad_row must be one of"):
+        rr.build_config({"run_id": "r", "on_bad_row": "skip"})
+    with pytest.raises(rr.ReplayConfigError, match="unknown replay option"):
+        rr.build_config({"run_id": "r", "batchsize": 3})
+
+
+def test_plan_lists_events_ranges_and_estimates_without_sending(tmp_path):
+    cluster, source, store = FakeCluster(), source_of(2, 40), FakeCursorStore()
+    plan = make_run(cluster, source, store, tmp_path, estimated_rate=10.0).plan()
+    assert plan["partitions"]["0"]["events_remaining"] == 40
+    assert plan["partitions"]["1"]["first_position"] == [1]
+    assert plan["partitions"]["1"]["last_position"] == [40]
+    assert plan["partitions"]["0"]["estimated_duration_s"] == 4.0
+    assert plan["events_remaining"] == 80 and not plan["done"]
+    assert cluster.requests == [] and store.commits == 0
+
+
+def test_full_run_applies_everything_once_and_records_audit_and_metrics(tmp_path):
+    cluster, source, store = FakeCluster(), source_of(3, 50), FakeCursorStore()
+    result = make_run(cluster, source, store, tmp_path).run()
+    assert result["done"] and result["changed"] and result["dedup"] == "replay_session"
+    for p in ("0", "1", "2"):
+        assert cluster.applied[p] == expected_ids(source, p)
+        assert store.load("run-1", p).status == "done"
+        assert store.load("run-1", p).events_done == 50
+    assert result["events_done"] == 150 and result["events_sent"] == 150
+    records = [json.loads(line) for line in open(tmp_path / "audit.jsonl")]
+    assert sum(r["events"] for r in records) == 150
+    assert all(r["operator"] == "alice" and r["outcome"] == "acked" for r in records)
+    assert records[0]["seq_first"] == 1 and records[0]["first_position"] == [1]
+    kinds = [a["details"]["event"] for a in cluster.audit]
+    assert kinds[0] == "run_start" and kinds[-1] == "run_end" and kinds.count("partition_done") == 3
+    assert all(a["kind"] == "replay" for a in cluster.audit)
+    prom = (tmp_path / "replay.prom").read_text()
+    assert 'replay_events_total{run_id="run-1",part_id="2"} 50' in prom
+    assert 'replay_partition_lag_seconds{run_id="run-1",part_id="0"} 0.000' in prom
+    assert "replay_bytes_total" in prom
+    # a rerun has nothing to do and changes nothing
+    again = make_run(cluster, source, store, tmp_path).run()
+    assert again["done"] and not again["changed"]
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("sessions", [True, False])
+def test_crash_between_ack_and_commit_then_resume_has_no_dup_no_loss(tmp_path, sessions):
+    cluster, source, store = FakeCluster(sessions=sessions), source_of(2, 60), FakeCursorStore()
+    commits = {"n": 0}
+
+    def crash_on_fourth(part_id, cursor):
+        commits["n"] += 1
+        if commits["n"] >= 4:   # from the 4th commit on the "process" is dead: nothing is committed
+            raise Crash("worker killed after the ack, before the cursor commit")
+    store.fail_on_commit = crash_on_fourth
+    first = make_run(cluster, source, store, tmp_path, max_parallel_partitions=1,
+                     use_replay_sessions=sessions).run()
+    assert not first["done"]
+    store.fail_on_commit = None
+    second = make_run(cluster, source, store, tmp_path, use_replay_sessions=sessions).run()
+    assert second["done"]
+    for p in ("0", "1"):
+        assert cluster.applied[p] == expected_ids(source, p)      # no loss, no duplicate, in order
+    resent_dups = sum(p["duplicates"] for p in second["partitions"].values())
+    # each partition had one acked batch (7 events) whose cursor commit "crashed": resent,
+    # answered duplicate, applied once
+    assert resent_dups == 14
+    if not sessions:
+        assert second["dedup"] == "event_id"
+        assert any("event_id dedup" in w for w in second["warnings"])
+
+
+def test_dead_letter_policy_skips_bad_rows_into_file_and_reports_position(tmp_path):
+    source = source_of(2, 20, bad={(0, 5), (0, 6), (1, 20)})
+    cluster, store = FakeCluster(), FakeCursorStore()
+    dl = tmp_path / "dead.jsonl"
+    result = make_run(cluster, source, store, tmp_path, on_bad_row="dead_letter", dead_letter_path=str(dl)).run()
+    assert result["done"] and result["stopped"] == []
+    assert cluster.applied["0"] == expected_ids(source, "0") and len(cluster.applied["0"]) == 18
+    assert cluster.applied["1"] == expected_ids(source, "1")
+    rows = [json.loads(line) for line in open(dl)]
+    assert sorted((r["part_id"], r["position"]) for r in rows) == [("0", [5]), ("0", [6]), ("1", [20])]
+    assert all("not valid JSON" in r["error"] for r in rows)
+    assert result["partitions"]["0"]["dead_lettered"] == 2
+    assert store.load("run-1", "1").status == "done"
+    assert any("dead-letter" in w for w in result["warnings"])
+
+
+def test_stop_policy_stops_the_partition_at_the_bad_row_others_finish(tmp_path):
+    source = source_of(3, 20, bad={(1, 8)})
+    cluster, store = FakeCluster(), FakeCursorStore()
+    result = make_run(cluster, source, store, tmp_path).run()
+    assert result["done"]          # every partition reached a final state
+    assert cluster.applied["1"] == expected_ids(source, "1")[:7]
+    report = result["stopped"][0]
+    assert report["part_id"] == "1" and report["position"] == [8] and report["reason"] == "BAD_ROW"
+    cursor = store.load("run-1", "1")
+    assert cursor.position == (7,) and rr.parse_status(cursor.status)[0] == "stopped"
+    assert cluster.applied["0"] == expected_ids(source, "0")
+    assert cluster.applied["2"] == expected_ids(source, "2")
+
+
+def test_oversized_event_is_a_bad_row(tmp_path):
+    source = source_of(1, 5)
+    source.events["0"][2].event["payload"]["blob"] = "x" * 5000
+    cluster, store = FakeCluster(), FakeCursorStore()
+    result = make_run(cluster, source, store, tmp_path, max_event_bytes=2048).run()
+    assert result["stopped"][0]["position"] == [3]
+    assert "above max_event_bytes 2048" in result["stopped"][0]["message"]
+
+
+def test_permanent_cluster_error_stops_partition_and_is_remembered(tmp_path):
+    cluster, source, store = FakeCluster(), source_of(3, 30), FakeCursorStore()
+    cluster.script["h-2-000011"] = [{"status": "PermanentDurability", "cep_status_reason": "PERMANENT_SCHEMA"}]
+    result = make_run(cluster, source, store, tmp_path).run()
+    assert result["done"]
+    assert [r["event_id"] for r in result["stopped"]] == ["h-2-000011"]
+    assert cluster.applied["2"] == expected_ids(source, "2")[:10]
+    assert len(cluster.applied["0"]) == 30 and len(cluster.applied["1"]) == 30
+    assert any(a["details"]["event"] == "partition_stopped" for a in cluster.audit)
+    # the next slice does not resend it, and still reports why it stopped
+    before = len(cluster.requests)
+    again = make_run(cluster, source, store, tmp_path).run()
+    assert len(cluster.requests) == before
+    assert again["stopped"][0]["reason"] == "PERMANENT_SCHEMA"
+    # retry_stopped resumes after the operator fixed the cause
+    fixed = make_run(cluster, source, store, tmp_path, retry_stopped=True).run()
+    assert fixed["done"] and fixed["stopped"] == []
+    assert cluster.applied["2"] == expected_ids(source, "2")
+
+
+def test_pause_flag_in_cursor_store_pauses_all_workers(tmp_path):
+    cluster, source, store = FakeCluster(), source_of(2, 10), FakeCursorStore()
+    store.set_paused("run-1", True)
+    result = make_run(cluster, source, store, tmp_path).run(time_budget_s=0.6)
+    assert cluster.requests == [] and not result["done"]
+    assert {p["status"] for p in result["partitions"].values()} == {"paused"}
+    store.set_paused("run-1", False)
+    result = make_run(cluster, source, store, tmp_path).run()
+    assert result["done"] and len(cluster.applied["1"]) == 10
+
+
+def test_pause_file_pauses(tmp_path):
+    cluster, source, store = FakeCluster(), source_of(1, 10), FakeCursorStore()
+    flag = tmp_path / "PAUSE"
+    flag.write_text("maintenance")
+    result = make_run(cluster, source, store, tmp_path, pause_file=str(flag)).run(time_budget_s=0.5)
+    assert cluster.requests == [] and result["partitions"]["0"]["status"] == "paused"
+
+
+def test_stop_request_finishes_in_flight_batch_and_commits(tmp_path):
+    cluster, source, store = FakeCluster(), source_of(2, 400), FakeCursorStore()
+    run = make_run(cluster, source, store, tmp_path, progress_interval_s=0.0)
+    original = cluster.post_ndjson
+    calls = {"n": 0}
+
+    def stop_after_some(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            threading.Thread(target=run.request_stop).start()
+        return original(*a, **kw)
+    cluster.post_ndjson = stop_after_some
+    result = run.run()
+    assert result["interrupted"] and not result["done"]
+    for p in ("0", "1"):
+        cursor = store.load("run-1", p)
+        applied = cluster.applied.get(p, [])
+        # the cursor covers exactly what the cluster acknowledged
+        assert cursor is None or cursor.events_done == len(applied)
+    cluster.post_ndjson = original
+    resumed = make_run(cluster, source, store, tmp_path).run()
+    assert resumed["done"]
+    assert all(cluster.applied[p] == expected_ids(source, p) for p in ("0", "1"))
+
+
+def test_critical_lag_aborts_the_run(tmp_path):
+    cluster, source, store = FakeCluster(), source_of(1, 10_000), FakeCursorStore()
+    cfg = {"run_id": "run-1", "throttle": True, "initial_rate": 50.0}
+    run = rr.ReplayRun(cfg, cluster, source, store, lag_fetch=lambda: {"0": (5000.0, 10.0)})
+    result = run.run()
+    assert not result["done"]
+    assert "critical lag" in result["aborted"] and "partition 0" in result["aborted"]
+    assert len(cluster.applied.get("0", [])) < 10_000
+
+
+def test_fatal_error_stops_the_run_with_the_reason(tmp_path):
+    class Refusing(FakeCluster):
+        def post_ndjson(self, *a, **kw):
+            err = RuntimeError("403")
+            err.status, err.message = 403, "identity lacks the ingest role"
+            raise err
+    result = make_run(Refusing(), source_of(2, 5), FakeCursorStore(), tmp_path).run()
+    assert not result["done"] and "ingest role" in result["error"]
+
+
+def test_only_assigned_partitions_are_replayed(tmp_path):
+    cluster, source, store = FakeCluster(), source_of(4, 5), FakeCursorStore()
+    result = make_run(cluster, source, store, tmp_path, part_ids=["1", "3"]).run()
+    assert sorted(cluster.applied) == ["1", "3"] and sorted(result["partitions"]) == ["1", "3"]
+
+
+def test_source_failure_marks_the_partition_failed_with_the_error(tmp_path):
+    class Broken(FakeSource):
+        def read(self, part_id, after, after_seq, limit):
+            if part_id == "1":
+                raise RuntimeError("connection to the archive lost")
+            return FakeSource.read(self, part_id, after, after_seq, limit)
+    cluster, store = FakeCluster(), FakeCursorStore()
+    source = Broken(source_of(2, 10).events)
+    result = make_run(cluster, source, store, tmp_path).run()
+    assert not result["done"]
+    part = result["partitions"]["1"]
+    assert part["status"] == "failed" and "archive lost" in part["report"]["message"]
+    assert len(cluster.applied["0"]) == 10
+
+
+def test_duplicate_copies_are_skipped_counted_and_audited_never_stop(tmp_path):
+    source = source_of(2, 20)
+    # later copies of events 3 and 10 of partition 1 (same event_id), as the source reports them
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import HistoricEvent
+
+    rows = source.events["1"]
+    for i in (8, 15):
+        original = rows[i - 6]
+        rows[i - 1] = HistoricEvent("1", (i,), i, None, 100,
+                                    "duplicate row: the same event as the row at position %s"
+                                    % list(original.position),
+                                    raw_row={"event_id": original.event["event_id"]},
+                                    duplicate_of=original.position)
+    cluster, store = FakeCluster(), FakeCursorStore()
+    result = make_run(cluster, source, store, tmp_path, on_bad_row="stop").run()
+    assert result["done"] and result["stopped"] == []
+    assert cluster.applied["1"] == [e.event["event_id"] for e in rows if e.event is not None]
+    assert len(cluster.applied["1"]) == 18 and len(cluster.applied["0"]) == 20
+    assert result["partitions"]["1"]["duplicates_skipped"] == 2
+    assert result["partitions"]["0"]["duplicates_skipped"] == 0
+    assert result["duplicates_skipped"] == 2
+    cursor = store.load("run-1", "1")
+    assert cursor.status == "done" and cursor.position == (20,) and cursor.events_done == 20
+    records = [json.loads(line) for line in open(tmp_path / "audit.jsonl")]
+    skipped = [r for r in records if r["outcome"] == "duplicate_skipped"]
+    assert [(r["part_id"], r["first_position"], r["events"]) for r in skipped] == [("1", [8], 0), ("1", [15], 0)]
+    assert skipped[0]["event_id"] == "h-1-000003" and skipped[0]["duplicate_of"] == [3]
+    assert sum(r["events"] for r in records if r["outcome"] in ("acked", "partial")) == 38
+
+
+def test_durability_wait_reads_every_readiness_variant(tmp_path):
+    class Resp(object):
+        def __init__(self, status, body):
+            self.status, self.json = status, body
+
+    answers = [
+        Resp(503, {"error": "overloaded"}),                                   # not a readiness answer
+        Resp(503, {"ready": False, "partitions": [{"partition_id": 1, "reasons": [{"code": "DURABILITY_FENCE"}]}]}),
+        Resp(503, {"ready": False, "partitions": {"1": {"ready": False, "reason": "durability_fence"}}}),
+        Resp(200, {"ready": True, "partitions": [{"partition_id": 1, "ready": True}]}),
+    ]
+
+    class Client(FakeCluster):
+        def request(self, method, route, **kw):
+            if route == "readyz":
+                self.readyz_calls = getattr(self, "readyz_calls", 0) + 1
+                return answers.pop(0)
+            return FakeCluster.request(self, method, route, **kw)
+
+    client = Client()
+    run = rr.ReplayRun({"run_id": "run-1", "throttle": False, "durability_wait_s": 3600}, client,
+                       source_of(1, 1), FakeCursorStore(), lag_fetch=lambda: {}, sleep=lambda s: None)
+    run.progress.add("1", 1)
+    assert run._wait_durability("1") is True
+    assert client.readyz_calls == 4 and answers == []
+    assert run.progress.parts["1"].status == "running"

@@ -1,0 +1,121 @@
+"""historic_replay / historic_replay_info modules: real AnsibleModule, real SQLite source and
+cursor store, the cluster replaced by the in-memory fake append stream."""
+
+import json
+import os
+import sys
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "module_utils"))
+from test_replay_cli import write_history  # noqa: E402
+from test_replay_sender_fakes import FakeCluster  # noqa: E402
+
+from ansible_collections.ceptra.backfill.plugins.modules import historic_replay, historic_replay_info  # noqa: E402
+
+CONNECTION = {"url": "http://127.0.0.1:1", "token": "secret-token"}
+
+
+class ClosableCluster(FakeCluster):
+    closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def run_module(module, args, cluster, capsys, monkeypatch, check_mode=False):
+    monkeypatch.setattr(module, "client_from_module", lambda _module: cluster)
+    args = dict(CONNECTION, **args)
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as caught:
+            module.main()
+    result = json.loads(capsys.readouterr().out)
+    return caught.value.code != 0, result
+
+
+@pytest.fixture
+def setup(tmp_path):
+    history = str(tmp_path / "history.db")
+    write_history(history, parts=3, n=40)
+    args = {"source": {"type": "sqlite", "path": history},
+            "cursor_store": {"type": "sqlite", "path": str(tmp_path / "cursors.db")},
+            "run_id": "inc-1", "throttle": False, "audit_file": str(tmp_path / "audit.jsonl")}
+    return args, tmp_path
+
+
+def test_check_mode_returns_plan_and_sends_nothing(setup, capsys, monkeypatch):
+    args, dummy = setup
+    cluster = ClosableCluster()
+    failed, result = run_module(historic_replay, dict(args, estimated_rate=10), cluster, capsys, monkeypatch,
+                                check_mode=True)
+    assert not failed and result["changed"] is True and result["done"] is False
+    assert result["plan"]["partitions"]["2"]["events_remaining"] == 40
+    assert result["plan"]["partitions"]["2"]["estimated_duration_s"] == 4.0   # 40 events at 10/s
+    assert cluster.requests == []
+
+
+def test_replay_then_rerun_is_unchanged_and_info_reports_done(setup, capsys, monkeypatch):
+    args, tmp_path = setup
+    cluster = ClosableCluster()
+    failed, result = run_module(historic_replay, args, cluster, capsys, monkeypatch)
+    assert not failed, result
+    assert result["done"] and result["changed"] and result["events_done"] == 120
+    assert sorted(cluster.applied) == ["0", "1", "2"] and cluster.closed
+    assert result["assigned_partitions"] == ["0", "1", "2"]
+    assert "secret-token" not in json.dumps(result)
+    failed, again = run_module(historic_replay, args, ClosableCluster(), capsys, monkeypatch)
+    assert not failed and again["done"] and again["changed"] is False
+    info_args = {k: v for k, v in args.items() if k in ("source", "cursor_store", "run_id")}
+    failed, info = run_module(historic_replay_info, info_args, cluster, capsys, monkeypatch)
+    assert not failed and info["done"] and info["events_done"] == 120 and info["events_remaining"] == 0
+    assert info["paused"] is False and info["changed"] is False
+
+
+def test_fan_out_over_two_hosts_covers_every_partition(setup, capsys, monkeypatch):
+    args, dummy = setup
+    cluster = ClosableCluster()
+    shares = []
+    for host in ("w-a", "w-b"):
+        failed, result = run_module(historic_replay, dict(args, worker_hosts=["w-a", "w-b"], this_host=host),
+                                    cluster, capsys, monkeypatch)
+        assert not failed and result["done"]
+        shares.append(result["assigned_partitions"])
+    assert sorted(shares[0] + shares[1]) == ["0", "1", "2"] and not set(shares[0]) & set(shares[1])
+    assert all(len(cluster.applied[p]) == 40 for p in ("0", "1", "2"))
+
+
+def test_stopped_partition_fails_once_others_finished(setup, capsys, monkeypatch):
+    args, dummy = setup
+    cluster = ClosableCluster()
+    cluster.script["h-1-0007"] = [{"status": "PermanentDurability", "cep_status_reason": "PERMANENT_PAYLOAD",
+                                   "error": "payload rejected"}]
+    failed, result = run_module(historic_replay, args, cluster, capsys, monkeypatch)
+    assert failed
+    assert "partition 1 at event h-1-0007" in result["msg"] and "PERMANENT_PAYLOAD" in result["msg"]
+    assert result["done"] and len(cluster.applied["0"]) == 40 and len(cluster.applied["1"]) == 6
+    failed, result = run_module(historic_replay, dict(args, fail_on_stopped=False), cluster, capsys, monkeypatch)
+    assert not failed and result["stopped"][0]["event_id"] == "h-1-0007"
+
+
+def test_bad_input_fails_with_a_message(setup, capsys, monkeypatch):
+    args, tmp_path = setup
+    bad = dict(args, source={"type": "oracle", "path": "x"})
+    failed, result = run_module(historic_replay, bad, ClosableCluster(), capsys, monkeypatch)
+    assert failed and "type must be 'sqlite' or 'postgresql'" in result["msg"]
+    failed, result = run_module(historic_replay, dict(args, run_id="a/b"), ClosableCluster(), capsys, monkeypatch)
+    assert failed and "without '/'" in result["msg"]
+    failed, result = run_module(historic_replay, dict(args, on_bad_row="dead_letter"), ClosableCluster(),
+                                capsys, monkeypatch)
+    assert failed and "dead_letter_path" in result["msg"]
+
+
+def test_without_sessions_warns_about_event_id_dedup(setup, capsys, monkeypatch):
+    args, dummy = setup
+    failed, result = run_module(historic_replay, dict(args, use_replay_sessions=False), ClosableCluster(),
+                                capsys, monkeypatch)
+    assert not failed and result["dedup"] == "event_id"
+    assert "event_id dedup" in json.dumps(result["warnings"])   # 2.19 warnings are structured
