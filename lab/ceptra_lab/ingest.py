@@ -92,6 +92,7 @@ async def append_stream(request: web.Request, cluster: Cluster, part_id: str) ->
 
 async def _pump_stream(request: web.Request, response: web.StreamResponse, cluster: Cluster, part_id: str) -> None:
     line_limit = cluster.config.config["partition_flow"]["max_event_bytes"] * 2 + 4096
+    refused_sessions: set = set()   # replay sessions with a permanent refusal in this request
     pending = b""
     content = request.content
     while True:
@@ -103,7 +104,7 @@ async def _pump_stream(request: web.Request, response: web.StreamResponse, clust
             continue
         lines = pending.split(b"\n")
         pending = lines.pop()
-        out = _stream_lines(cluster, part_id, lines)
+        out = _stream_lines(cluster, part_id, lines, refused_sessions)
         if len(pending) > line_limit:   # an oversized line: answer it now, skip the rest of it
             out += dumps(_refused(None, f"line longer than {line_limit} bytes")) + b"\n"
             pending = await _skip_to_newline(content)
@@ -111,14 +112,32 @@ async def _pump_stream(request: web.Request, response: web.StreamResponse, clust
         if out:
             await response.write(out)
     if pending.strip():
-        final = _stream_lines(cluster, part_id, [pending])
+        final = _stream_lines(cluster, part_id, [pending], refused_sessions)
         cluster.after_batch(part_id)
         await response.write(final)
     await response.write_eof()
 
 
-def _stream_lines(cluster: Cluster, part_id: str, lines: list[bytes]) -> bytes:
-    """Append every line of a batch; returns the NDJSON responses (the hot loop of the lab)."""
+def _after_refusal(message: dict) -> dict:
+    """The answer to a replay event whose session had a permanent refusal earlier in the request."""
+    event_id = message.get("event_id")
+    return {"event_id": event_id if isinstance(event_id, str) else None, "status": "TransientBackpressure",
+            "credit_hint": "Hold", "cep_credit_hint": {"client_window_size": 1, "retry_backoff_ms": 0},
+            "cep_status_reason": "TRANSIENT_RETRY",
+            "error": "not applied: an earlier event of replay session %r was refused in this request"
+                     % message.get("replay_session")}
+
+
+def _stream_lines(cluster: Cluster, part_id: str, lines: list[bytes], refused_sessions: set | None = None) -> bytes:
+    """Append every line of a batch; returns the NDJSON responses (the hot loop of the lab).
+
+    ``refused_sessions`` (kept across the chunks of one request) holds the replay sessions
+    that had an event refused with PermanentDurability: later events of such a session in
+    the same request are answered TransientBackpressure/TRANSIENT_RETRY, not applied, so
+    nothing after a refused replay event is committed (docs/lab.md, assumed contract rule).
+    """
+    if refused_sessions is None:
+        refused_sessions = set()
     if cluster.store is None and cluster.faults[part_id]["not_leader"] == 0:
         append = cluster.partitions[part_id].append        # nothing to intercept: call the engine directly
     else:
@@ -133,8 +152,14 @@ def _stream_lines(cluster: Cluster, part_id: str, lines: list[bytes]) -> bytes:
             response = _refused(None, "empty line" if not line.strip() else f"line is not valid JSON: {exc}")
         else:
             if type(message) is dict:
-                # the engine checks part_id against the stream's partition, sizes and fields
-                response = append(message, len(line))
+                session = message.get("replay_session")
+                if refused_sessions and type(session) is str and session in refused_sessions:
+                    response = _after_refusal(message)
+                else:
+                    # the engine checks part_id against the stream's partition, sizes and fields
+                    response = append(message, len(line))
+                    if type(session) is str and response.get("status") == "PermanentDurability":
+                        refused_sessions.add(session)
             else:
                 response = _refused(None, f"an append message must be a JSON object, got {type(message).__name__}")
         out.append(dumps(response))
