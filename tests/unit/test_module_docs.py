@@ -1,0 +1,43 @@
+"""Every module named in the action group exists, renders with ansible-doc, and documents its attributes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS = os.path.join(REPO, ".build", "collections")
+
+with open(os.path.join(REPO, "meta", "runtime.yml"), encoding="utf-8") as handle:
+    ACTION_GROUP = yaml.safe_load(handle)["action_groups"]["cp"]
+
+
+def test_action_group_lists_exactly_the_modules():
+    modules = sorted(name[:-3] for name in os.listdir(os.path.join(REPO, "plugins", "modules"))
+                     if name.endswith(".py") and not name.startswith("_"))
+    assert sorted(ACTION_GROUP) == modules
+
+
+@pytest.fixture(scope="module")
+def docs():
+    exe = os.path.join(os.path.dirname(sys.executable), "ansible-doc")
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS)
+    proc = subprocess.run([exe, "-t", "module", "--json"] + ["ceptra.backfill." + m for m in ACTION_GROUP],
+                          capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("module", ACTION_GROUP)
+def test_module_renders_with_attributes(docs, module):
+    doc = docs["ceptra.backfill." + module]["doc"]
+    assert doc["short_description"]
+    # ansible-doc merges the connection fragment into the options it renders.
+    assert {"url", "token", "client_cert", "client_key", "ca_path", "validate_certs", "timeout"} <= set(doc["options"])
+    attributes = doc["attributes"]
+    assert {"check_mode", "diff_mode", "action_group"} <= set(attributes)
+    assert "ceptra.backfill.cp" in attributes["action_group"]["membership"]
+    assert docs["ceptra.backfill." + module]["examples"].strip()
