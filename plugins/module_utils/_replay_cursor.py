@@ -128,10 +128,15 @@ class CursorStore(object):
 
     def is_paused(self, run_id):
         """True while the run's pause flag is raised."""
-        raise NotImplementedError
+        return bool(self._pause_row(run_id)[0])
 
     def pause_reason(self, run_id):
         """The reason given with the pause flag ("" when not paused)."""
+        paused, reason = self._pause_row(run_id)
+        return reason if paused else ""
+
+    def _pause_row(self, run_id):
+        """``(paused, reason)`` of the run as stored by the backend."""
         raise NotImplementedError
 
     def close(self):
@@ -219,13 +224,6 @@ class SqliteCursorStore(CursorStore):
     def _pause_row(self, run_id):
         rows = self._read("SELECT paused, reason FROM replay_pause WHERE run_id = ?", (str(run_id),))
         return rows[0] if rows else (0, "")
-
-    def is_paused(self, run_id):
-        return bool(self._pause_row(run_id)[0])
-
-    def pause_reason(self, run_id):
-        paused, reason = self._pause_row(run_id)
-        return reason if paused else ""
 
     def close(self):
         with self._lock:
@@ -324,13 +322,6 @@ class PostgresCursorStore(CursorStore):
     def _pause_row(self, run_id):
         rows = self._execute("SELECT paused, reason FROM {p} WHERE run_id = %s", (str(run_id),), fetch=True)
         return rows[0] if rows else (False, "")
-
-    def is_paused(self, run_id):
-        return bool(self._pause_row(run_id)[0])
-
-    def pause_reason(self, run_id):
-        paused, reason = self._pause_row(run_id)
-        return reason if paused else ""
 
     def close(self):
         with self._lock:
