@@ -13,6 +13,8 @@ queries. A refusal is a ``ConfigManagerError`` built by ``refuse`` with ``violat
 
 from __future__ import annotations
 
+import difflib
+
 from ansible_collections.ceptra.backfill.plugins.module_utils._config_ledger import ConfigManagerError
 
 LANE_MAX_PER_PARTITION = 64
@@ -65,12 +67,16 @@ def validate_leaves(leaves, known_top_level=(), partition_ids=None):
             bad(key, "annotations are reserved for ledgers (this one keeps the override ledger); not an override target")
             continue
         if top not in KNOWN_TOP_LEVEL and top not in known_top_level:
-            bad(key, "unknown top-level key; known keys: %s" % ", ".join(sorted(KNOWN_TOP_LEVEL)))
+            close = difflib.get_close_matches(top, sorted(KNOWN_TOP_LEVEL), n=1)
+            hint = "did you mean %s? " % close[0] if close else ""
+            bad(key, "unknown top-level key; %sknown keys: %s" % (hint, ", ".join(sorted(KNOWN_TOP_LEVEL))))
             continue
         if value is None:
             continue  # deleting a key during the override (back to the cluster default)
         if top in NESTED_KEYS and (len(parts) != 2 or parts[1] not in NESTED_KEYS[top]):
-            bad(key, "unknown key; %s takes %s" % (top, ", ".join(NESTED_KEYS[top])))
+            close = difflib.get_close_matches(parts[-1], NESTED_KEYS[top], n=1)
+            hint = "did you mean %s.%s? " % (top, close[0]) if close else ""
+            bad(key, "unknown key; %s%s takes %s" % (hint, top, ", ".join(NESTED_KEYS[top])))
         elif top == "metrics" and (len(parts) != 3 or parts[2] not in PER_METRIC_KEYS):
             bad(key, "per-metric keys are metrics.<metric>.{%s}" % ",".join(PER_METRIC_KEYS))
         elif top == "partitions" and (len(parts) != 3 or parts[2] not in PER_METRIC_KEYS + ("ingress_gate",)):
