@@ -14,6 +14,8 @@ import json
 import random
 import time
 
+from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as encode_mod
+
 try:  # faster encoding when available; the standard library is enough
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the environment
@@ -56,9 +58,20 @@ def _dumps(obj):
     return json.dumps(obj, separators=(",", ":")).encode("utf-8")
 
 
-def encode_event(hevent, run_id, use_sessions):
+def encode_event(hevent, run_id, use_sessions, suffix=None):
     """The wire line (bytes) for a HistoricEvent: REPLAY flag and, with sessions,
-    ``replay_session`` = "<run_id>/<part_id>" and ``replay_seq`` = the event's seq."""
+    ``replay_session`` = "<run_id>/<part_id>" and ``replay_seq`` = the event's seq.
+
+    An event from a historic source carries ``wire`` (the message without its closing
+    brace, payload as the database's text): the line is that plus the session fields.
+    ``suffix`` (optional) is ``_replay_encode.session_suffix(run_id, part_id, use_sessions)``,
+    computed once per partition by callers that encode many events.
+    """
+    wire = getattr(hevent, "wire", None)
+    if wire is not None:
+        if suffix is None:
+            suffix = encode_mod.session_suffix(run_id, hevent.part_id, use_sessions)
+        return encode_mod.line_for(wire, suffix, hevent.seq)
     msg = dict(hevent.event)
     msg.setdefault("part_id", hevent.part_id)
     flags = msg.get("flags") or []
@@ -161,7 +174,8 @@ class PartitionSender(object):
         """
         result = SendResult()
         if lines is None:
-            lines = [encode_event(ev, self.run_id, self.use_sessions) for ev in events]
+            suffix = encode_mod.session_suffix(self.run_id, self.part_id, self.use_sessions)
+            lines = [encode_event(ev, self.run_id, self.use_sessions, suffix) for ev in events]
         else:
             lines = list(lines)   # gap resends may replace lines; keep the caller's list intact
         self._committed_ahead = set()
@@ -177,8 +191,9 @@ class PartitionSender(object):
             end = min(total, start + self.window)
             result.requests += 1
             try:
-                responses = self.client.post_ndjson(self.route, lines[start:end],
-                                                    params={"part_id": self.part_id})
+                # post_lines: the shared client's exchange, answers parsed line by line in C
+                responses = encode_mod.post_lines(self.client, self.route, lines[start:end],
+                                                  params={"part_id": self.part_id})
             except Exception as exc:  # CeptraError from the shared client, after its own retries
                 status = getattr(exc, "status", None)
                 if status in (400, 401, 403, 404, 405, 415):

@@ -18,6 +18,7 @@ quoted; every value is a bound parameter. ``docs/historic-source.md`` is the use
 from __future__ import annotations
 
 import json
+import operator
 import os
 import re
 import sqlite3
@@ -25,10 +26,7 @@ import threading
 import time
 from typing import NamedTuple
 
-try:  # faster JSON when present; the stdlib is the fallback
-    import orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    orjson = None
+from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as enc
 
 try:
     import psycopg
@@ -70,6 +68,11 @@ class HistoricEvent(NamedTuple):
     stream (same event_time_ns and event_id): the position of an earlier copy. Such a row
     also has ``error`` set, so a caller unaware of the field applies its bad-row policy; a
     caller that knows it skips the row (the event was sent) and counts it.
+    ``wire`` (also an addition) is the append message as sent, without its closing brace
+    (``_replay_encode``): the payload is the database's JSON text, validated but not
+    re-serialized. It is set on every event with ``event`` set; ``event`` is the same
+    message as a dict (``read``) or a summary of it without payload and flags (``read_wire``).
+    Build a changed event with ``_replace(event=..., wire=None)``.
     """
     part_id: str
     position: tuple
@@ -79,6 +82,14 @@ class HistoricEvent(NamedTuple):
     error: str | None
     raw_row: dict | None = None
     duplicate_of: tuple | None = None
+    wire: bytes | None = None
+
+
+_new_event = tuple.__new__   # HistoricEvent without the keyword-argument layer (hot path)
+_fast_loads = enc.fast_loads
+_quote = enc.quote
+_WIRE_FORMAT = enc.WIRE_FORMAT
+_REPLAY_FLAGS_JSON = enc.REPLAY_FLAGS_JSON
 
 
 def validate_identifier(name, what, allow_schema=False):
@@ -96,16 +107,6 @@ def natural_key(part_id):
     """Sort key putting "2" before "10" (numeric ids first, then the rest by text)."""
     text = str(part_id)
     return (0, int(text), "") if text.isdigit() else (1, 0, text)
-
-
-def _json_loads(text):
-    return orjson.loads(text) if orjson is not None else json.loads(text)
-
-
-def _json_dumps(value):
-    if orjson is not None:
-        return orjson.dumps(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _json_safe(value):
@@ -223,6 +224,11 @@ class HistoricSource(object):
         self._position_indexes = [6] if self.order_by == "raft_index" else [0, 1]
         if self.tiebreak is not None:
             self._position_indexes.append(7)
+        if len(self._position_indexes) == 1:
+            index = self._position_indexes[0]
+            self._position_values = lambda row: (row[index],)
+        else:
+            self._position_values = operator.itemgetter(*self._position_indexes)
         self._null_checked = set()
 
     # -- dialect hooks -------------------------------------------------------------------
@@ -346,7 +352,18 @@ class HistoricSource(object):
         return {"events": int(count), "first_position": first, "last_position": last,
                 "min_ts_ns": min_ts, "max_ts_ns": max_ts}
 
-    def read(self, part_id, after, after_seq, limit):
+    def read_wire(self, part_id, after, after_seq, limit):
+        """``read`` for a sender: the same rows, checks and errors, but each valid event's
+        ``event`` is a summary ``{event_id, part_id, partition_key, ts_ns, schema_key}`` (no
+        payload, no flags) and the message to send is ``wire``.
+
+        The payload is still parsed (so a bad payload is still a bad row at its position) but
+        not kept: a page then holds no per-event containers the garbage collector must walk,
+        which is most of what a full page costs the worker besides the parse itself.
+        """
+        return self.read(part_id, after, after_seq, limit, summary=True)
+
+    def read(self, part_id, after, after_seq, limit, summary=False):
         """Return up to ``limit`` events of ``part_id`` strictly after position ``after``.
 
         ``after_seq`` is the seq of the event at ``after`` (0 at the start); the rows returned
@@ -375,31 +392,36 @@ class HistoricSource(object):
             if self._position_of(lookahead) == last_position:
                 rows.extend(self._rest_of_group(part_id, last_position, rows))
         # Where each event (event_time_ns, event_id) appeared before, to spot second copies.
-        copies = self._copies_of(part_id, rows) if self.order_by == "raft_index" and self.find_copies else {}
-        seen = {}
-        if after is not None and self.order_by != "raft_index":
-            seen[tuple(after[:2])] = tuple(after)
+        time_order = self.order_by == "event_time"
+        copies = self._copies_of(part_id, rows) if not time_order and self.find_copies else {}
+        # Time order: the identity is (event_time_ns, event_id), the start of the ordering key,
+        # so copies are adjacent: the current group's key and its first position are enough.
+        group_key = group_first = None
+        if after is not None and time_order:
+            group_key, group_first = tuple(after[:2]), tuple(after)
         n_identity = len(self.identity_columns)
         previous = tuple(after[:n_identity]) if after is not None else None
         events = []
         seq = after_seq
+        make_event = self._make_event_fast
+        part_json = enc.quote(part_id)
         for row in rows:
             seq += 1
-            event = self._make_event(part_id, row, seq)
+            event = make_event(part_id, part_json, row, seq, summary)
             identity = event.position[:n_identity]
-            if self.order_by == "event_time":
-                # Time order: copies are adjacent, so the previous position is enough.
-                copy_key = event.position[:2]
-                original = seen.get(copy_key)
-            else:
+            original = None
+            if time_order:
+                if identity == group_key:
+                    original = group_first
+            elif copies:
                 earlier = [p for p in copies.get((row[0], row[1]), ()) if _before(p, event.position)]
                 original = min(earlier) if earlier else None
             if original is not None:
                 event = self._duplicate(event, row, original)
             elif previous is not None and identity == previous:
                 event = self._duplicate(event, row, None)
-            elif self.order_by == "event_time" and None not in copy_key:
-                seen[copy_key] = event.position
+            elif time_order and None not in identity:
+                group_key, group_first = identity, event.position
             previous = identity
             events.append(event)
         return events
@@ -459,9 +481,9 @@ class HistoricSource(object):
         return query, [v for key in wanted for v in key]
 
     def _position_of(self, row):
-        values = tuple([row[i] for i in self._position_indexes])
+        values = self._position_values(row)
         for value in values:
-            if not isinstance(value, (int, str)):  # rare: convert for JSON
+            if value.__class__ is not int and value.__class__ is not str:  # rare: convert for JSON
                 return tuple(_json_safe(v) for v in values)
         return values
 
@@ -485,6 +507,40 @@ class HistoricSource(object):
                      "or map columns.tiebreak" % ("raft_index" if self.order_by == "raft_index" else "(event_time_ns, event_id)"))
         return event._replace(event=None, error=error, duplicate_of=original,
                               raw_row=event.raw_row or self._raw_row(event.part_id, row))
+
+    def _make_event_fast(self, part_id, part_json, row, seq, summary=False):
+        """``_make_event`` for the common row: text columns, integer time, no flags, payload text.
+
+        The payload is validated (one C-level parse) and embedded as the database's text in the
+        ``wire`` line; the event dict shares the parsed payload. Any other row (NULLs, other
+        column types, flags, a payload that does not parse, an oversized event) takes the
+        general path, which says what is wrong with it. (Inlined: this runs once per event.)
+        """
+        ts_ns, event_id, partition_key, schema_key, payload, flags = row[:6]
+        if (flags is None and ts_ns.__class__ is int and event_id.__class__ is str and partition_key.__class__ is str
+                and schema_key.__class__ is str and payload.__class__ is str and schema_key and event_id
+                and not event_id.isspace() and "\n" not in payload and "\r" not in payload):
+            try:
+                value = _fast_loads(payload)
+            except (ValueError, RecursionError):
+                value = None
+            if value.__class__ is dict:
+                wire = (_WIRE_FORMAT % (_quote(event_id), part_json, _quote(partition_key), ts_ns, _quote(schema_key),
+                                        payload, _REPLAY_FLAGS_JSON)).encode("utf-8")
+                size = len(wire) + 1
+                if size <= self.max_event_bytes:
+                    if summary:
+                        event = {"event_id": event_id, "part_id": part_id, "partition_key": partition_key,
+                                 "ts_ns": ts_ns, "schema_key": schema_key}
+                    else:
+                        event = {"event_id": event_id, "part_id": part_id, "partition_key": partition_key,
+                                 "ts_ns": ts_ns, "schema_key": schema_key, "payload": value, "flags": [REPLAY_FLAG]}
+                    return _new_event(HistoricEvent, (part_id, self._position_of(row), seq, event, size, None,
+                                                      None, None, wire))
+        event = self._make_event(part_id, row, seq)
+        if summary and event.event is not None:
+            event = event._replace(event=_summary(event.event))
+        return event
 
     def _make_event(self, part_id, row, seq):
         """Turn one row into an append message, or into an error event saying what is wrong."""
@@ -515,16 +571,22 @@ class HistoricSource(object):
             flags.append(REPLAY_FLAG)
         event = {"event_id": str(event_id), "part_id": part_id, "partition_key": str(partition_key),
                  "ts_ns": ts_ns, "schema_key": str(schema_key), "payload": payload, "flags": flags}
-        size = len(_json_dumps(event))
+        wire = enc.wire_from_event(event)
+        size = len(wire) + 1
         if size > self.max_event_bytes:
             return HistoricEvent(part_id, position, seq, None, size,
                                  "event is %d bytes serialized, above max_event_bytes %d"
                                  % (size, self.max_event_bytes), self._raw_row(part_id, row))
-        return HistoricEvent(part_id, position, seq, event, size, None)
+        return HistoricEvent(part_id, position, seq, event, size, None, wire=wire)
 
     def close(self):
         """Release the connection; the source cannot be used afterwards."""
         raise NotImplementedError
+
+
+def _summary(event):
+    """The summary form of an append message (``read_wire``): identity and time, no payload."""
+    return {key: event[key] for key in ("event_id", "part_id", "partition_key", "ts_ns", "schema_key")}
 
 
 def _before(position, other):
@@ -541,8 +603,8 @@ def _parse_payload(payload):
         payload = bytes(payload)
     if isinstance(payload, (str, bytes, bytearray)):
         try:
-            value = _json_loads(payload)
-        except ValueError as exc:
+            value = enc.loads(payload)
+        except (ValueError, RecursionError) as exc:   # RecursionError: nesting too deep for the stdlib parser
             return None, "payload is not valid JSON (%s)" % (str(exc).splitlines()[0],)
         if isinstance(value, dict):
             return value, None
@@ -561,7 +623,7 @@ def _parse_flags(flags):
         if not flags.strip():
             return [], None
         try:
-            flags = _json_loads(flags)
+            flags = enc.loads(flags)
         except ValueError:
             return None, "flags is not a JSON array of strings: %r" % (flags[:80],)
     if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
@@ -569,9 +631,7 @@ def _parse_flags(flags):
     return list(flags), None
 
 
-def _json_type(value):
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+_json_type = enc.json_type
 
 
 class SqliteSource(HistoricSource):

@@ -313,3 +313,97 @@ def test_durability_wait_reads_every_readiness_variant(tmp_path):
     assert run._wait_durability("1") is True
     assert client.readyz_calls == 4 and answers == []
     assert run.progress.parts["1"].status == "running"
+
+
+def _sqlite_history(path, rows):
+    """A SQLite file in the default historic schema holding ``rows`` (dicts)."""
+    import sqlite3
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE ceptra_history (part_id TEXT, raft_index BIGINT, event_time_ns BIGINT, "
+                 "event_id TEXT, partition_key TEXT, schema_key TEXT, payload TEXT, flags TEXT)")
+    conn.executemany("INSERT INTO ceptra_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     [(r["part_id"], r["raft_index"], r["ts"], r["event_id"], "k", "metric_sample_v1",
+                       r["payload"], r.get("flags")) for r in rows])
+    conn.commit()
+    conn.close()
+
+
+class RecordingCluster(FakeCluster):
+    """FakeCluster that also keeps every line it was sent."""
+
+    def __init__(self, **kw):
+        FakeCluster.__init__(self, **kw)
+        self.lines = []
+
+    def post_ndjson(self, route, lines, **kw):
+        with self.lock:
+            self.lines.extend(lines)
+        return FakeCluster.post_ndjson(self, route, lines, **kw)
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_real_source_fast_path_sends_the_full_messages_in_order(tmp_path, parallel):
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import open_source
+    rows = []
+    for p in range(3):
+        for i in range(1, 41):
+            rows.append({"part_id": str(p), "raft_index": i, "ts": 1000 + i, "event_id": "e-%d-%02d" % (p, i),
+                         "payload": json.dumps({"metric": "m", "labels": {"k": "v"}, "value": i})})
+    rows[5]["flags"] = '["LATE"]'                                     # general path row
+    rows[7]["payload"] = '{\n  "metric": "pretty", "value": 7\n}'     # line breaks: re-serialized
+    rows[50]["payload"] = '{"value": NaN}'                             # a bad row at partition 1, position 11
+    path = str(tmp_path / "history.db")
+    _sqlite_history(path, rows)
+    spec = {"type": "sqlite", "path": path, "order_by": "raft_index"}
+    cluster, store = RecordingCluster(), FakeCursorStore()
+    result = rr.ReplayRun({"run_id": "run-1", "batch_events": 16, "max_window": 8, "throttle": False,
+                           "commit_interval_s": 0.0, "audit_file": str(tmp_path / "audit.jsonl"),
+                           "on_bad_row": "dead_letter", "dead_letter_path": str(tmp_path / "dead.jsonl"),
+                           "max_parallel_partitions": parallel, "cp_audit": False},
+                          cluster, open_source(spec), store, source_factory=lambda: open_source(spec),
+                          lag_fetch=lambda: {}).run()
+    assert result["done"] and result["stopped"] == []
+    sent = {}
+    for line in cluster.lines:
+        msg = json.loads(line)
+        sent.setdefault(msg["part_id"], []).append(msg)
+    for p in range(3):
+        expected = [r for r in rows if r["part_id"] == str(p) and "NaN" not in r["payload"]]
+        msgs = sent[str(p)]
+        assert [m["event_id"] for m in msgs] == [r["event_id"] for r in expected]
+        assert [m["replay_seq"] for m in msgs] == [i for i in range(1, 41) if (p, i) != (1, 11)]
+        assert all(m["replay_session"] == "run-1/%d" % p for m in msgs)
+        for m, r in zip(msgs, expected):
+            assert m["payload"] == json.loads(r["payload"])
+            assert m["flags"] == (["LATE", "REPLAY"] if r.get("flags") else ["REPLAY"])
+            assert m["ts_ns"] == r["ts"] and m["partition_key"] == "k" and m["schema_key"] == "metric_sample_v1"
+        cursor = store.load("run-1", str(p))
+        assert cursor.status == "done" and cursor.position[0] == 40 and cursor.events_done == 40
+    dead = [json.loads(line) for line in open(str(tmp_path / "dead.jsonl"))]
+    assert [(d["part_id"], d["position"][0], d["row"]["event_id"]) for d in dead] == [("1", 11, "e-1-11")]
+    assert "payload is not valid JSON" in dead[0]["error"]
+
+
+def test_adaptive_reader_reads_inline_while_others_run_then_ahead_when_alone():
+    pages = {None: ["a1", "a2"], "a2": ["b1"], "b1": []}
+
+    class Ev(object):
+        def __init__(self, name):
+            self.position, self.seq = name, 0
+
+    calls = []
+
+    def read(after, after_seq):
+        calls.append((after, threading.current_thread().name))
+        return [Ev(x) for x in pages[after]]
+
+    alone = [False]
+    reader = rr.AdaptivePageReader(read, None, 0, alone=lambda: alone[0])
+    assert [e.position for e in reader.next_page()] == ["a1", "a2"]
+    assert calls == [(None, threading.current_thread().name)]            # inline
+    alone[0] = True
+    assert [e.position for e in reader.next_page()] == ["b1"]            # now read ahead, from a2
+    assert reader.next_page() == [] and reader.next_page() == []
+    reader.close()
+    assert [c[0] for c in calls] == [None, "a2", "b1"]
+    assert calls[1][1] == "replay-reader"

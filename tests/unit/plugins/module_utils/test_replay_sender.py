@@ -227,3 +227,43 @@ def test_stop_request_interrupts_between_requests():
     s = snd.PartitionSender(cluster, "1", "run-1", sleep=sleep, should_stop=lambda: stop["now"])
     result = s.send([make_event("1", 1)])
     assert result.interrupted and result.acked == 0
+
+
+def test_encode_uses_the_wire_line_of_a_historic_event_and_matches_the_dict_encoding():
+    from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as enc
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import HistoricEvent
+    event = {"event_id": "h-3-\u00e9", "part_id": "3", "partition_key": "k", "ts_ns": 17, "schema_key": "s",
+             "payload": {"metric": "m", "value": 1.5}, "flags": ["LATE", "REPLAY"]}
+    dict_only = HistoricEvent("3", (5,), 42, event, 100, None)
+    with_wire = dict_only._replace(wire=enc.wire_from_event(event),
+                                   event={"event_id": "h-3-\u00e9", "ts_ns": 17})   # read_wire's summary
+    for sessions in (True, False):
+        assert json.loads(snd.encode_event(with_wire, "run-x", sessions)) == \
+            json.loads(snd.encode_event(dict_only, "run-x", sessions))
+    suffix = enc.session_suffix("run-x", "3", True)
+    assert snd.encode_event(with_wire, "run-x", True, suffix) == snd.encode_event(with_wire, "run-x", True)
+    assert json.loads(snd.encode_event(with_wire, "run-x", True))["replay_seq"] == 42
+
+
+def test_sender_parses_answers_of_the_shared_client_with_the_fast_reader(monkeypatch):
+    from ansible_collections.ceptra.backfill.plugins.module_utils import _client
+    client = _client.CeptraClient("http://127.0.0.1:9", token="t", retries=0)
+    posted = []
+
+    def fake_send(method, route, path, payload, headers, expected):
+        lines = payload.split(b"\n")[:-1]
+        posted.append((path, len(lines)))
+        hint = {"client_window_size": 3, "retry_backoff_ms": 0}
+        body = b"".join(json.dumps({"status": "Healthy", "event_id": json.loads(x)["event_id"],
+                                    "duplicate": json.loads(x)["replay_seq"] == 2,
+                                    "cep_credit_hint": hint}).encode() + b"\n" for x in lines)
+        return _client.Response(200, _client.Headers([]), body)
+
+    monkeypatch.setattr(client, "_send", fake_send)
+    s, dummy = sender(client, max_window=16)
+    result = s.send([make_event("1", i) for i in range(1, 8)])
+    assert result.acked == 7 and result.duplicates == 1 and result.stop is None
+    # first request at max_window, then the hinted window of 3
+    assert posted == [("/v1/partitions/1/append-stream", 7)]
+    s.send([make_event("1", i) for i in range(8, 15)])
+    assert [n for dummy, n in posted[1:]] == [3, 3, 1]

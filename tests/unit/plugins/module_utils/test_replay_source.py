@@ -411,3 +411,85 @@ def test_postgres_native_types_jsonb_uuid_integer_partition(tmp_path):
         assert [e.event["payload"]["value"] for e in by_raft] == list(range(7))
     finally:
         b.close()
+
+
+def _line_message(event):
+    """The message a sender puts on the wire for ``event`` (wire + closing brace)."""
+    return json.loads(event.wire + b"}")
+
+
+@pytest.fixture(params=["orjson", "stdlib"])
+def json_backend(request, monkeypatch):
+    """Run a source test with orjson (when installed) and with the standard library alone."""
+    from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as enc
+    if request.param == "stdlib":
+        monkeypatch.setattr(enc, "orjson", None)
+        monkeypatch.setattr(enc, "_fast_loads", enc._stdlib_parse_any)
+        monkeypatch.setattr(source_mod, "_fast_loads", enc._stdlib_parse_any)
+    elif enc.orjson is None:
+        pytest.skip("orjson is not installed")  # the stdlib variant still runs
+    return request.param
+
+
+def test_wire_is_the_event_as_sent_on_both_paths(backend, json_backend):
+    pretty = json.dumps({"metric": "m", "labels": {"k": "v\u00e9"}, "value": 2}, indent=2)
+    rows = [
+        make_row("0", 1, 10, "plain"),                                        # common row: fast path
+        make_row("0", 2, 11, "flagged", flags='["LATE"]'),                    # flags: general path
+        dict(make_row("0", 3, 12, "pretty"), payload=pretty),                 # line breaks in the payload
+        make_row("0", 4, 13, "quo\"te\\\u00e9", key="k\"ey"),                 # strings needing escapes
+        dict(make_row("0", 5, 14, "nan"), payload='{"value": NaN}'),          # not JSON (Python json says yes)
+    ]
+    backend.create(rows)
+    events = read_all(backend.open(order_by="raft_index"), "0", 2)
+    good = [e for e in events if e.error is None]
+    assert [e.event["event_id"] for e in good] == ["plain", "flagged", "pretty", "quo\"te\\\u00e9"]
+    for e in good:
+        assert _line_message(e) == e.event
+        assert b"\n" not in e.wire and b"\r" not in e.wire
+        assert e.raw_size == len(e.wire) + 1
+    assert good[1].event["flags"] == ["LATE", "REPLAY"]
+    # The common row embeds the database's payload text unchanged.
+    assert rows[0]["payload"].encode() in good[0].wire
+    assert events[4].event is None and events[4].wire is None
+    assert "payload is not valid JSON" in events[4].error and events[4].position[0] == 5
+
+
+def test_read_wire_matches_read_with_summary_events(backend, json_backend):
+    rows = [make_row("0", i, 100 + i // 2, "e-%02d" % i) for i in range(12)]
+    rows[3] = dict(rows[3], payload="[1]")
+    rows[7] = dict(rows[7], partition_key=None)
+    rows[9] = dict(rows[9], event_id=" ")
+    rows.append(make_row("0", 20, 100, "e-00"))   # a second copy of e-00
+    backend.create(rows, loose=True)
+    for order_by in ("event_time", "raft_index"):
+        src = backend.open(order_by=order_by)
+        full = read_all(src, "0", 4)
+        after, seq, light = None, 0, []
+        while True:
+            page = src.read_wire("0", after, seq, 4)
+            if not page:
+                break
+            light.extend(page)
+            after, seq = page[-1].position, page[-1].seq
+        assert [(e.position, e.seq, e.error, e.duplicate_of, e.wire, e.raw_size) for e in light] == \
+            [(e.position, e.seq, e.error, e.duplicate_of, e.wire, e.raw_size) for e in full]
+        for lite, whole in zip(light, full):
+            if whole.event is None:
+                assert lite.event is None and lite.raw_row == whole.raw_row
+            else:
+                summary_keys = ("event_id", "part_id", "partition_key", "ts_ns", "schema_key")
+                assert lite.event == {k: whole.event[k] for k in summary_keys}
+                assert _line_message(lite) == whole.event
+        assert sum(1 for e in light if e.duplicate_of is not None) == 1
+
+
+def test_oversized_event_is_measured_as_sent(backend):
+    # The payload's own spacing counts: the row is sent as the database holds it.
+    spaced = "{" + ", ".join('"k%03d": %d' % (i, i) for i in range(200)) + "}"
+    backend.create([dict(make_row("0", 1, 10, "spaced"), payload=spaced), make_row("0", 2, 11, "small")])
+    events = read_all(backend.open(order_by="raft_index", max_event_bytes=4096), "0", 10)
+    assert events[0].error is None and events[0].raw_size == len(events[0].wire) + 1 <= 4096
+    tight = read_all(backend.open(order_by="raft_index", max_event_bytes=1024), "0", 10)
+    assert "above max_event_bytes 1024" in tight[0].error and tight[0].position == events[0].position
+    assert tight[1].error is None

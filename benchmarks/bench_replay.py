@@ -1,0 +1,234 @@
+"""Benchmark: replay worker throughput, measured in one run against its ceilings.
+
+Prints, for one synthetic historic set in SQLite (default schema, 4 partitions):
+
+- source read alone   (``bench_source_read.measure_source_read``: keyset pages, no sending)
+- lab ingest alone    (the same events pre-encoded, pushed over the NDJSON append stream with
+                       the shared client, one thread per partition, window-sized requests;
+                       through the same transport the worker's sender uses,
+                       ``_replay_encode.post_lines``, so the ceiling is not a slower client;
+                       the stock ``post_ndjson`` figure is printed for reference)
+- replay worker       (``ReplayRun`` in this process: source -> sender -> cursor commits ->
+                       audit, throttle off, source pages of ``BATCH_EVENTS``) and its ratio
+                       to the slower of the two above (target >= 0.8); also the ratio of
+                       each attempt's worker to the same attempt's ingest (the spread)
+- naive client        (one ``POST /append`` per event, sequential) and worker / naive
+- 2 workers vs 1 on 8 partitions (``_replay_cli run`` processes, fan-out w1/w2)
+
+Each measurement uses a fresh lab (so no dedup shortcut). Machine: shared, 2 cores; the
+lab, the worker and the database compete for them, so read ratios, not absolutes. With
+``--repeat N`` (default 3) the source, ingest and worker figures are each measured N times,
+interleaved, and the best of each is used (the same rule for all three: noise on a shared
+machine only ever slows a run down).
+
+    .venv/bin/python benchmarks/bench_replay.py [--events 200000] [--quick] [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "lab"))
+
+from bench_source_read import COLLECTIONS, measure_source_read, seed_sqlite  # noqa: E402
+from ceptra_lab.testing import LabProcess  # noqa: E402
+
+from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_runner as rr  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import open_cursor_store  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay_encode import post_lines  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay_sender import encode_event  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import open_source  # noqa: E402
+
+CLI = "ansible_collections.ceptra.backfill.plugins.module_utils._replay_cli"
+WINDOW = 1024
+BATCH_EVENTS = 1024   # worker source page = one request (measured faster than 2048 or 4096 here)
+CPU = {}   # client-side CPU microseconds per event, by measurement
+
+
+def client_for(lab):
+    return CeptraClient(lab.url, token=lab.tokens["operator"], timeout=120)
+
+
+def applied_total(lab):
+    status, _, body = lab.request("GET", "/v1/state", role="observer")
+    return sum(p["applied_index"] for p in body["partitions"])
+
+
+def measure_worker(lab, spec, workdir, tag):
+    """ReplayRun to completion; returns events/s (wall clock, including planning)."""
+    client = client_for(lab)
+    source = open_source(spec)
+    store = open_cursor_store({"type": "sqlite", "path": os.path.join(workdir, "cursors-%s.db" % tag)})
+    cfg = {"run_id": "bench-%s" % tag, "throttle": False, "max_window": WINDOW, "batch_events": BATCH_EVENTS,
+           "audit_file": os.path.join(workdir, "audit-%s.jsonl" % tag), "cp_audit": False}
+    run = rr.ReplayRun(cfg, client, source, store, source_factory=lambda: open_source(spec))
+    started, cpu = time.perf_counter(), time.process_time()
+    result = run.run()
+    seconds = time.perf_counter() - started
+    CPU["worker"] = (time.process_time() - cpu) / max(1, result["events_done"]) * 1e6
+    source.close()
+    store.close()
+    client.close()
+    assert result["done"], result
+    return result["events_done"] / seconds, result["events_done"]
+
+
+def measure_ingest(lab, spec, part_ids, stock=False):
+    """The same events, read and encoded beforehand, pushed with the shared client (ingest ceiling).
+
+    ``stock``: with ``CeptraClient.post_ndjson`` (json.loads per answer line) instead of the
+    sender's transport ``post_lines``.
+    """
+    source = open_source(spec)
+    lines = {}
+    for part_id in part_ids:
+        lines[part_id] = []
+        after, seq = None, 0
+        while True:
+            page = source.read(part_id, after, seq, 10000)
+            if not page:
+                break
+            lines[part_id].extend(encode_event(ev, "ingest", True) for ev in page)
+            after, seq = page[-1].position, page[-1].seq
+    source.close()
+    total = sum(len(v) for v in lines.values())
+    client = client_for(lab)
+
+    def push(part_id):
+        data = lines[part_id]
+        for offset in range(0, len(data), WINDOW):
+            if stock:
+                client.post_ndjson("append_stream", data[offset:offset + WINDOW], params={"part_id": part_id})
+            else:
+                post_lines(client, "append_stream", data[offset:offset + WINDOW], params={"part_id": part_id})
+
+    threads = [threading.Thread(target=push, args=(p,)) for p in part_ids]
+    started, cpu = time.perf_counter(), time.process_time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    CPU["ingest client (stock)" if stock else "ingest client"] = (time.process_time() - cpu) / max(1, total) * 1e6
+    client.close()
+    assert applied_total(lab) == total, "ingest-alone run did not apply every event"
+    return total / seconds
+
+
+def measure_naive(lab, spec, limit_events, limit_seconds):
+    """One POST /append per event, sequential (what a simple script would do)."""
+    source = open_source(spec)
+    events = source.read(source.partitions()[0], None, 0, limit_events)
+    source.close()
+    client = client_for(lab)
+    sent = 0
+    started = time.perf_counter()
+    for ev in events:
+        body = dict(ev.event, flags=["REPLAY"], replay_session="naive/0", replay_seq=ev.seq)
+        client.request("POST", "append", body=body)
+        sent += 1
+        if time.perf_counter() - started > limit_seconds:
+            break
+    seconds = time.perf_counter() - started
+    client.close()
+    return sent / seconds
+
+
+def measure_cli_workers(lab, db, workdir, hosts, tag):
+    """Run ``len(hosts)`` CLI worker processes together (fan-out); returns events/s overall."""
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS, CEPTRA_URL=lab.url, CEPTRA_TOKEN=lab.tokens["operator"])
+    base = [sys.executable, "-m", CLI, "run", "--run-id", "w-%s" % tag, "--source", db, "--cursor-store",
+            os.path.join(workdir, "cursors-%s.db" % tag), "--no-throttle", "--quiet", "--no-cp-audit",
+            "--max-window", str(WINDOW)]
+    before = applied_total(lab)
+    started = time.perf_counter()
+    procs = []
+    for host in hosts:
+        extra = ["--worker-hosts", ",".join(hosts), "--this-host", host] if len(hosts) > 1 else []
+        procs.append(subprocess.Popen(base + extra, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    for proc in procs:
+        _, err = proc.communicate()
+        assert proc.returncode == 0, err.decode()[-2000:]
+    seconds = time.perf_counter() - started
+    return (applied_total(lab) - before) / seconds
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200000)
+    parser.add_argument("--quick", action="store_true", help="small data set (40k events), for a smoke run")
+    parser.add_argument("--repeat", type=int, default=3, help="measure source, ingest and worker N times each, keep the best")
+    args = parser.parse_args(argv)
+    events = 40000 if args.quick else args.events
+    workdir = tempfile.mkdtemp(prefix="bench_replay_")
+    atexit.register(shutil.rmtree, workdir, True)
+    db4 = os.path.join(workdir, "history4.db")
+    db8 = os.path.join(workdir, "history8.db")
+    seed_sqlite(db4, events, 4)
+    seed_sqlite(db8, events, 8)
+    spec = {"type": "sqlite", "path": db4, "order_by": "event_time"}
+    parts4 = [str(p) for p in range(4)]
+    print("replay benchmark: %d events, 4 partitions (SQLite), window %d, best of %d; load average at start %.1f"
+          % (events, WINDOW, args.repeat, os.getloadavg()[0]))
+
+    runs = {"source": [], "ingest": [], "worker": []}
+    cpu = {}
+    for attempt in range(max(1, args.repeat)):
+        runs["source"].append(measure_source_read(spec, parts4, limit=4096))
+        with LabProcess(partitions=4, test_mode=True) as lab:
+            runs["ingest"].append(measure_ingest(lab, spec, parts4))
+        with LabProcess(partitions=4, test_mode=True) as lab:
+            rate, done = measure_worker(lab, spec, workdir, "one-%d" % attempt)
+            runs["worker"].append(rate)
+        for name in ("worker", "ingest client"):   # CPU per event of the best run of each
+            key = name.split()[0]
+            if runs[key][-1] == max(runs[key]):
+                cpu[name] = CPU[name]
+        print("  run %d: source %.0f, ingest %.0f, worker %.0f events/s (load %.1f)"
+              % (attempt + 1, runs["source"][-1], runs["ingest"][-1], runs["worker"][-1], os.getloadavg()[0]))
+    CPU.update(cpu)
+    source_rate, ingest_rate, worker_rate = max(runs["source"]), max(runs["ingest"]), max(runs["worker"])
+    with LabProcess(partitions=4, test_mode=True) as lab:
+        stock_rate = measure_ingest(lab, spec, parts4, stock=True)
+    print("  source read alone : %9.0f events/s" % source_rate)
+    print("  lab ingest alone  : %9.0f events/s (stock post_ndjson client: %.0f events/s)" % (ingest_rate, stock_rate))
+    print("  replay worker     : %9.0f events/s (%d events)" % (worker_rate, done))
+    with LabProcess(partitions=4, test_mode=True) as lab:
+        naive_rate = measure_naive(lab, spec, 5000, 10.0)
+    print("  naive 1 req/event : %9.0f events/s" % naive_rate)
+    slower = min(source_rate, ingest_rate)
+    print("ratio worker / slower of (source read, lab ingest) = %.2f   (target >= 0.80)" % (worker_rate / slower))
+    print("ratio worker / source read alone                   = %.2f" % (worker_rate / source_rate))
+    print("ratio worker / lab ingest alone                    = %.2f" % (worker_rate / ingest_rate))
+    print("ratio worker / naive one-request-per-event client  = %.1f" % (worker_rate / naive_rate))
+    print("ratio worker / lab ingest alone with the stock client = %.2f" % (worker_rate / stock_rate))
+    print("per attempt, worker / ingest of the same attempt      = %s"
+          % ", ".join("%.2f" % (w / i) for w, i in zip(runs["worker"], runs["ingest"])))
+    print("client-side CPU per event: worker %.1f us (source read + checks + lines + stream + commits), "
+          "ingest-alone client %.1f us (stream only; stock client %.1f us); the lab uses the other core"
+          % (CPU["worker"], CPU["ingest client"], CPU["ingest client (stock)"]))
+
+    with LabProcess(partitions=8, test_mode=True) as lab:
+        one = measure_cli_workers(lab, db8, workdir, ["w1"], "single")
+    with LabProcess(partitions=8, test_mode=True) as lab:
+        two = measure_cli_workers(lab, db8, workdir, ["w1", "w2"], "pair")
+    print("8 partitions: 1 worker %.0f events/s, 2 workers %.0f events/s, ratio 2/1 = %.2f"
+          % (one, two, two / one))
+    print("(2 cores shared by the lab, the workers and SQLite: a second worker cannot add much CPU here)")
+    print("load average %.1f" % os.getloadavg()[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 ceptra.backfill contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to ceptra.backfill (not a public API): the replay engine's fast wire encoding.
+
+The worker's hot path per event is: check the row, build its NDJSON line, read the cluster's
+answer. Doing that through dicts (``json.loads`` of the payload, then ``json.dumps`` of the
+whole message, then ``json.loads`` of each answer line) costs most of the worker's CPU. This
+module keeps the payload as the JSON text the database holds, after validating it, and
+builds each line with one format string:
+
+- ``wire`` (bytes): the append message without its closing brace, built once by the source:
+  ``{"event_id":..,"part_id":..,"partition_key":..,"ts_ns":..,"schema_key":..,"payload":<raw>,"flags":[..]``
+- a line = ``wire`` + the per-run suffix ``,"replay_session":"<run>/<part>","replay_seq":N}``
+  (or just ``}`` without sessions).
+
+Strings go through the C string encoder of the ``json`` module; payload text is validated
+with ``orjson`` when installed (an optional accelerator), else with the standard library's
+C scanner (both refuse NaN/Infinity). Payload text that holds a line break (pretty-printed
+JSON) is re-serialized, so a line never breaks the NDJSON framing.
+
+Also here: ``post_lines`` (the append-stream exchange of the shared client with a cheaper
+answer parser) and ``bulk_gc`` (fewer cyclic-GC passes while pages stream).
+
+Measured on the 2-core development machine (SQLite, 4 partitions, lab on the same host), per
+event of client CPU: the source read went from about 5.6 to 4.7 us (row checks, payload
+parse, the wire line; it was 5.6 us plus about 2 us of re-encoding in the sender), answer
+parsing from about 5 to 1 us, and the cyclic GC from 15-20 % of the worker's CPU to little.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+from json.encoder import encode_basestring
+
+from ansible_collections.ceptra.backfill.plugins.module_utils._client import NDJSON_TYPE, CeptraClient, CeptraError
+
+try:  # optional accelerator; the standard library is enough
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None
+
+REPLAY_FLAG = "REPLAY"
+# Cyclic-GC generation-0 threshold while a replay streams (see ``bulk_gc``); CPython's default is 700.
+BULK_GC_THRESHOLD = 100000
+# The fields before the payload, in message order (one format string: no per-field calls).
+_WIRE_FORMAT = '{"event_id":%s,"part_id":%s,"partition_key":%s,"ts_ns":%d,"schema_key":%s,"payload":%s,"flags":%s'
+REPLAY_FLAGS_JSON = '["REPLAY"]'
+
+
+class PayloadError(ValueError):
+    """The payload text is not a JSON object; the message says what it is instead."""
+
+
+def _reject_constant(name):
+    # Python's json accepts NaN/Infinity; they are not JSON and a cluster would refuse them.
+    raise ValueError("%s is not a JSON value" % name)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_SCAN = _DECODER.scan_once
+_JSON_WHITESPACE = " \t\n\r"
+
+
+def json_type(value):
+    """A short description of a decoded JSON value's type, for error messages."""
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def loads(text):
+    """Decode JSON text strictly (no NaN/Infinity); raises ValueError on anything that is not JSON."""
+    if orjson is not None:
+        return orjson.loads(text)
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode("utf-8")
+    return _DECODER.decode(text)
+
+
+def dumps(value):
+    """Compact JSON bytes (UTF-8, no spaces), the same with or without orjson."""
+    if orjson is not None:
+        return orjson.dumps(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _fast_loads(text):
+    """Decode one JSON value from str (set below to orjson.loads when installed)."""
+    return _stdlib_parse_any(text)
+
+
+if orjson is not None:
+    _fast_loads = orjson.loads   # noqa: F811 - the C decoder replaces the stdlib one
+# For the source's per-row hot path (one call, no wrapper): raises ValueError/RecursionError.
+fast_loads = _fast_loads
+WIRE_FORMAT = _WIRE_FORMAT
+
+
+def parse_payload_text(text):
+    """Validate payload ``text`` (str) as one JSON object; returns the decoded dict.
+
+    Raises PayloadError with the reason ("payload is not valid JSON (...)", "payload must be a
+    JSON object, got an array") for anything else.
+    """
+    try:
+        value = _fast_loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError("payload is not valid JSON (%s)" % (str(exc).splitlines()[0] if str(exc) else type(exc).__name__,))
+    if not isinstance(value, dict):
+        raise PayloadError("payload must be a JSON object, got %s" % json_type(value))
+    return value
+
+
+def wire_prefix(event_id, part_id_json, partition_key, ts_ns, schema_key, payload_text, flags_json=REPLAY_FLAGS_JSON):
+    """The append message without its closing brace, as UTF-8 bytes.
+
+    ``part_id_json`` is the partition id already JSON-quoted (it is the same for a whole page);
+    ``payload_text`` must be validated JSON without line breaks; ``ts_ns`` an int.
+    """
+    return (_WIRE_FORMAT % (encode_basestring(event_id), part_id_json, encode_basestring(partition_key),
+                            ts_ns, encode_basestring(schema_key), payload_text, flags_json)).encode("utf-8")
+
+
+def wire_from_event(event):
+    """``wire`` for an append-message dict (the general path: any field types, REPLAY added)."""
+    msg = dict(event)
+    flags = msg.get("flags") or []
+    if not isinstance(flags, list):
+        flags = [flags]
+    if REPLAY_FLAG not in flags:
+        flags = list(flags) + [REPLAY_FLAG]
+    msg["flags"] = flags
+    msg.pop("replay_session", None)
+    msg.pop("replay_seq", None)
+    return dumps(msg)[:-1]
+
+
+# ``quote(text)``: ``text`` as a JSON string literal (str), by the json module's C encoder
+# (non-ASCII kept as UTF-8, like the compact ``dumps``).
+quote = encode_basestring
+
+
+def session_suffix(run_id, part_id, use_sessions):
+    """The bytes every line of a partition ends with, before ``replay_seq``'s digits.
+
+    With sessions: ``,"replay_session":"<run_id>/<part_id>","replay_seq":``; the line is then
+    ``wire + suffix + b"%d}" % seq``. Without: None (the line is ``wire + b"}"``).
+    """
+    if not use_sessions:
+        return None
+    return (',"replay_session":%s,"replay_seq":' % encode_basestring("%s/%s" % (run_id, part_id))).encode("utf-8")
+
+
+def line_for(wire, suffix, seq):
+    """One NDJSON line (bytes, no newline) from a ``wire`` prefix and a session suffix."""
+    if suffix is None:
+        return wire + b"}"
+    return b"%s%s%d}" % (wire, suffix, seq)
+
+
+def lines_for(wires_and_seqs, suffix):
+    """Lines for ``[(wire, seq), ...]`` in one comprehension (the per-event loop stays in C as far as possible)."""
+    if suffix is None:
+        return [wire + b"}" for wire, _seq in wires_and_seqs]
+    return [b"%s%s%d}" % (wire, suffix, seq) for wire, seq in wires_and_seqs]
+
+
+def ready_lines(events, suffix, max_bytes):
+    """Lines for the leading ``events`` that can be sent as they are; stops at the first other one.
+
+    Ready = a valid event with a ``wire`` line (historic sources), not a duplicate copy, and
+    a line of at most ``max_bytes``. The caller sends these and handles the event at
+    ``len(lines)`` (bad row, copy, oversize, an event without ``wire``) its general way.
+    ``suffix`` as from ``session_suffix``. One loop without calls: it runs once per event.
+    """
+    lines = []
+    append = lines.append
+    try:
+        for event in events:
+            wire = event.wire
+            if wire is None or event.error is not None or event.duplicate_of is not None:
+                break
+            line = wire + b"}" if suffix is None else b"%s%s%d}" % (wire, suffix, event.seq)
+            if len(line) > max_bytes:
+                break
+            append(line)
+    except AttributeError:   # an event type without wire/duplicate_of (test doubles): general path
+        pass
+    return lines
+
+
+def _fast_transport(client):
+    """True when ``client`` is a CeptraClient whose ``post_ndjson`` is the library's own
+    (not a subclass override or a test double), so its transport can be used directly."""
+    return (isinstance(client, CeptraClient) and type(client).post_ndjson is CeptraClient.post_ndjson
+            and "post_ndjson" not in vars(client))
+
+
+def post_lines(client, route, lines, params=None):
+    """POST NDJSON ``lines`` through the shared client; returns the answers, one per line.
+
+    The same exchange as ``CeptraClient.post_ndjson`` (route table, headers, retries,
+    errors) with the answer parsed by ``parse_response_body``. Any other client object
+    (a subclass, a fake) is called through its own ``post_ndjson``.
+    """
+    if not _fast_transport(client):
+        return client.post_ndjson(route, lines, params=params)
+    # Uses the shared client's request internals: the public post_ndjson decodes every answer
+    # line with json.loads, which costs more than the rest of the exchange.
+    path = client.route_path(route, params)
+    payload = b"\n".join(lines) + b"\n" if lines else b""
+    headers = client._headers(None, NDJSON_TYPE, NDJSON_TYPE, "POST", None)
+    response = client._send("POST", route, path, payload, headers, None)
+    try:
+        return parse_response_body(response.raw)
+    except ValueError as exc:
+        raise CeptraError("POST %s returned a line that is not JSON: %s" % (path, exc), status=response.status,
+                          route=route, method="POST", path=path) from None
+
+
+def parse_response_body(raw):
+    """Decode an NDJSON answer body (bytes) into a list, one item per non-empty line.
+
+    Each line is decoded on its own (a line must hold exactly one JSON value), with orjson
+    when installed, else with the standard library's C scanner on the text decoded once.
+    Raises ValueError naming the first line that is not JSON.
+    """
+    if orjson is not None:
+        try:
+            return [orjson.loads(line) for line in raw.split(b"\n") if line.strip()]
+        except ValueError:
+            pass   # find the offending line below
+    out = []
+    for line in raw.decode("utf-8", "replace").split("\n"):
+        if not line.strip(_JSON_WHITESPACE):
+            continue
+        try:
+            out.append(_stdlib_parse_any(line))
+        except (ValueError, RecursionError):
+            raise ValueError("answer line is not JSON: %r" % (line[:200],))
+    return out
+
+
+def _stdlib_parse_any(text):
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return _DECODER.decode(text)
+    if end != len(text) and text[end:].strip(_JSON_WHITESPACE):
+        _DECODER.decode(text)   # raises "Extra data"
+    return value
+
+
+@contextlib.contextmanager
+def bulk_gc(threshold=BULK_GC_THRESHOLD):
+    """Run the cyclic garbage collector less often while a replay streams pages of events.
+
+    The replay's objects hold no reference cycles (reference counting frees them), but with
+    CPython's default threshold (a collection every 700 new container objects) the collector
+    walks every page in flight again and again: measured (one partition, fake cluster)
+    12.5 us of CPU per event at 700, 10.9 at 20,000, 9.7 at 100,000. Raising the
+    generation-0 threshold keeps cyclic garbage collected, in larger, rarer passes.
+    Process-wide while the block runs (the worker owns its process); the previous
+    thresholds are restored on exit, and thresholds already higher are left alone.
+    """
+    previous = gc.get_threshold()
+    if previous[0] and previous[0] < threshold:   # 0 = the collector is tuned off: leave it
+        gc.set_threshold(threshold, *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
