@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
 from typing import NamedTuple
+
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay_sql import is_identifier, pg_identifier
 
 try:
     import psycopg
@@ -39,7 +40,6 @@ PSYCOPG_MISSING = (
     "pip install 'psycopg[binary]'"
 )
 DEFAULT_TABLE = "ceptra_replay_cursors"
-IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 BUSY_TIMEOUT_S = 30.0
 
 
@@ -82,8 +82,7 @@ def _check_cursor(cursor):
 
 
 def _validate_table(name):
-    parts = name.split(".") if isinstance(name, str) else [name]
-    if len(parts) > 2 or not all(isinstance(p, str) and IDENTIFIER_RE.match(p) for p in parts):
+    if not is_identifier(name, allow_schema=True):
         raise CursorStoreError(
             "cursor store: table %r is not a valid SQL identifier: use letters, digits and underscores, "
             "not starting with a digit (optionally schema.table)" % (name,))
@@ -240,9 +239,8 @@ class PostgresCursorStore(CursorStore):
         self.table = table
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
-        parts = table.split(".")
-        self._cursors = pg_sql.Identifier(*parts)
-        self._pause = pg_sql.Identifier(*(parts[:-1] + [parts[-1] + "_pause"]))
+        self._cursors = pg_identifier(table)
+        self._pause = pg_identifier(table + "_pause")  # same schema, table name + "_pause"
         self._conn = None
         self._connect()
         self._execute(

@@ -3,37 +3,28 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Historic sources: read archived events partition by partition, in a strict order, in pages.
 
-Two backends share one query builder: SQLite (stdlib ``sqlite3``, the embedded default)
-and PostgreSQL (psycopg 3, imported only when used). Reading is keyset pagination::
-
-    SELECT ... FROM t WHERE part_id = ? [AND window] AND (k1, k2, ..) > (?, ?, ..)
-    ORDER BY k1, k2, .. LIMIT n + 1
-
-so no call ever holds more than one page, a restart resumes from a position with no
-server-side state, and every statement is short (no long-lived transaction on the source).
-User-supplied names (table, columns) are validated against a strict identifier pattern and
-quoted; every value is a bound parameter. ``docs/historic-source.md`` is the user guide.
+This module is the seam the rest of the collection imports: ``open_source``, ``HistoricEvent``,
+``SourceError`` and ``dead_letter_write``. It checks the source spec, turns rows into events
+(or into error events saying what is wrong with a row) and writes the dead-letter file. The
+SQL side (query builder, keyset paging, the SQLite and PostgreSQL backends) lives in
+``_replay_source_sql``; identifier checks and quoting in ``_replay_sql``.
+``docs/historic-source.md`` is the user guide.
 """
 
 from __future__ import annotations
 
 import json
-import operator
 import os
-import re
-import sqlite3
-import threading
 import time
 from typing import NamedTuple
 
 from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as enc
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay_sql import is_identifier
 
 try:
     import psycopg
-    from psycopg import sql as pg_sql
 except ImportError:  # pragma: no cover - depends on the environment
     psycopg = None
-    pg_sql = None
 
 PSYCOPG_MISSING = (
     "the PostgreSQL historic source needs the Python package psycopg 3 on the host that runs "
@@ -46,9 +37,7 @@ LOGICAL_COLUMNS = ("part_id", "raft_index", "event_time_ns", "event_id", "partit
 # Columns that may be mapped to null ("this table has no such column").
 OPTIONAL_COLUMNS = ("raft_index", "flags", "tiebreak")
 ORDERINGS = ("raft_index", "event_time")
-IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 REPLAY_FLAG = "REPLAY"
-COPY_LOOKUP_CHUNK = 4000  # events per duplicate lookup (SQLite allows 32766 parameters)
 
 
 class SourceError(Exception):
@@ -94,8 +83,7 @@ _REPLAY_FLAGS_JSON = enc.REPLAY_FLAGS_JSON
 
 def validate_identifier(name, what, allow_schema=False):
     """Return ``name`` when it is a plain SQL identifier (or ``schema.table``); else raise SourceError."""
-    parts = name.split(".") if (allow_schema and isinstance(name, str)) else [name]
-    if len(parts) > 2 or not all(isinstance(p, str) and IDENTIFIER_RE.match(p) for p in parts):
+    if not is_identifier(name, allow_schema):
         shape = " (optionally schema.table)" if allow_schema else ""
         raise SourceError(
             "historic source: %s %r is not a valid SQL identifier: use letters, digits and "
@@ -193,292 +181,21 @@ def _normalize_spec(spec):
 def open_source(spec):
     """Open the historic source described by ``spec`` (see the module docstring and docs)."""
     spec = _normalize_spec(spec)
+    # Imported here: the backends build on this module (EventRows, SourceError).
+    from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_source_sql as backends
     if spec["type"] == "sqlite":
-        return SqliteSource(spec)
-    return PostgresSource(spec)
+        return backends.SqliteSource(spec)
+    if psycopg is None:
+        raise SourceError(PSYCOPG_MISSING)
+    return backends.PostgresSource(spec)
 
 
-class HistoricSource(object):
-    """Common reader: SQL building, keyset paging, row checks. Backends supply the dialect."""
+class EventRows(object):
+    """Row -> event conversion and bad-row checks, mixed into every source backend.
 
-    # Order of the SELECT list; "position" is built from the key columns that follow it.
-    SELECT_COLUMNS = ("event_time_ns", "event_id", "partition_key", "schema_key", "payload", "flags", "raft_index")
-
-    def __init__(self, spec):
-        self.spec = spec
-        self.table = spec["table"]
-        self.columns = spec["columns"]
-        self.order_by = spec["order_by"]
-        self.window = spec["window"]
-        self.part_ids = spec["part_ids"]
-        self.max_event_bytes = spec["max_event_bytes"]
-        self.find_copies = spec.get("find_copies", True)
-        self.statements = []  # the last SQL texts issued (tests and debugging look at them)
-        self._lock = threading.Lock()
-        # Key = the columns that define the order; identity = the part of it that must be
-        # unique per event (the tiebreak only disambiguates storage duplicates).
-        identity = ["raft_index"] if self.order_by == "raft_index" else ["event_time_ns", "event_id"]
-        self.identity_columns = identity
-        self.tiebreak = self._tiebreak_expression()
-        # Where the position values sit in a SELECT row (see SELECT_COLUMNS; tiebreak last).
-        self._position_indexes = [6] if self.order_by == "raft_index" else [0, 1]
-        if self.tiebreak is not None:
-            self._position_indexes.append(7)
-        if len(self._position_indexes) == 1:
-            index = self._position_indexes[0]
-            self._position_values = lambda row: (row[index],)
-        else:
-            self._position_values = operator.itemgetter(*self._position_indexes)
-        self._null_checked = set()
-
-    # -- dialect hooks -------------------------------------------------------------------
-    def _ident(self, name):
-        raise NotImplementedError
-
-    def _raw(self, text):
-        raise NotImplementedError
-
-    def _join(self, fragments, sep=", "):
-        raise NotImplementedError
-
-    def _compose(self, template, **fragments):
-        raise NotImplementedError
-
-    def _execute(self, query, params):
-        raise NotImplementedError
-
-    def _tiebreak_expression(self):
-        column = self.columns["tiebreak"]
-        return None if column is None else self._ident(column)
-
-    # -- SQL pieces -----------------------------------------------------------------------
-    def _col(self, logical):
-        physical = self.columns[logical]
-        return self._raw("NULL") if physical is None else self._ident(physical)
-
-    def _key_fragments(self):
-        keys = [self._col(name) for name in self.identity_columns]
-        if self.tiebreak is not None:
-            keys.append(self.tiebreak)
-        return keys
-
-    def _filters(self, part_id, after):
-        """WHERE clause fragments and parameters: partition, window, keyset position."""
-        clauses = [self._compose("{c} = %s", c=self._col("part_id"))]
-        params = [str(part_id)]
-        if "start_ns" in self.window:
-            clauses.append(self._compose("{c} >= %s", c=self._col("event_time_ns")))
-            params.append(self.window["start_ns"])
-        if "end_ns" in self.window:
-            clauses.append(self._compose("{c} < %s", c=self._col("event_time_ns")))
-            params.append(self.window["end_ns"])
-        if after is not None:
-            keys = self._key_fragments()
-            after = tuple(after)
-            if len(after) != len(keys):
-                raise SourceError(
-                    "partition %s: resume position %r has %d values but the source orders by %d columns; "
-                    "the cursor was written with a different order_by/tiebreak setting: start a new run id"
-                    % (part_id, list(after), len(after), len(keys)))
-            placeholders = self._join([self._raw("%s")] * len(keys))
-            clauses.append(self._compose("({k}) > ({p})", k=self._join(keys), p=placeholders))
-            params.extend(after)
-        return self._join(clauses, " AND "), params
-
-    def _select_list(self):
-        fragments = [self._col(name) for name in self.SELECT_COLUMNS]
-        if self.tiebreak is not None:
-            fragments.append(self.tiebreak)
-        return self._join(fragments)
-
-    def _run(self, query, params):
-        with self._lock:
-            return self._execute(query, params)
-
-    # -- public API -----------------------------------------------------------------------
-    def partitions(self):
-        """Partition ids to replay: ``part_ids`` from the spec, else every id in the table."""
-        if self.part_ids is not None:
-            return list(self.part_ids)
-        query = self._compose("SELECT DISTINCT {p} FROM {t} WHERE {p} IS NOT NULL",
-                              p=self._col("part_id"), t=self._ident(self.table))
-        rows = self._run(query, [])
-        return sorted({str(row[0]) for row in rows}, key=natural_key)
-
-    def _check_order_keys(self, part_id):
-        """Refuse a partition with rows whose ordering key is NULL: they have no place in the order."""
-        if part_id in self._null_checked:
-            return
-        nullable = [self._col(name) for name in self.identity_columns]
-        if self.columns["tiebreak"] is not None:
-            nullable.append(self.tiebreak)
-        where, params = self._filters(part_id, None)
-        tests = self._join([self._compose("{c} IS NULL", c=c) for c in nullable], " OR ")
-        query = self._compose("SELECT COUNT(*) FROM {t} WHERE {w} AND ({n})",
-                              t=self._ident(self.table), w=where, n=tests)
-        count = self._run(query, params)[0][0]
-        if count:
-            names = [self.columns[n] for n in self.identity_columns]
-            if self.columns["tiebreak"] is not None:
-                names.append(self.columns["tiebreak"])
-            raise SourceError(
-                "partition %s: %d row(s) have NULL in an ordering column (%s) and cannot be placed in "
-                "order_by %s order; fill or delete those rows, or choose the other order_by"
-                % (part_id, count, ", ".join(names), self.order_by))
-        self._null_checked.add(part_id)
-
-    def plan(self, part_id, after=None):
-        """Count and range of the events of a partition after ``after`` (COUNT + MIN/MAX; for plans)."""
-        if after is None:
-            self._check_order_keys(part_id)
-        where, params = self._filters(part_id, after)
-        table = self._ident(self.table)
-        time_col = self._col("event_time_ns")
-        query = self._compose("SELECT COUNT(*), MIN({ts}), MAX({ts}) FROM {t} WHERE {w}",
-                              ts=time_col, t=table, w=where)
-        count, min_ts, max_ts = self._run(query, params)[0]
-        first = last = None
-        if count:
-            keys = self._key_fragments()
-            for direction in ("ASC", "DESC"):
-                order = self._join([self._compose("{k} " + direction, k=k) for k in keys])
-                query = self._compose("SELECT {k} FROM {t} WHERE {w} ORDER BY {o} LIMIT 1",
-                                      k=self._join(keys), t=table, w=where, o=order)
-                row = self._run(query, params)[0]
-                if direction == "ASC":
-                    first = tuple(_json_safe(v) for v in row)
-                else:
-                    last = tuple(_json_safe(v) for v in row)
-        return {"events": int(count), "first_position": first, "last_position": last,
-                "min_ts_ns": min_ts, "max_ts_ns": max_ts}
-
-    def read_wire(self, part_id, after, after_seq, limit):
-        """``read`` for a sender: the same rows, checks and errors, but each valid event's
-        ``event`` is a summary ``{event_id, part_id, partition_key, ts_ns, schema_key}`` (no
-        payload, no flags) and the message to send is ``wire``.
-
-        The payload is still parsed (so a bad payload is still a bad row at its position) but
-        not kept: a page then holds no per-event containers the garbage collector must walk,
-        which is most of what a full page costs the worker besides the parse itself.
-        """
-        return self.read(part_id, after, after_seq, limit, summary=True)
-
-    def read(self, part_id, after, after_seq, limit, summary=False):
-        """Return up to ``limit`` events of ``part_id`` strictly after position ``after``.
-
-        ``after_seq`` is the seq of the event at ``after`` (0 at the start); the rows returned
-        are numbered ``after_seq + 1``, ``+ 2``... An empty list means the partition is done.
-        A second copy of an event (same ``event_time_ns`` and ``event_id`` as an earlier row)
-        comes back with ``duplicate_of`` set (and ``error``, for callers that do not know the
-        field). Without a tiebreak, copies straddling the page end are returned with the page,
-        so a page may hold a few more than ``limit``.
-        """
-        if not isinstance(limit, int) or limit < 1:
-            raise SourceError("read limit must be a positive integer, got %r" % (limit,))
-        part_id = str(part_id)
-        if after is None:
-            self._check_order_keys(part_id)
-        where, params = self._filters(part_id, after)
-        keys = self._key_fragments()
-        query = self._compose("SELECT {s} FROM {t} WHERE {w} ORDER BY {k} LIMIT %s",
-                              s=self._select_list(), t=self._ident(self.table), w=where, k=self._join(keys))
-        rows = self._run(query, params + [limit + 1])
-        lookahead = rows[limit] if len(rows) > limit else None
-        rows = rows[:limit]
-        if lookahead is not None and self.tiebreak is None and rows:
-            # Without a tiebreak a group of equal keys that straddles the page end would be
-            # skipped by the next "> position" query: take the rest of the group now.
-            last_position = self._position_of(rows[-1])
-            if self._position_of(lookahead) == last_position:
-                rows.extend(self._rest_of_group(part_id, last_position, rows))
-        # Where each event (event_time_ns, event_id) appeared before, to spot second copies.
-        time_order = self.order_by == "event_time"
-        copies = self._copies_of(part_id, rows) if not time_order and self.find_copies else {}
-        # Time order: the identity is (event_time_ns, event_id), the start of the ordering key,
-        # so copies are adjacent: the current group's key and its first position are enough.
-        group_key = group_first = None
-        if after is not None and time_order:
-            group_key, group_first = tuple(after[:2]), tuple(after)
-        n_identity = len(self.identity_columns)
-        previous = tuple(after[:n_identity]) if after is not None else None
-        events = []
-        seq = after_seq
-        make_event = self._make_event_fast
-        part_json = enc.quote(part_id)
-        for row in rows:
-            seq += 1
-            event = make_event(part_id, part_json, row, seq, summary)
-            identity = event.position[:n_identity]
-            original = None
-            if time_order:
-                if identity == group_key:
-                    original = group_first
-            elif copies:
-                earlier = [p for p in copies.get((row[0], row[1]), ()) if _before(p, event.position)]
-                original = min(earlier) if earlier else None
-            if original is not None:
-                event = self._duplicate(event, row, original)
-            elif previous is not None and identity == previous:
-                event = self._duplicate(event, row, None)
-            elif time_order and None not in identity:
-                group_key, group_first = identity, event.position
-            previous = identity
-            events.append(event)
-        return events
-
-    def _rest_of_group(self, part_id, position, rows):
-        where, params = self._filters(part_id, None)
-        keys = self._key_fragments()
-        placeholders = self._join([self._raw("%s")] * len(keys))
-        query = self._compose("SELECT {s} FROM {t} WHERE {w} AND ({k}) = ({p})",
-                              s=self._select_list(), t=self._ident(self.table), w=where,
-                              k=self._join(keys), p=placeholders)
-        group = self._run(query, params + list(position))
-        already = sum(1 for row in rows if self._position_of(row) == position)
-        return group[already:]
-
-    def _copies_of(self, part_id, rows):
-        """Raft order: {(event_time_ns, event_id): [positions]} of the page's events stored twice.
-
-        In raft order two copies of one event need not be adjacent, so each page looks its
-        events up by (part_id, event_time_ns, event_id) on the time index: first a count
-        (answered from the index alone), then, only for the rare events found more than
-        once, the positions of their copies. The caller keeps the copies before each row.
-        """
-        wanted = list({(r[0], r[1]) for r in rows if r[0] is not None and r[1] is not None})
-        where, params = self._filters(part_id, None)
-        keys = self._key_fragments()
-        found = {}
-        for start in range(0, len(wanted), COPY_LOOKUP_CHUNK):
-            chunk = wanted[start:start + COPY_LOOKUP_CHUNK]
-            query, values = self._copies_query(where, None, chunk)
-            repeated = [(row[0], row[1]) for row in self._run(query, values + params)]
-            if not repeated:
-                continue
-            query, values = self._copies_query(where, keys, repeated)
-            for row in self._run(query, values + params):
-                found.setdefault((row[0], row[1]), []).append(tuple(_json_safe(v) for v in row[2:2 + len(keys)]))
-        return found
-
-    def _copies_query(self, where, keys, wanted):
-        """Events of ``wanted`` stored more than once (keys None), or every copy's position."""
-        values = self._raw(", ".join(["(%s, %s)"] * len(wanted)))
-        if keys is None:
-            template = ("WITH ceptra_v (ceptra_ts, ceptra_ei) AS (VALUES {v}) "
-                        "SELECT ceptra_v.ceptra_ts, ceptra_v.ceptra_ei FROM ceptra_v JOIN "
-                        "(SELECT {ts} AS ceptra_h_ts, {ei} AS ceptra_h_ei FROM {t} WHERE {w}) AS ceptra_h "
-                        "ON ceptra_h.ceptra_h_ts = ceptra_v.ceptra_ts AND ceptra_h.ceptra_h_ei = ceptra_v.ceptra_ei "
-                        "GROUP BY ceptra_v.ceptra_ts, ceptra_v.ceptra_ei HAVING COUNT(*) > 1")
-            keys = [self._raw("1")]
-        else:
-            # A join on a derived table: SQLite probes the time index once per event.
-            template = ("WITH ceptra_v (ceptra_ts, ceptra_ei) AS (VALUES {v}) "
-                        "SELECT ceptra_v.ceptra_ts, ceptra_v.ceptra_ei, ceptra_h.* FROM ceptra_v JOIN "
-                        "(SELECT {k}, {ts} AS ceptra_h_ts, {ei} AS ceptra_h_ei FROM {t} WHERE {w}) AS ceptra_h "
-                        "ON ceptra_h.ceptra_h_ts = ceptra_v.ceptra_ts AND ceptra_h.ceptra_h_ei = ceptra_v.ceptra_ei")
-        query = self._compose(template, v=values, k=self._join(keys), ts=self._col("event_time_ns"),
-                              ei=self._col("event_id"), t=self._ident(self.table), w=where)
-        return query, [v for key in wanted for v in key]
+    Uses the backend's ``SELECT_COLUMNS`` row layout, ``_position_values``, ``tiebreak``,
+    ``order_by`` and ``max_event_bytes``.
+    """
 
     def _position_of(self, row):
         values = self._position_values(row)
@@ -579,10 +296,6 @@ class HistoricSource(object):
                                  % (size, self.max_event_bytes), self._raw_row(part_id, row))
         return HistoricEvent(part_id, position, seq, event, size, None, wire=wire)
 
-    def close(self):
-        """Release the connection; the source cannot be used afterwards."""
-        raise NotImplementedError
-
 
 def _summary(event):
     """The summary form of an append message (``read_wire``): identity and time, no payload."""
@@ -632,184 +345,6 @@ def _parse_flags(flags):
 
 
 _json_type = enc.json_type
-
-
-class SqliteSource(HistoricSource):
-    """SQLite file, opened read-only. Without a tiebreak column, ``rowid`` breaks ties."""
-
-    def __init__(self, spec):
-        path = os.path.abspath(os.path.expanduser(spec["path"]))
-        if not os.path.isfile(path):
-            raise SourceError("historic source: SQLite file %s does not exist" % path)
-        self.path = path
-        try:
-            # mode=ro: the replay never writes to the archive it reads.
-            uri = "file:%s?mode=ro" % _uri_quote(path)
-            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise SourceError("historic source: cannot open SQLite file %s: %s" % (path, exc))
-        super(SqliteSource, self).__init__(spec)
-        self._probe()
-
-    def _tiebreak_expression(self):
-        column = self.columns["tiebreak"]
-        # rowid is stable while the file is not modified (and not VACUUMed) during the run.
-        return self._raw("rowid") if column is None else self._ident(column)
-
-    def _ident(self, name):
-        return ".".join('"%s"' % part.replace('"', '""') for part in name.split("."))
-
-    def _raw(self, text):
-        return text
-
-    def _join(self, fragments, sep=", "):
-        return sep.join(fragments)
-
-    def _compose(self, template, **fragments):
-        # Identifiers are validated (no "%"), so every "%s" left is a value placeholder.
-        return template.format(**fragments).replace("%s", "?")
-
-    def _execute(self, query, params):
-        self.statements = (self.statements + [query])[-20:]
-        try:
-            return self._conn.execute(query, params).fetchall()
-        except sqlite3.Error as exc:
-            raise SourceError("historic source %s: query failed: %s" % (self.path, exc))
-
-    def _probe(self):
-        """Fail at open time, with the names involved, when the table or a column is missing."""
-        # SQLite reads a double-quoted name that matches no column as a string literal, so a
-        # wrong mapping would not fail by itself: compare the mapping with the table's columns.
-        parts = self.table.split(".")
-        prefix = self._ident(parts[0]) + "." if len(parts) == 2 else ""
-        pragma = "PRAGMA %stable_info(%s)" % (prefix, self._ident(parts[-1]))
-        try:
-            present = {row[1].lower() for row in self._conn.execute(pragma).fetchall()}
-        except sqlite3.Error as exc:
-            raise SourceError("historic source %s: cannot inspect table %s: %s" % (self.path, self.table, exc))
-        if not present:
-            raise SourceError("historic source %s: table %s does not exist (set 'table' to the table holding "
-                              "the events)" % (self.path, self.table))
-        missing = ["%s (%s)" % (physical, logical) for logical, physical in self.columns.items()
-                   if physical is not None and physical.lower() not in present]
-        if missing:
-            raise SourceError("historic source %s: table %s is not readable: missing column(s) %s; map them with "
-                              "'columns' (logical name -> column name); the table has: %s"
-                              % (self.path, self.table, ", ".join(missing), ", ".join(sorted(present))))
-        query = self._compose("SELECT {s} FROM {t} LIMIT 0", s=self._select_list(), t=self._ident(self.table))
-        try:
-            self._conn.execute(query)
-        except sqlite3.Error as exc:
-            hint = ""
-            if "rowid" in str(exc):
-                hint = " (the table has no rowid: map columns.tiebreak to a unique column)"
-            raise SourceError("historic source %s: table %s with columns %s is not readable: %s%s"
-                              % (self.path, self.table, _mapping_text(self.columns), exc, hint))
-
-    def close(self):
-        self._conn.close()
-
-
-def _uri_quote(path):
-    # sqlite URIs treat '?' and '#' specially; percent-encode what could be misread.
-    return path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
-
-
-def _mapping_text(columns):
-    return ", ".join("%s=%s" % (k, v) for k, v in columns.items() if v is not None)
-
-
-class PostgresSource(HistoricSource):
-    """PostgreSQL table read with keyset pages over an autocommit connection.
-
-    There is no stable implicit row id in PostgreSQL (``ctid`` moves on UPDATE and VACUUM
-    FULL), so without ``columns.tiebreak`` the ordering key itself must be unique per
-    partition; duplicates are reported as error events, never skipped silently.
-    """
-
-    def __init__(self, spec):
-        if psycopg is None:
-            raise SourceError(PSYCOPG_MISSING)
-        self.dsn = spec["dsn"]
-        self._conn = None
-        super(PostgresSource, self).__init__(spec)
-        self._connect()
-        self._probe()
-
-    def _describe(self):
-        try:
-            info = psycopg.conninfo.conninfo_to_dict(self.dsn)
-        except psycopg.Error:
-            return "PostgreSQL"
-        # Never echo the password: name the server and database only.
-        return "PostgreSQL %s:%s/%s" % (info.get("host", "localhost"), info.get("port", 5432), info.get("dbname", ""))
-
-    def _connect(self):
-        try:
-            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(self.spec.get("connect_timeout", 10)))
-        except psycopg.Error as exc:
-            raise SourceError("historic source: cannot connect to %s: %s" % (self._describe(), str(exc).strip()))
-
-    def _ident(self, name):
-        return pg_sql.Identifier(*name.split("."))
-
-    def _raw(self, text):
-        return pg_sql.SQL(text)
-
-    def _join(self, fragments, sep=", "):
-        return pg_sql.SQL(sep).join(fragments)
-
-    def _compose(self, template, **fragments):
-        return pg_sql.SQL(template).format(**fragments)
-
-    def _copies_query(self, where, keys, wanted):
-        # Two array parameters (a page of 1000 as 2000 placeholders costs more to parse than
-        # the lookup itself). Integer times go as bigint[], text ids as text[]; other types
-        # (uuid, numeric) go as the driver types them, so each side matches its column.
-        times = [key[0] for key in wanted]
-        ids = [key[1] for key in wanted]
-        ts_param = "%s::bigint[]" if all(isinstance(v, int) for v in times) else "%s"
-        ei_param = "%s::text[]" if all(isinstance(v, str) for v in ids) else "%s"
-        # LATERAL forces one index probe per event, where a plain join could hash the whole
-        # partition prefix, which grows with every page.
-        if keys is None:
-            inner, outer = "SELECT COUNT(*) AS ceptra_n", " WHERE ceptra_h.ceptra_n > 1"
-        else:
-            inner, outer = "SELECT {k}", ""
-        query = self._compose(
-            "SELECT ceptra_v.ceptra_ts, ceptra_v.ceptra_ei, ceptra_h.* FROM unnest(" + ts_param + ", " + ei_param
-            + ") AS ceptra_v (ceptra_ts, ceptra_ei) CROSS JOIN LATERAL (" + inner + " FROM {t} WHERE {w} "
-            "AND {ts} = ceptra_v.ceptra_ts AND {ei} = ceptra_v.ceptra_ei) AS ceptra_h" + outer,
-            k=self._join(keys or [self._raw("1")]), ts=self._col("event_time_ns"), ei=self._col("event_id"),
-            t=self._ident(self.table), w=where)
-        return query, [times, ids]
-
-    def _execute(self, query, params):
-        text = query.as_string(self._conn)
-        self.statements = (self.statements + [text])[-20:]
-        for attempt in (1, 2):
-            try:
-                return self._conn.execute(query, params).fetchall()
-            except psycopg.OperationalError as exc:
-                # One reconnect: long runs outlive idle-connection timeouts and failovers.
-                if attempt == 2 or not self._conn.closed:
-                    raise SourceError("historic source %s: query failed: %s" % (self._describe(), str(exc).strip()))
-                time.sleep(0.5)
-                self._connect()
-            except psycopg.Error as exc:
-                raise SourceError("historic source %s: query failed: %s" % (self._describe(), str(exc).strip()))
-
-    def _probe(self):
-        query = self._compose("SELECT {s} FROM {t} LIMIT 0", s=self._select_list(), t=self._ident(self.table))
-        try:
-            self._conn.execute(query)
-        except psycopg.Error as exc:
-            raise SourceError("historic source %s: table %s with columns %s is not readable: %s"
-                              % (self._describe(), self.table, _mapping_text(self.columns), str(exc).strip()))
-
-    def close(self):
-        if self._conn is not None:
-            self._conn.close()
 
 
 def dead_letter_write(path, part_id, position, error, raw_row):
