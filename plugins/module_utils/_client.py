@@ -403,12 +403,22 @@ class CeptraClient:
             )
         return response.json
 
+    def post_ndjson_raw(self, route, body, *, params=None, query=None, expected=None):
+        """POST an NDJSON ``body`` (bytes, one JSON document per line) and return the :class:`Response`.
+
+        The same exchange as :meth:`post_ndjson` (route table, auth and identity headers, a
+        fresh Idempotency-Key, retries and backoff, CeptraError for a failed call) without
+        decoding the answer: ``response.raw`` holds the NDJSON answer bytes, for callers
+        with a cheaper line parser (the replay engine). ``body`` is sent as it is.
+        """
+        path = self.route_path(route, params, query)
+        headers = self._headers(None, NDJSON_TYPE, NDJSON_TYPE, "POST", None)
+        return self._send("POST", route, path, body, headers, expected)
+
     def post_ndjson(self, route, lines, *, params=None, query=None, expected=None):
         """POST NDJSON lines (each a ``bytes`` JSON document) and return the parsed response lines."""
-        path = self.route_path(route, params, query)
         payload = b"\n".join(lines) + b"\n" if lines else b""
-        headers = self._headers(None, NDJSON_TYPE, NDJSON_TYPE, "POST", None)
-        response = self._send("POST", route, path, payload, headers, expected)
+        response = self.post_ndjson_raw(route, payload, params=params, query=query, expected=expected)
         out = []
         loads = json.loads
         for line in response.raw.split(b"\n"):
@@ -416,6 +426,7 @@ class CeptraClient:
                 try:
                     out.append(loads(line))
                 except ValueError:
+                    path = self.route_path(route, params, query)
                     raise CeptraError(
                         "POST %s returned a line that is not JSON: %r" % (path, line[:200]),
                         status=response.status, route=route, method="POST", path=path,

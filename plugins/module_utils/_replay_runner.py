@@ -6,18 +6,20 @@
 ``ReplayRun`` ties a historic source, a cursor store, the sender, the throttle and the
 progress/audit outputs together: one sender thread per partition (up to
 ``max_parallel_partitions``), strict order within a partition, a cursor commit after
-every acked batch, a bounded time slice or a run to completion.
+every acked batch, a bounded time slice or a run to completion. Page reading (inline or
+read-ahead) and the dead-letter file are in ``_replay_pages``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
 import threading
 import time
 
 from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as encode_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay_pages import (
+    AdaptivePageReader, dead_letter_write, jsonable_position as _jsonable)
 from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_progress as progress_mod
 from ansible_collections.ceptra.backfill.plugins.module_utils._readiness import (
     looks_like_readiness,
@@ -531,7 +533,7 @@ class ReplayRun(object):
         raw_row = raw_row or (ev.event if isinstance(ev.event, dict) else None)
         with self._dead_letter_lock:
             # durable (fsync) before the cursor moves past the row: at least once in the file
-            _dead_letter_write(self.cfg["dead_letter_path"], part_id, ev.position, problem, raw_row)
+            dead_letter_write(self.cfg["dead_letter_path"], part_id, ev.position, problem, raw_row)
         self._commit(part_id, ev.position, ev.seq, done + 1, nbytes, "running")
         p = self.progress.parts[part_id]
         self.progress.update(part_id, dead_lettered=p.dead_lettered + 1, done=p.done + 1, position=ev.position)
@@ -574,108 +576,3 @@ class ReplayRun(object):
                 self.progress.update(part_id, status="running")
                 return True
         return False
-
-
-class AdaptivePageReader(object):
-    """Reads a partition's pages in the caller's thread while other partitions are being
-    replayed, and one step ahead in a background thread once this partition runs alone.
-
-    With several partitions in flight the cluster always has another partition's request
-    to work on while one thread reads, and a read-ahead thread per partition only competes
-    for the GIL (SQLite gives it up and takes it back for every row it steps over): measured
-    1-3 us more CPU per event and slower pickup of the cluster's answers. A partition on its
-    own needs the read-ahead to keep the cluster busy.
-    """
-
-    def __init__(self, read, after, after_seq, alone):
-        self._read = read
-        self._after = after
-        self._after_seq = after_seq
-        self._alone = alone
-        self._ahead = None       # the PageReader, once started
-        self._finished = False
-
-    def next_page(self):
-        """The next page in order ([] at the end, also on later calls); re-raises a read error."""
-        if self._finished:
-            return []
-        if self._ahead is None and self._alone():
-            self._ahead = PageReader(self._read, self._after, self._after_seq)
-        if self._ahead is not None:
-            page = self._ahead.next_page()
-        else:
-            page = self._read(self._after, self._after_seq)
-            if page:
-                self._after, self._after_seq = page[-1].position, page[-1].seq
-        if not page:
-            self._finished = True
-        return page
-
-    def close(self):
-        if self._ahead is not None:
-            self._ahead.close()
-
-
-class PageReader(object):
-    """Reads a partition's pages one step ahead in a background thread, so the source's
-    read time overlaps the sending instead of leaving the cluster idle between pages."""
-
-    def __init__(self, read, after, after_seq, depth=2):
-        self._read = read
-        self._queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, args=(after, after_seq), name="replay-reader", daemon=True)
-        self._thread.start()
-
-    def _loop(self, after, after_seq):
-        while not self._stop.is_set():
-            try:
-                page = self._read(after, after_seq)
-            except Exception as exc:  # handed to the consumer, which reports it
-                self._put(exc)
-                return
-            self._put(page)
-            if not page:
-                return
-            after, after_seq = page[-1].position, page[-1].seq
-
-    def _put(self, item):
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def next_page(self):
-        """The next page in order ([] at the end); re-raises a read error."""
-        item = self._queue.get()
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-def _dead_letter_write(path, part_id, position, error, raw_row):
-    """One JSON line per bad row, fsynced; the source module's writer when present."""
-    try:
-        from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import dead_letter_write
-    except ImportError:
-        dead_letter_write = None
-    if dead_letter_write is not None:
-        return dead_letter_write(path, part_id, position, error, raw_row)
-    record = {"time_ns": time.time_ns(), "part_id": str(part_id), "position": _jsonable(position),
-              "error": error, "row": raw_row}
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _jsonable(position):
-    if position is None:
-        return None
-    return list(position) if isinstance(position, (list, tuple)) else position

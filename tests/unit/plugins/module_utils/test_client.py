@@ -244,6 +244,38 @@ def test_post_ndjson_joins_lines_and_parses_the_answer(server):
     assert "Idempotency-Key" in rec.headers
 
 
+def test_post_ndjson_raw_sends_the_body_as_is_and_returns_the_answer_bytes(server):
+    answer = b'{"event_id":"e0","status":"Healthy"}\n{"event_id":"e1","status":"Healthy"}\n'
+    server.on("POST", "/v1/partitions/3/append-stream",
+              [Reply(503, {"error": "busy", "status": 503}),
+               Reply(200, raw=answer, headers={"Content-Type": "application/x-ndjson"})])
+    client = make_client(server.url)
+    body = b'{"event_id":"e0"}\n{"event_id":"e1"}\n'
+    response = client.post_ndjson_raw("append_stream", body, params={"part_id": "3"}, query={"dry_run": "1"})
+    # The answer is not decoded: the bytes as the server sent them.
+    assert response.status == 200 and response.raw == answer
+    # The same exchange as post_ndjson: NDJSON headers, auth, one Idempotency-Key across the retry.
+    calls = server.calls()
+    assert len(calls) == 2 and len(client.sleeps) == 1
+    for rec in calls:
+        assert rec.body == body and rec.query == {"dry_run": "1"}
+        assert rec.headers["Content-Type"] == "application/x-ndjson"
+        assert rec.headers["Accept"] == "application/x-ndjson"
+        assert rec.headers["Authorization"] == "Bearer s3cret-token"
+    assert calls[0].headers["Idempotency-Key"] == calls[1].headers["Idempotency-Key"]
+
+
+def test_post_ndjson_raw_maps_a_failed_call_to_a_client_error(server):
+    server.on("POST", "/v1/partitions/7/append-stream",
+              Reply(400, {"error": "bad request", "status": 400, "violations": [{"field": "ts_ns", "message": "missing"}]}))
+    client = make_client(server.url)
+    with pytest.raises(CeptraError) as info:
+        client.post_ndjson_raw("append_stream", b'{"event_id":"x"}\n', params={"part_id": "7"})
+    assert info.value.status == 400 and info.value.route == "append_stream" and info.value.attempts == 1
+    assert "POST /v1/partitions/7/append-stream failed with 400" in info.value.message
+    assert len(server.calls()) == 1   # a 4xx is never retried
+
+
 def test_get_json_on_non_json_body_is_a_clear_error(server):
     server.on("GET", "/v1/state", Reply(200, raw="<html>login</html>"))
     with pytest.raises(CeptraError) as info:

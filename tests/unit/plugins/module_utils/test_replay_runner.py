@@ -398,7 +398,9 @@ def test_adaptive_reader_reads_inline_while_others_run_then_ahead_when_alone():
         return [Ev(x) for x in pages[after]]
 
     alone = [False]
-    reader = rr.AdaptivePageReader(read, None, 0, alone=lambda: alone[0])
+    from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_pages
+    assert rr.AdaptivePageReader is _replay_pages.AdaptivePageReader   # the runner's reader
+    reader = _replay_pages.AdaptivePageReader(read, None, 0, alone=lambda: alone[0])
     assert [e.position for e in reader.next_page()] == ["a1", "a2"]
     assert calls == [(None, threading.current_thread().name)]            # inline
     alone[0] = True
