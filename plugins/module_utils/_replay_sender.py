@@ -10,18 +10,11 @@ Sends one partition's historic events, in order, over the NDJSON append stream
 
 from __future__ import annotations
 
-import json
 import random
 import time
 
 from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as encode_mod
 
-try:  # faster encoding when available; the standard library is enough
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
-
-REPLAY_FLAG = "REPLAY"
 DEFAULT_BACKOFF_MS = 50          # contract: 25-50 ms when the cluster gives no hint
 TRANSPORT_RETRY_LIMIT = 8        # consecutive failed requests before the partition gives up
 NOT_LEADER_RETRY_LIMIT = 20
@@ -52,12 +45,6 @@ class SendResult(object):
                 "retries": self.retries, "requests": self.requests, "stop": self.stop}
 
 
-def _dumps(obj):
-    if _orjson is not None:
-        return _orjson.dumps(obj)
-    return json.dumps(obj, separators=(",", ":")).encode("utf-8")
-
-
 def encode_event(hevent, run_id, use_sessions, suffix=None):
     """The wire line (bytes) for a HistoricEvent: REPLAY flag and, with sessions,
     ``replay_session`` = "<run_id>/<part_id>" and ``replay_seq`` = the event's seq.
@@ -68,25 +55,14 @@ def encode_event(hevent, run_id, use_sessions, suffix=None):
     computed once per partition by callers that encode many events.
     """
     wire = getattr(hevent, "wire", None)
-    if wire is not None:
-        if suffix is None:
-            suffix = encode_mod.session_suffix(run_id, hevent.part_id, use_sessions)
-        return encode_mod.line_for(wire, suffix, hevent.seq)
-    msg = dict(hevent.event)
-    msg.setdefault("part_id", hevent.part_id)
-    flags = msg.get("flags") or []
-    if not isinstance(flags, list):
-        flags = [flags]
-    if REPLAY_FLAG not in flags:
-        flags = list(flags) + [REPLAY_FLAG]
-    msg["flags"] = flags
-    if use_sessions:
-        msg["replay_session"] = "%s/%s" % (run_id, hevent.part_id)
-        msg["replay_seq"] = hevent.seq
-    else:
-        msg.pop("replay_session", None)
-        msg.pop("replay_seq", None)
-    return _dumps(msg)
+    if wire is None:
+        # An event built in memory (tests, other callers): the general, slower path.
+        msg = dict(hevent.event)
+        msg.setdefault("part_id", hevent.part_id)
+        wire = encode_mod.wire_from_event(msg)
+    if suffix is None:
+        suffix = encode_mod.session_suffix(run_id, hevent.part_id, use_sessions)
+    return encode_mod.line_for(wire, suffix, hevent.seq)
 
 
 def is_healthy(resp):
