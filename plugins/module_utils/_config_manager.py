@@ -17,14 +17,12 @@ known keys, dedup shrink, lane budget) live in ``_config_rules``.
 from __future__ import annotations
 
 import copy
-import getpass
-import os
 import re
-import socket
 import time
 import uuid
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
+from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
 from ansible_collections.ceptra.backfill.plugins.module_utils._config_ledger import (
     LEDGER_KEY,
     ConfigManagerError,
@@ -56,18 +54,6 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._config_rules impo
 MAX_CAS_ATTEMPTS = 5
 # Ledger fields that record bookkeeping, not the override's meaning (ignored by idempotency).
 _BOOKKEEPING = ("updated_at", "updated_by", "config_version_after")
-
-
-def default_actor(environ=None):
-    """Who is acting: ``CEPTRA_ACTOR``, else ``<user>@<host>``."""
-    env = os.environ if environ is None else environ
-    if env.get("CEPTRA_ACTOR"):
-        return env["CEPTRA_ACTOR"]
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = env.get("USER") or "unknown"
-    return "%s@%s" % (user, socket.gethostname())
 
 
 # --------------------------------------------------------------------------- plans (pure)
@@ -328,7 +314,7 @@ class ConfigManager:
 
     def __init__(self, client, actor=None, check_mode=False, audit=True, clock=time.time):
         self.client = client
-        self.actor = actor or default_actor()
+        self.actor = actor or operator_identity()
         self.check_mode = check_mode
         self.audit = audit
         self.clock = clock

@@ -12,30 +12,14 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import socket
 import threading
 import time
 
 from ansible.module_utils.urls import open_url
 
 EWMA_ALPHA = 0.3
-
-
-def operator_identity(explicit=None):
-    """Who runs the replay: the option, else $CEPTRA_OPERATOR, else the OS user@host."""
-    if explicit:
-        return str(explicit)
-    env = os.environ.get("CEPTRA_OPERATOR")
-    if env:
-        return env
-    try:
-        user = getpass.getuser()
-    except Exception:  # no passwd entry in some containers
-        user = "uid-%d" % os.getuid()
-    return "%s@%s" % (user, socket.gethostname())
 
 
 class PartitionProgress(object):

@@ -21,6 +21,7 @@ from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_enc
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay_pages import (
     AdaptivePageReader, dead_letter_write, jsonable_position as _jsonable)
 from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_progress as progress_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
 from ansible_collections.ceptra.backfill.plugins.module_utils._readiness import (
     looks_like_readiness,
     normalize_readiness,
@@ -113,7 +114,7 @@ class ReplayRun(object):
         self.sleep = sleep
         self.warnings = []
         self.progress = progress_mod.ProgressTracker(clock=clock)
-        self.operator = progress_mod.operator_identity(self.cfg["operator"])
+        self.operator = operator_identity(self.cfg["operator"])
         self._stop = threading.Event()
         self._source_lock = threading.Lock()
         self._store_lock = threading.Lock()

@@ -92,7 +92,7 @@ options:
   actor:
     description:
       - Who stages the override, recorded as C(who) in the ledger.
-      - Defaults to E(CEPTRA_ACTOR), else C(<user>@<host>) of the host that runs the module. The
+      - Defaults to E(CEPTRA_ACTOR) (or E(CEPTRA_OPERATOR)), else C(<user>@<host>) of the host that runs the module. The
         cluster's own audit record carries the authenticated identity in any case.
     type: str
   audit:
@@ -235,7 +235,6 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._config_ledger imp
 )
 from ansible_collections.ceptra.backfill.plugins.module_utils._config_manager import (
     ConfigManager,
-    default_actor,
 )
 
 
@@ -264,7 +263,7 @@ def main():
     )
     params = module.params
     client = client_from_module(module)
-    manager = ConfigManager(client, actor=params["actor"] or default_actor(), check_mode=module.check_mode,
+    manager = ConfigManager(client, actor=params["actor"], check_mode=module.check_mode,
                             audit=params["audit"])
     doing = "%s override %s" % ("stage" if params["state"] == "present" else "revert", params["name"])
     try:

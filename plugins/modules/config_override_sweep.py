@@ -40,7 +40,7 @@ attributes:
 options:
   actor:
     description:
-      - Who runs the sweep, recorded in the audit records. Defaults to E(CEPTRA_ACTOR), else C(<user>@<host>).
+      - Who runs the sweep, recorded in the audit records. Defaults to E(CEPTRA_ACTOR) (or E(CEPTRA_OPERATOR)), else C(<user>@<host>).
     type: str
   audit:
     description:
@@ -109,7 +109,6 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
 from ansible_collections.ceptra.backfill.plugins.module_utils._config_ledger import ConfigManagerError
 from ansible_collections.ceptra.backfill.plugins.module_utils._config_manager import (
     ConfigManager,
-    default_actor,
 )
 
 
@@ -120,7 +119,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, required_together=connection_required_together(),
                            supports_check_mode=True)
     client = client_from_module(module)
-    manager = ConfigManager(client, actor=module.params["actor"] or default_actor(), check_mode=module.check_mode,
+    manager = ConfigManager(client, actor=module.params["actor"], check_mode=module.check_mode,
                             audit=module.params["audit"])
     try:
         result = manager.sweep()

@@ -171,7 +171,7 @@ options:
     description: Local append-only JSON Lines audit file, one record per replay batch.
     type: path
   operator:
-    description: Operator identity for audit records (default E(CEPTRA_OPERATOR), else user@host).
+    description: Operator identity for audit records (default E(CEPTRA_ACTOR) or E(CEPTRA_OPERATOR), else user@host).
     type: str
   cp_audit:
     description: Write summary records (run start/end, partition done/stopped) to the CP audit log.

@@ -60,3 +60,13 @@ def test_fail_with_error_is_readable():
     assert module.failed_with == {"msg": "Could not stage the override: PATCH /v1/config failed with 412: version moved",
                                   "status": 412, "route": "config", "error_body": {"error": "version moved"},
                                   "attempts": 1, "override": "x"}
+
+
+def test_operator_identity_is_one_identity_for_ledgers_and_audit_records():
+    from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
+
+    both = {"CEPTRA_ACTOR": "change-42", "CEPTRA_OPERATOR": "ops-team"}
+    assert operator_identity("carol", both) == "carol"
+    assert operator_identity(None, both) == "change-42"
+    assert operator_identity(None, {"CEPTRA_OPERATOR": "ops-team"}) == "ops-team"
+    assert "@" in operator_identity(None, {})

@@ -9,6 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from test_config_manager_fake import BUNDLE, FakeControlPlane  # noqa: E402
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
 from ansible_collections.ceptra.backfill.plugins.module_utils import _config_ledger as cl  # noqa: E402
 from ansible_collections.ceptra.backfill.plugins.module_utils import _config_manager as cm  # noqa: E402
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError  # noqa: E402
@@ -411,8 +412,8 @@ def test_info_lists_ledger_with_remaining_validity():
 
 
 def test_default_actor_prefers_env():
-    assert cm.default_actor({"CEPTRA_ACTOR": "change-42"}) == "change-42"
-    assert "@" in cm.default_actor({})
+    assert operator_identity(None, {"CEPTRA_ACTOR": "change-42"}) == "change-42"
+    assert "@" in operator_identity(None, {})
 
 
 @pytest.mark.parametrize("name", ["", "has space", "x" * 200, None])

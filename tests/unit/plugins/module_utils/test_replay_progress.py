@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 sys.path.insert(0, os.path.dirname(__file__))
 from test_replay_sender_fakes import make_event  # noqa: E402
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
 from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_progress as pg  # noqa: E402
 
 
@@ -105,11 +106,12 @@ def test_batch_audit_log_appends_one_record_per_batch(tmp_path):
 
 
 def test_operator_identity_prefers_option_then_env(monkeypatch):
+    monkeypatch.delenv("CEPTRA_ACTOR", raising=False)
     monkeypatch.setenv("CEPTRA_OPERATOR", "ops-team")
-    assert pg.operator_identity("carol") == "carol"
-    assert pg.operator_identity(None) == "ops-team"
+    assert operator_identity("carol") == "carol"
+    assert operator_identity(None) == "ops-team"
     monkeypatch.delenv("CEPTRA_OPERATOR")
-    assert "@" in pg.operator_identity(None)
+    assert "@" in operator_identity(None)
 
 
 def test_cp_audit_failure_is_a_warning():
