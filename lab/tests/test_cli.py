@@ -69,3 +69,22 @@ def test_test_rpcs_are_404_without_test_mode():
             assert status == 404 and body["status"] == 404
         _, _, state = lab.request("GET", "/v1/state", role="observer")
         assert state["cluster"]["test_mode"] is False
+
+
+def test_bound_gc_pauses_freezes_survivors_of_a_full_collection():
+    import gc
+    from ceptra_lab.cli import bound_gc_pauses
+    before = list(gc.callbacks)
+    try:
+        bound_gc_pauses()
+        bound_gc_pauses()   # idempotent: one callback
+        added = [cb for cb in gc.callbacks if cb not in before]
+        assert len(added) == 1
+        gc.unfreeze()
+        gc.collect(1)
+        assert gc.get_freeze_count() == 0      # young collections freeze nothing
+        gc.collect(2)
+        assert gc.get_freeze_count() > 0       # survivors of a full one are frozen
+    finally:
+        gc.callbacks[:] = before
+        gc.unfreeze()

@@ -228,3 +228,26 @@ def test_define_activate_records_the_barrier_without_counting_an_event():
     assert part.apply_pending() == 2 and (part.applied_index, part.applied_total) == (5, 5)
     part.wipe()                                        # a wiped partition is a new replica
     assert part.activations == []
+
+
+def test_a_large_wal_truncation_is_spread_over_housekeeping_calls():
+    # Freeing every entry a checkpoint lets go of at once stalled the whole lab; the
+    # truncation goes WAL_TRUNCATE_STEP entries at a time and tick() finishes it.
+    from ceptra_lab.partition import WAL_TRUNCATE_STEP
+    part, clock = new_partition(checkpoint_full_interval_ms=15000, checkpoint_retained_fulls=1)
+    part.auto_checkpoint = False
+    total = 2 * WAL_TRUNCATE_STEP + 100
+    for i in range(total):
+        part.append(event(i, ts=clock.now - S))
+    part.apply_pending()
+    part.checkpoint()
+    assert part.manifest()["wal_first_index"] == WAL_TRUNCATE_STEP + 1
+    part.tick()
+    assert part.manifest()["wal_first_index"] == 2 * WAL_TRUNCATE_STEP + 1
+    part.tick()
+    manifest = part.manifest()
+    assert (manifest["wal_first_index"], manifest["wal_last_index"]) == (total + 1, total)
+    assert manifest["checkpoint"]["full_index"] == total
+    part.append(event(total, ts=clock.now - S))
+    part.apply_pending()
+    assert part.manifest()["applied_index"] == total + 1
