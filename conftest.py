@@ -11,3 +11,6 @@ if not os.path.lexists(_link):
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", COLLECTIONS)
+# The shared reference material (bundles, telemetry catalog) sits beside this checkout;
+# CEPTRA_SHARED points elsewhere. Tests read it as os.environ["CEPTRA_SHARED"].
+os.environ.setdefault("CEPTRA_SHARED", os.path.abspath(os.path.join(ROOT, "..", "shared")))

@@ -55,6 +55,7 @@ class Cursor(NamedTuple):
     bytes_done: int
     status: str
     updated_at: float
+    counts: dict | None = None   # rows passed without sending: {"duplicates_skipped": n, "dead_lettered": n}
 
 
 def _position_to_json(position):
@@ -68,9 +69,24 @@ def _position_from_json(text):
     return None if value is None else tuple(value)
 
 
+def _counts_to_json(counts):
+    return json.dumps(counts, sort_keys=True, separators=(",", ":")) if counts else None
+
+
+def _counts_from_json(text):
+    value = json.loads(text) if text else None
+    return value if isinstance(value, dict) and value else None
+
+
 def _row_to_cursor(row):
-    position, seq, events_done, bytes_done, status, updated_at = row
-    return Cursor(_position_from_json(position), int(seq), int(events_done), int(bytes_done), status, float(updated_at))
+    position, seq, events_done, bytes_done, status, updated_at, counts = row
+    return Cursor(_position_from_json(position), int(seq), int(events_done), int(bytes_done), status,
+                  float(updated_at), _counts_from_json(counts))
+
+
+# The columns of a cursor row, in Cursor order (``counts`` was added later: stores created
+# before it get the column on open, see _add_counts_column).
+CURSOR_COLUMNS = "position, seq, events_done, bytes_done, status, updated_at, counts"
 
 
 def _check_cursor(cursor):
@@ -163,11 +179,22 @@ class SqliteCursorStore(CursorStore):
                 "CREATE TABLE IF NOT EXISTS replay_cursors ("
                 " run_id TEXT NOT NULL, part_id TEXT NOT NULL, position TEXT, seq INTEGER NOT NULL,"
                 " events_done INTEGER NOT NULL, bytes_done INTEGER NOT NULL, status TEXT NOT NULL,"
-                " updated_at REAL NOT NULL, PRIMARY KEY (run_id, part_id))",
+                " updated_at REAL NOT NULL, counts TEXT, PRIMARY KEY (run_id, part_id))",
                 "CREATE TABLE IF NOT EXISTS replay_pause ("
                 " run_id TEXT PRIMARY KEY, paused INTEGER NOT NULL, reason TEXT NOT NULL, updated_at REAL NOT NULL)")
+            self._add_counts_column()
         except sqlite3.Error as exc:
             raise CursorStoreError("cursor store %s cannot be opened: %s" % (self.path, exc))
+
+    def _add_counts_column(self):
+        """A store written by an older version has no ``counts`` column: add it (once)."""
+        columns = [row[1] for row in self._read("PRAGMA table_info(replay_cursors)", ())]
+        if "counts" not in columns:
+            try:
+                self._write("ALTER TABLE replay_cursors ADD COLUMN counts TEXT")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):   # another process added it first
+                    raise
 
     def _write(self, *statements, params=()):
         """Run statements in one IMMEDIATE transaction (takes the write lock up front)."""
@@ -186,7 +213,7 @@ class SqliteCursorStore(CursorStore):
             return self._conn.execute(query, params).fetchall()
 
     def load(self, run_id, part_id):
-        rows = self._read("SELECT position, seq, events_done, bytes_done, status, updated_at FROM replay_cursors"
+        rows = self._read("SELECT " + CURSOR_COLUMNS + " FROM replay_cursors"
                           " WHERE run_id = ? AND part_id = ?", (str(run_id), str(part_id)))
         return _row_to_cursor(rows[0]) if rows else None
 
@@ -194,19 +221,20 @@ class SqliteCursorStore(CursorStore):
         cursor = _check_cursor(cursor)
         params = (str(run_id), str(part_id), _position_to_json(cursor.position), int(cursor.seq),
                   int(cursor.events_done), int(cursor.bytes_done), str(cursor.status),
-                  float(cursor.updated_at or time.time()))
+                  float(cursor.updated_at or time.time()), _counts_to_json(cursor.counts))
         try:
             self._write(
-                "INSERT INTO replay_cursors (run_id, part_id, position, seq, events_done, bytes_done, status, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, part_id) DO UPDATE SET"
+                "INSERT INTO replay_cursors (run_id, part_id, " + CURSOR_COLUMNS + ")"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, part_id) DO UPDATE SET"
                 " position = excluded.position, seq = excluded.seq, events_done = excluded.events_done,"
-                " bytes_done = excluded.bytes_done, status = excluded.status, updated_at = excluded.updated_at",
+                " bytes_done = excluded.bytes_done, status = excluded.status, updated_at = excluded.updated_at,"
+                " counts = excluded.counts",
                 params=params)
         except sqlite3.Error as exc:
             raise CursorStoreError("cursor store %s: commit of partition %s failed: %s" % (self.path, part_id, exc))
 
     def all(self, run_id):
-        rows = self._read("SELECT part_id, position, seq, events_done, bytes_done, status, updated_at"
+        rows = self._read("SELECT part_id, " + CURSOR_COLUMNS +
                           " FROM replay_cursors WHERE run_id = ?", (str(run_id),))
         return {row[0]: _row_to_cursor(row[1:]) for row in rows}
 
@@ -247,7 +275,9 @@ class PostgresCursorStore(CursorStore):
             "CREATE TABLE IF NOT EXISTS {c} ("
             " run_id TEXT NOT NULL, part_id TEXT NOT NULL, position TEXT, seq BIGINT NOT NULL,"
             " events_done BIGINT NOT NULL, bytes_done BIGINT NOT NULL, status TEXT NOT NULL,"
-            " updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, part_id))", ())
+            " updated_at DOUBLE PRECISION NOT NULL, counts TEXT, PRIMARY KEY (run_id, part_id))", ())
+        # stores created before the counts column existed
+        self._execute("ALTER TABLE {c} ADD COLUMN IF NOT EXISTS counts TEXT", ())
         self._execute(
             "CREATE TABLE IF NOT EXISTS {p} ("
             " run_id TEXT PRIMARY KEY, paused BOOLEAN NOT NULL, reason TEXT NOT NULL,"
@@ -290,23 +320,24 @@ class PostgresCursorStore(CursorStore):
                     raise CursorStoreError("cursor store %s: %s" % (self._describe(), str(exc).strip()))
 
     def load(self, run_id, part_id):
-        rows = self._execute("SELECT position, seq, events_done, bytes_done, status, updated_at FROM {c}"
+        rows = self._execute("SELECT " + CURSOR_COLUMNS + " FROM {c}"
                              " WHERE run_id = %s AND part_id = %s", (str(run_id), str(part_id)), fetch=True)
         return _row_to_cursor(rows[0]) if rows else None
 
     def commit(self, run_id, part_id, cursor):
         cursor = _check_cursor(cursor)
         self._execute(
-            "INSERT INTO {c} (run_id, part_id, position, seq, events_done, bytes_done, status, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, part_id) DO UPDATE SET"
+            "INSERT INTO {c} (run_id, part_id, " + CURSOR_COLUMNS + ")"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, part_id) DO UPDATE SET"
             " position = EXCLUDED.position, seq = EXCLUDED.seq, events_done = EXCLUDED.events_done,"
-            " bytes_done = EXCLUDED.bytes_done, status = EXCLUDED.status, updated_at = EXCLUDED.updated_at",
+            " bytes_done = EXCLUDED.bytes_done, status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,"
+            " counts = EXCLUDED.counts",
             (str(run_id), str(part_id), _position_to_json(cursor.position), int(cursor.seq),
              int(cursor.events_done), int(cursor.bytes_done), str(cursor.status),
-             float(cursor.updated_at or time.time())))
+             float(cursor.updated_at or time.time()), _counts_to_json(cursor.counts)))
 
     def all(self, run_id):
-        rows = self._execute("SELECT part_id, position, seq, events_done, bytes_done, status, updated_at"
+        rows = self._execute("SELECT part_id, " + CURSOR_COLUMNS +
                              " FROM {c} WHERE run_id = %s", (str(run_id),), fetch=True)
         return {row[0]: _row_to_cursor(row[1:]) for row in rows}
 

@@ -83,12 +83,13 @@ def parse_status(status):
     return status, None
 
 
-def _make_cursor(position, seq, done, nbytes, status):
+def _make_cursor(position, seq, done, nbytes, status, counts=None):
     try:
         from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import Cursor
     except ImportError:  # the cursor store module is optional for fakes in unit tests
         Cursor = None
-    values = (tuple(position) if position is not None else None, seq, done, nbytes, status, time.time())
+    values = (tuple(position) if position is not None else None, seq, done, nbytes, status, time.time(),
+              counts or None)
     return Cursor(*values) if Cursor is not None else values
 
 
@@ -154,8 +155,11 @@ class ReplayRun(object):
             with self._source_lock:
                 info = self.source.plan(part_id, after=cursor.position if cursor else None)
             remaining = int(info.get("events") or 0)
+            counts = (cursor.counts if cursor else None) or {}
             parts[part_id] = {
                 "status": state, "events_done": cursor.events_done if cursor else 0,
+                "duplicates_skipped": int(counts.get("duplicates_skipped", 0)),
+                "dead_lettered": int(counts.get("dead_lettered", 0)),
                 "events_remaining": remaining,
                 "events_total": (cursor.events_done if cursor else 0) + remaining,
                 "position": list(cursor.position) if cursor and cursor.position is not None else None,
@@ -194,6 +198,9 @@ class ReplayRun(object):
         for part_id, p in plan["partitions"].items():
             self.progress.add(part_id, p["events_total"], p["events_done"], 0, p["position"],
                               p["status"], p["max_ts_ns"])
+            # rows passed without sending in earlier time slices (kept in the cursor)
+            self.progress.update(part_id, duplicates_skipped=p["duplicates_skipped"],
+                                 dead_lettered=p["dead_lettered"])
             if p["report"]:
                 self.progress.update(part_id, report=p["report"])
         if first_slice and self.cfg["cp_audit"]:
@@ -325,8 +332,14 @@ class ReplayRun(object):
 
     # ------------------------------------------------------------------ one partition
     def _commit(self, part_id, position, seq, done, nbytes, status):
+        """Commit the cursor, with the partition's counts of rows passed without sending."""
+        p = self.progress.parts.get(part_id)
+        counts = {}
+        if p is not None:
+            counts = {k: v for k, v in (("duplicates_skipped", p.duplicates_skipped),
+                                        ("dead_lettered", p.dead_lettered)) if v}
         with self._store_lock:
-            self.store.commit(self.run_id, part_id, _make_cursor(position, seq, done, nbytes, status))
+            self.store.commit(self.run_id, part_id, _make_cursor(position, seq, done, nbytes, status, counts))
 
     def _read(self, source, part_id, position, seq, limit):
         # read_wire (historic sources): the same rows and checks, events carry their wire
@@ -510,11 +523,12 @@ class ReplayRun(object):
 
     def _skip_duplicate(self, part_id, ev, position, seq, done, nbytes):
         """A second copy of an event (same event_id) in the history: commit the cursor past
-        it, count it (``duplicates_skipped``) and record it in the batch audit."""
-        self._commit(part_id, position, seq, done, nbytes, "running")
+        it, count it (``duplicates_skipped``, committed with the cursor) and record it in the
+        batch audit."""
         p = self.progress.parts[part_id]
         self.progress.update(part_id, duplicates_skipped=p.duplicates_skipped + 1, done=p.done + 1,
                              position=position)
+        self._commit(part_id, position, seq, done, nbytes, "running")
         raw_row = getattr(ev, "raw_row", None)
         event_id = raw_row.get("event_id") if isinstance(raw_row, dict) else None
         self.audit.record(part_id, ev, ev, 0, 0, time.time(), "duplicate_skipped", event_id=event_id,
@@ -535,9 +549,9 @@ class ReplayRun(object):
         with self._dead_letter_lock:
             # durable (fsync) before the cursor moves past the row: at least once in the file
             dead_letter_write(self.cfg["dead_letter_path"], part_id, ev.position, problem, raw_row)
-        self._commit(part_id, ev.position, ev.seq, done + 1, nbytes, "running")
         p = self.progress.parts[part_id]
         self.progress.update(part_id, dead_lettered=p.dead_lettered + 1, done=p.done + 1, position=ev.position)
+        self._commit(part_id, ev.position, ev.seq, done + 1, nbytes, "running")
         self.audit.record(part_id, ev, ev, 1, 0, time.time(), "dead_letter", message=problem)
         msg = "partition %s: bad row(s) written to the dead-letter file %s" % (part_id, self.cfg["dead_letter_path"])
         if msg not in self.warnings:

@@ -239,8 +239,9 @@ events_total:
   type: int
 duplicates_skipped:
   description:
-    - Later copies of an event found in the history during this call (skipped, not sent; they
-      count in RV(events_done) as rows processed). Per partition in RV(partitions).
+    - Later copies of an event found in the history so far in this run, over all time slices
+      (skipped, not sent; kept with the cursor; they count in RV(events_done) as rows
+      processed). Per partition in RV(partitions).
   returned: always
   type: int
 events_sent:
@@ -257,7 +258,7 @@ eta_s:
   type: float
 partitions:
   description: Per partition C(status), C(events_done), C(events_total), C(position), C(rate_eps), C(eta_s),
-    C(apply_lag_ms), C(replication_lag_ms), C(historic_lag_s), C(duplicates_skipped), C(report).
+    C(apply_lag_ms), C(replication_lag_ms), C(historic_lag_s), C(duplicates_skipped), C(dead_lettered), C(report).
   returned: always
   type: dict
 stopped:
@@ -354,7 +355,8 @@ def main():
             module.exit_json(changed=plan["events_remaining"] > 0, done=plan["done"], plan=plan,
                              partitions=plan["partitions"], events_done=sum(p["events_done"] for p in plan["partitions"].values()),
                              events_total=sum(p["events_total"] for p in plan["partitions"].values()),
-                             events_sent=0, duplicates_skipped=0, rate_eps=None, eta_s=plan["estimated_duration_s"],
+                             events_sent=0, duplicates_skipped=sum(p["duplicates_skipped"] for p in plan["partitions"].values()),
+                             rate_eps=None, eta_s=plan["estimated_duration_s"],
                              stopped=[p["report"] for p in plan["partitions"].values() if p["report"]],
                              dedup="replay_session" if params["use_replay_sessions"] else "event_id",
                              aborted=None, assigned_partitions=assigned)

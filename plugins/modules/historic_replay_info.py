@@ -123,7 +123,8 @@ estimated_duration_s:
   type: float
 partitions:
   description: Per partition C(status), C(events_done), C(events_remaining), C(position), C(first_position),
-    C(last_position), C(estimated_duration_s), C(report), C(apply_lag_ms), C(replication_lag_ms).
+    C(last_position), C(estimated_duration_s), C(report), C(apply_lag_ms), C(replication_lag_ms),
+    C(duplicates_skipped), C(dead_lettered) (rows passed without sending so far in the run).
   returned: always
   type: dict
 stopped:

@@ -102,6 +102,40 @@ def cli_cmd(run_id, source_args, cursor_args, *extra):
             "--quiet"] + source_args + cursor_args + list(extra)
 
 
+SHARED = os.environ["CEPTRA_SHARED"]   # reference material beside the checkout (root conftest.py)
+GAMING = os.path.join(SHARED, "reference/bundles/gaming_cheat_detection.yaml")
+
+
+def replay_play_header(lab, history, cursors, run_id, first_task):
+    """A play against ``lab`` whose first task (named ``first_task``) runs historic_replay over
+    a SQLite history, anchored as ``*args``; the caller appends more arguments and tasks."""
+    return """
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/ceptra.backfill.cp: {url: "%(url)s", token: "%(token)s"}
+  tasks:
+    - name: %(first)s
+      ceptra.backfill.historic_replay: &args
+        source: {type: sqlite, path: "%(history)s"}
+        cursor_store: {type: sqlite, path: "%(cursors)s"}
+        run_id: %(run_id)s
+        order_by: raft_index""" % {"url": lab.url, "token": lab.tokens["operator"], "first": first_task,
+                                   "history": history, "cursors": cursors, "run_id": run_id}
+
+
+def seed_with_copies(path, partitions, per_partition, seed):
+    """A seeded SQLite history holding 5 % later copies: (rows, distinct events)."""
+    from ceptra_lab.traffic import seed_history
+
+    rows = seed_history("sqlite:" + path, partitions=partitions, events_per_partition=per_partition,
+                        bundle=GAMING, start_ns=START_NS, duplicate_ratio=0.05, seed=seed)
+    conn = sqlite3.connect(path)
+    distinct = conn.execute("SELECT COUNT(DISTINCT event_id) FROM ceptra_history").fetchone()[0]
+    conn.close()
+    return rows, distinct
+
+
 START_NS = time.time_ns() - 20 * 60 * 1_000_000_000
 
 
@@ -115,18 +149,7 @@ def test_module_replays_everything_while_live_traffic_flows(lab_factory, run_pla
     feeder = threading.Thread(target=lambda: live_totals.update(
         live(lab.url, lab.tokens["ingest"], rate=300, duration=4, partitions=4, out=io.StringIO())))
     feeder.start()
-    playbook = """
-- hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/ceptra.backfill.cp: {url: "%(url)s", token: "%(token)s"}
-  tasks:
-    - name: plan
-      ceptra.backfill.historic_replay: &args
-        source: {type: sqlite, path: "%(history)s"}
-        cursor_store: {type: sqlite, path: "%(cursors)s"}
-        run_id: live-mix
-        order_by: raft_index
+    playbook = replay_play_header(lab, history, tmp_path / "cursors.db", "live-mix", "plan") + """
         time_budget: 1
         audit_file: "%(audit)s"
         metrics_textfile: "%(prom)s"
@@ -145,8 +168,8 @@ def test_module_replays_everything_while_live_traffic_flows(lab_factory, run_pla
         cursor_store: {type: sqlite, path: "%(cursors)s"}
         run_id: live-mix
         order_by: raft_index
-""" % {"url": lab.url, "token": lab.tokens["operator"], "history": history,
-       "cursors": tmp_path / "cursors.db", "audit": tmp_path / "audit.jsonl", "prom": tmp_path / "replay.prom"}
+""" % {"history": history, "cursors": tmp_path / "cursors.db", "audit": tmp_path / "audit.jsonl",
+       "prom": tmp_path / "replay.prom"}
     result = run_playbook(playbook)
     feeder.join()
     assert result.rc == 0, result.stdout + result.stderr
@@ -166,21 +189,14 @@ def test_module_replays_everything_while_live_traffic_flows(lab_factory, run_pla
     assert {"run_start", "run_end", "partition_done"} <= {r["details"]["event"] for r in cp}
 
 
-GAMING = "/work/shared/reference/bundles/gaming_cheat_detection.yaml"
-
-
 def test_copies_in_the_history_are_applied_once_while_live_traffic_flows(lab_factory, tmp_path):
     """Issue 4, first acceptance point, exact: applied == DISTINCT historic events + live events,
     with a historic set holding 5 % later copies (``ceptra-lab seed-history --duplicate-ratio 0.05``)."""
-    from ceptra_lab.traffic import live, seed_history
+    from ceptra_lab.traffic import live
 
     lab = lab_factory(partitions=4, test_mode=True)
     history = str(tmp_path / "history.db")
-    rows = seed_history("sqlite:" + history, partitions=4, events_per_partition=1500, bundle=GAMING,
-                        start_ns=START_NS, duplicate_ratio=0.05, seed=11)
-    conn = sqlite3.connect(history)
-    distinct = conn.execute("SELECT COUNT(DISTINCT event_id) FROM ceptra_history").fetchone()[0]
-    conn.close()
+    rows, distinct = seed_with_copies(history, 4, 1500, seed=11)
     copies = rows - distinct
     assert rows == 6000 and copies > 100          # the set really holds copies
     live_totals = {}
@@ -198,6 +214,38 @@ def test_copies_in_the_history_are_applied_once_while_live_traffic_flows(lab_fac
     assert sum(p["duplicates_skipped"] for p in result["partitions"].values()) == copies
     assert live_totals["refused"] == 0 and live_totals["healthy"] > 0
     assert sum(applied_counts(lab).values()) == distinct + live_totals["healthy"]
+
+
+def test_skipped_copies_are_counted_over_every_time_slice(lab_factory, run_playbook, tmp_path):
+    """The module replays in time slices; the count of copies skipped is kept with the cursor,
+    so the final round (and a rerun) reports the whole run's copies, not only its own."""
+    lab = lab_factory(partitions=2, test_mode=True)
+    history = str(tmp_path / "history.db")
+    rows, distinct = seed_with_copies(history, 2, 800, seed=5)
+    copies = rows - distinct
+    assert copies > 20
+    playbook = replay_play_header(lab, history, tmp_path / "cursors.db", "copies-in-slices", "replay") + """
+        time_budget: 0.3
+        max_rate: 1000
+        batch_events: 50
+      register: replay
+      until: replay.done
+      retries: 100
+      delay: 0
+    - name: again
+      ceptra.backfill.historic_replay: *args
+"""
+    result = run_playbook(playbook)
+    assert result.rc == 0, result.stdout + result.stderr
+    replay = result.results["replay"]
+    assert replay["attempts"] > 2                        # really several slices
+    assert replay["done"] and replay["events_done"] == rows
+    assert replay["events_sent"] < distinct              # the last slice sent only part of the set
+    assert replay["duplicates_skipped"] == copies
+    assert sum(p["duplicates_skipped"] for p in replay["partitions"].values()) == copies
+    again = result.results["again"]
+    assert again["changed"] is False and again["duplicates_skipped"] == copies
+    assert sum(applied_counts(lab).values()) == distinct
 
 
 def _poison_run(lab_factory, tmp_path):

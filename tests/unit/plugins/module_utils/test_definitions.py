@@ -14,7 +14,8 @@ from test_definitions_fake_cluster import (
 
 from ansible_collections.ceptra.backfill.plugins.module_utils import _definitions as defs
 
-BUNDLES = "/work/shared/reference/bundles"
+SHARED = os.environ["CEPTRA_SHARED"]   # reference material beside the checkout (root conftest.py)
+BUNDLES = os.path.join(SHARED, "reference/bundles")
 SIMPLE_YAML = """
 bundle:
   name: simple

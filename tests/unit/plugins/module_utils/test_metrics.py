@@ -12,7 +12,8 @@ from ansible_collections.ceptra.backfill.plugins.module_utils import _metrics
 from ansible_collections.ceptra.backfill.plugins.module_utils._metrics import (
     METRIC_ALIASES, canonical_name, parse_prometheus, per_partition, read_metrics, read_series, resolve_name)
 
-CATALOG = "/work/shared/reference/telemetry-catalog.json"
+SHARED = os.environ["CEPTRA_SHARED"]   # reference material beside the checkout (root conftest.py)
+CATALOG = os.path.join(SHARED, "reference/telemetry-catalog.json")
 
 SPEC_TEXT = """\
 # HELP apply_lag_ms commit->apply backlog age

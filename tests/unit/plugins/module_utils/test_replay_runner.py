@@ -409,3 +409,42 @@ def test_adaptive_reader_reads_inline_while_others_run_then_ahead_when_alone():
     reader.close()
     assert [c[0] for c in calls] == [None, "a2", "b1"]
     assert calls[1][1] == "replay-reader"
+
+
+def test_skip_and_dead_letter_counts_survive_time_slices_and_restarts(tmp_path):
+    # The module replays in time slices (and a worker may die between them): the counts of
+    # rows passed without sending are committed with the cursor, so the last slice reports
+    # the whole run, not only what it saw itself.
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import HistoricEvent
+
+    source = source_of(1, 30, bad={(0, 20), (0, 25)})
+    rows = source.events["0"]
+    for i in (4, 15):
+        original = rows[i - 3]
+        rows[i - 1] = HistoricEvent("0", (i,), i, None, 100, "duplicate row", raw_row={"event_id": original.event["event_id"]},
+                                    duplicate_of=original.position)
+    cluster, store = FakeCluster(), FakeCursorStore()
+    commits = {"n": 0}
+
+    def dead(part_id, cursor):
+        raise Crash("worker killed")
+
+    def die_after_the_first_skip(part_id, cursor):
+        commits["n"] += 1
+        if cursor.counts:      # the commit that carries the first skip lands, then the worker dies
+            store.fail_on_commit = dead
+    store.fail_on_commit = die_after_the_first_skip
+    options = {"on_bad_row": "dead_letter", "dead_letter_path": str(tmp_path / "dead.jsonl")}
+    first = make_run(cluster, source, store, tmp_path, **options).run()
+    assert not first["done"] and first["duplicates_skipped"] == 1
+    assert store.load("run-1", "0").counts == {"duplicates_skipped": 1}
+    store.fail_on_commit = None
+    plan = make_run(cluster, source, store, tmp_path, **options).plan()
+    assert plan["partitions"]["0"]["duplicates_skipped"] == 1 and plan["partitions"]["0"]["dead_lettered"] == 0
+    second = make_run(cluster, source, store, tmp_path, **options).run()
+    assert second["done"]
+    assert second["duplicates_skipped"] == 2 and second["partitions"]["0"]["dead_lettered"] == 2
+    assert store.load("run-1", "0").counts == {"duplicates_skipped": 2, "dead_lettered": 2}
+    assert cluster.applied["0"] == [e.event["event_id"] for e in rows if e.event is not None and e.error is None]
+    third = make_run(cluster, source, store, tmp_path, **options).run()   # a rerun changes nothing
+    assert third["done"] and not third["changed"] and third["duplicates_skipped"] == 2

@@ -24,6 +24,7 @@ class Cursor(NamedTuple):
     bytes_done: int
     status: str
     updated_at: float
+    counts: dict = None
 
 
 def make_event(part_id, i, **payload):
