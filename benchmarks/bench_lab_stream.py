@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from ceptra_lab.testing import LabProcess  # noqa: E402
 
-BUNDLE = "/work/shared/reference/bundles/gaming_cheat_detection.yaml"
+BUNDLE = os.path.join(os.environ.get("CEPTRA_SHARED") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"),
+                      "reference", "bundles", "gaming_cheat_detection.yaml")
 
 
 def make_lines(stream: int, part_id: str, count: int, start_ns: int) -> list[bytes]:

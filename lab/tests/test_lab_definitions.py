@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from ceptra_lab.definitions import (
     parse_bundle,
 )
 
-REFERENCE = Path("/work/shared/reference/bundles")
+SHARED = os.environ["CEPTRA_SHARED"]   # reference material beside the checkout (root conftest.py)
+REFERENCE = Path(SHARED, "reference/bundles")
 FIXTURES = Path(__file__).parent / "data" / "bundles"
 
 

@@ -11,7 +11,8 @@ import yaml
 
 from ceptra_lab.testing import append_stream, sample_event, wait_for
 
-BUNDLES = "/work/shared/reference/bundles"
+SHARED = os.environ["CEPTRA_SHARED"]   # reference material beside the checkout (root conftest.py)
+BUNDLES = os.path.join(SHARED, "reference/bundles")
 GAMING = os.path.join(BUNDLES, "gaming_cheat_detection.yaml")
 
 

@@ -1,13 +1,15 @@
 """Every endpoint of the contract answers with the contract's shapes."""
 from __future__ import annotations
 
+import os
 import re
 import time
 
 from ceptra_lab.cluster import fnv1a_64
 from ceptra_lab.testing import append_stream, sample_event, wait_for
 
-BUNDLE = "/work/shared/reference/bundles/gaming_cheat_detection.yaml"
+SHARED = os.environ["CEPTRA_SHARED"]   # reference material beside the checkout (root conftest.py)
+BUNDLE = os.path.join(SHARED, "reference/bundles/gaming_cheat_detection.yaml")
 
 
 def upload(lab, path=BUNDLE):

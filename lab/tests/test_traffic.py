@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 
@@ -10,8 +11,9 @@ import pytest
 from ceptra_lab.cluster import fnv1a_64
 from ceptra_lab.traffic import live, load_bundle, seed_history
 
-GAMING = "/work/shared/reference/bundles/gaming_cheat_detection.yaml"
-SUPPLY = "/work/shared/reference/bundles/supply_chain_workflow.yaml"
+SHARED = os.environ["CEPTRA_SHARED"]   # reference material beside the checkout (root conftest.py)
+GAMING = os.path.join(SHARED, "reference/bundles/gaming_cheat_detection.yaml")
+SUPPLY = os.path.join(SHARED, "reference/bundles/supply_chain_workflow.yaml")
 COLUMNS = ["part_id", "raft_index", "event_time_ns", "event_id", "partition_key", "schema_key", "payload", "flags"]
 
 
@@ -67,7 +69,7 @@ def test_seed_history_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError, match="sqlite:PATH"):
         seed_history("mysql://nope", 1, 1, GAMING)
     with pytest.raises(ValueError, match="not valid"):
-        seed_history(f"sqlite:{tmp_path / 'x.db'}", 1, 1, "/work/shared/reference/bundles/iot_workflow.yaml")
+        seed_history(f"sqlite:{tmp_path / 'x.db'}", 1, 1, os.path.join(SHARED, "reference/bundles/iot_workflow.yaml"))
 
 
 @pytest.mark.postgres

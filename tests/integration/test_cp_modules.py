@@ -16,7 +16,8 @@ import yaml
 
 COLLECTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                            ".build", "collections")
-BUNDLES = "/work/shared/reference/bundles"
+SHARED = os.environ["CEPTRA_SHARED"]   # reference material beside the checkout (root conftest.py)
+BUNDLES = os.path.join(SHARED, "reference/bundles")
 GAMING = os.path.join(BUNDLES, "gaming_cheat_detection.yaml")
 
 PLAY_HEADER = """
