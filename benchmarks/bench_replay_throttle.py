@@ -119,8 +119,8 @@ def main(argv=None):
     print("applied %.0f events/s of %.0f capacity: utilisation %.2f   (target >= 0.90)"
           % (rate, capacity, rate / capacity))
     times = sorted({t for t, _ in window})
-    gaps = [b - a for a, b in zip(times, times[1:]) if b - a > 0.35]
-    print("stalls: %d poll gap(s) > 350 ms (longest %.2f s) - the lab or this process did not run; "
+    gaps = [b - a for a, b in zip(times, times[1:]) if b - a > 0.25]
+    print("stalls: %d poll gap(s) > 250 ms (longest %.2f s) - the lab or this process did not run; "
           "load average %.1f" % (len(gaps), max(gaps) if gaps else 0.0, os.getloadavg()[0]))
     if live_totals:
         print("live events accepted during the run: %d (refused %d)" % (live_totals["healthy"], live_totals["refused"]))
