@@ -1,0 +1,111 @@
+# Copyright (c) 2026 ceptra.backfill contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The replay throttle against the lab's own signals (``/readyz``) and fault hooks.
+
+- replication lag above its threshold on one partition holds that partition while the
+  others finish; it resumes and completes once the lag clears;
+- lag above the critical threshold aborts the run with the reason; a rerun after the lag
+  cleared completes with every event applied once;
+- the pause file holds every partition of the run until it is removed.
+
+(The apply-capacity case, p99 apply lag and utilisation, is measured by
+``benchmarks/bench_replay_throttle.py``.)
+"""
+
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # shared helpers, any import mode
+from test_historic_replay_lab import START_NS, applied_counts, history_rows, write_sqlite  # noqa: E402
+
+from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_runner as rr  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import open_cursor_store  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import open_source  # noqa: E402
+
+PER_PARTITION = 3000
+
+
+def set_fault(lab, **fault):
+    status, dummy, body = lab.request("POST", "/v1/test/faults", body=fault, role="admin")
+    assert status == 200, body
+
+
+def make_run(lab, tmp_path, run_id, **options):
+    history = str(tmp_path / "history.db")
+    if not os.path.exists(history):
+        write_sqlite(history, history_rows(2, PER_PARTITION, START_NS))
+    spec = {"type": "sqlite", "path": history, "order_by": "raft_index"}
+    cfg = {"run_id": run_id, "cp_audit": False, "batch_events": 200, "initial_rate": 2000.0}
+    cfg.update(options)
+    client = CeptraClient(lab.url, token=lab.tokens["operator"], timeout=30)
+    store = open_cursor_store({"type": "sqlite", "path": str(tmp_path / "cursors.db")})
+    return rr.ReplayRun(cfg, client, open_source(spec), store, source_factory=lambda: open_source(spec))
+
+
+def run_in_background(run):
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(result=run.run()), daemon=True)
+    thread.start()
+    return thread, box
+
+
+def wait_until(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_replication_lag_holds_only_that_partition_until_it_clears(lab_factory, tmp_path):
+    lab = lab_factory(partitions=2, test_mode=True)
+    set_fault(lab, part_id="1", replication_lag_ms=600)      # threshold 250, critical 1250
+    run = make_run(lab, tmp_path, "repl-lag")
+    thread, box = run_in_background(run)
+    assert wait_until(lambda: run.progress.parts.get("0") is not None
+                      and run.progress.parts["0"].status == "done")
+    # partition 0 finished while partition 1 sent nothing: it was held from the first poll
+    assert run.progress.parts["1"].done == 0
+    assert run.progress.parts["1"].status in ("running", "paused")
+    assert run.throttle.is_partition_paused("1")
+    assert applied_counts(lab) == {"0": PER_PARTITION, "1": 0}
+    set_fault(lab, part_id="1", replication_lag_ms=0)
+    thread.join(timeout=120)
+    result = box["result"]
+    assert result["done"] and result["aborted"] is None
+    assert applied_counts(lab) == {"0": PER_PARTITION, "1": PER_PARTITION}
+
+
+def test_critical_lag_aborts_and_a_rerun_completes_without_duplicates(lab_factory, tmp_path):
+    lab = lab_factory(partitions=2, test_mode=True)
+    set_fault(lab, part_id="1", replication_lag_ms=2000)     # 8x the 250 ms threshold
+    result = make_run(lab, tmp_path, "critical").run()
+    assert not result["done"]
+    assert "critical lag, run aborted" in result["aborted"] and "partition 1" in result["aborted"]
+    assert result["partitions"]["1"]["events_done"] == 0
+    set_fault(lab, part_id="1", replication_lag_ms=0)
+    again = make_run(lab, tmp_path, "critical").run()
+    assert again["done"] and again["aborted"] is None
+    assert again["events_done"] == 2 * PER_PARTITION
+    assert applied_counts(lab) == {"0": PER_PARTITION, "1": PER_PARTITION}   # once each
+
+
+def test_pause_file_holds_every_partition_until_removed(lab_factory, tmp_path):
+    lab = lab_factory(partitions=2, test_mode=True)
+    pause = tmp_path / "PAUSE"
+    pause.write_text("maintenance window\n")
+    run = make_run(lab, tmp_path, "paused", pause_file=str(pause))
+    thread, box = run_in_background(run)
+    assert wait_until(lambda: len(run.progress.parts) == 2 and
+                      all(p.status == "paused" for p in run.progress.parts.values()))
+    time.sleep(1.0)                                           # paused means paused: nothing goes out
+    assert run.progress.events_sent == 0 and applied_counts(lab) == {"0": 0, "1": 0}
+    pause.unlink()
+    thread.join(timeout=120)
+    result = box["result"]
+    assert result["done"] and result["events_sent"] == 2 * PER_PARTITION
+    assert applied_counts(lab) == {"0": PER_PARTITION, "1": PER_PARTITION}
