@@ -31,15 +31,19 @@ EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_STOPPED = 0, 1, 2, 3, 
 
 # ---------------------------------------------------------------- shared by the CLI and the modules
 def open_run(config, client, source_spec, cursor_store_spec, worker_hosts=None, this_host=None,
-             progress_callback=None):
+             progress_callback=None, register_workers=True, reassign_workers=False):
     """Open the source and cursor store from their specs, apply the fan-out assignment and
     return a ready ``ReplayRun`` (call ``close_run`` afterwards).
+
+    With ``worker_hosts`` the list is checked against (and, with ``register_workers``,
+    recorded as) the run's worker group in the cursor store: ``_replay_fanout.check_worker_group``.
 
     Raises ReplayConfigError / SourceError / CursorStoreError / FanoutError with readable
     messages; callers turn them into ``fail_json`` or a CLI error.
     """
     from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import open_cursor_store
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_fanout import assign_partitions
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_fanout import (
+        assign_partitions, check_worker_group)
     from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import open_source
 
     cfg = runner_mod.build_config(config)
@@ -55,6 +59,8 @@ def open_run(config, client, source_spec, cursor_store_spec, worker_hosts=None, 
             if not this_host:
                 raise runner_mod.ReplayConfigError("worker_hosts needs this_host (this worker's name from that list)")
             part_ids = assign_partitions(part_ids, worker_hosts, this_host)
+            check_worker_group(store, cfg["run_id"], worker_hosts, register=register_workers,
+                               replace=reassign_workers)
         cfg["part_ids"] = [str(p) for p in part_ids]
         return runner_mod.ReplayRun(cfg, client, source, store, source_factory=lambda: open_source(source_spec),
                                     progress_callback=progress_callback)
@@ -182,6 +188,9 @@ def build_parser():
     run.add_argument("--audit-file", default=None)
     run.add_argument("--operator", default=None)
     run.add_argument("--retry-stopped", action="store_true")
+    run.add_argument("--reassign-workers", action="store_true",
+                     help="record --worker-hosts as the run's worker group, replacing the one it started with "
+                          "(stop every worker of the run first)")
     run.add_argument("--no-cp-audit", action="store_true", help="skip summary records in the CP audit log")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -307,7 +316,9 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
                 err.flush()
         run = open_run(run_config(args), client, source_spec(args), cursor_spec(args),
                        args.worker_hosts, args.this_host,
-                       progress_callback=show if args.command == "run" else None)
+                       progress_callback=show if args.command == "run" else None,
+                       register_workers=args.command == "run",
+                       reassign_workers=getattr(args, "reassign_workers", False))
     except (UsageError,) + errors as exc:
         err.write("error: %s\n" % exc)
         return EXIT_USAGE

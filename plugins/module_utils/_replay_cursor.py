@@ -154,6 +154,15 @@ class CursorStore(object):
         """``(paused, reason)`` of the run as stored by the backend."""
         raise NotImplementedError
 
+    def worker_group(self, run_id):
+        """The worker host list the run's fan-out was registered with (sorted), or None."""
+        raise NotImplementedError
+
+    def register_worker_group(self, run_id, hosts, replace=False):
+        """Record ``hosts`` as the run's worker group unless one is recorded already
+        (``replace``: overwrite it); returns the recorded list. Atomic across workers."""
+        raise NotImplementedError
+
     def close(self):
         """Release the connection."""
         raise NotImplementedError
@@ -181,7 +190,9 @@ class SqliteCursorStore(CursorStore):
                 " events_done INTEGER NOT NULL, bytes_done INTEGER NOT NULL, status TEXT NOT NULL,"
                 " updated_at REAL NOT NULL, counts TEXT, PRIMARY KEY (run_id, part_id))",
                 "CREATE TABLE IF NOT EXISTS replay_pause ("
-                " run_id TEXT PRIMARY KEY, paused INTEGER NOT NULL, reason TEXT NOT NULL, updated_at REAL NOT NULL)")
+                " run_id TEXT PRIMARY KEY, paused INTEGER NOT NULL, reason TEXT NOT NULL, updated_at REAL NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS replay_workers ("
+                " run_id TEXT PRIMARY KEY, hosts TEXT NOT NULL, updated_at REAL NOT NULL)")
             self._add_counts_column()
         except sqlite3.Error as exc:
             raise CursorStoreError("cursor store %s cannot be opened: %s" % (self.path, exc))
@@ -252,6 +263,20 @@ class SqliteCursorStore(CursorStore):
         rows = self._read("SELECT paused, reason FROM replay_pause WHERE run_id = ?", (str(run_id),))
         return rows[0] if rows else (0, "")
 
+    def worker_group(self, run_id):
+        rows = self._read("SELECT hosts FROM replay_workers WHERE run_id = ?", (str(run_id),))
+        return json.loads(rows[0][0]) if rows else None
+
+    def register_worker_group(self, run_id, hosts, replace=False):
+        conflict = "DO UPDATE SET hosts = excluded.hosts, updated_at = excluded.updated_at" if replace else "DO NOTHING"
+        try:
+            self._write("INSERT INTO replay_workers (run_id, hosts, updated_at) VALUES (?, ?, ?)"
+                        " ON CONFLICT (run_id) " + conflict,
+                        params=(str(run_id), json.dumps(sorted(hosts)), time.time()))
+        except sqlite3.Error as exc:
+            raise CursorStoreError("cursor store %s: cannot record the worker group: %s" % (self.path, exc))
+        return self.worker_group(run_id)
+
     def close(self):
         with self._lock:
             self._conn.close()
@@ -269,6 +294,7 @@ class PostgresCursorStore(CursorStore):
         self._lock = threading.Lock()
         self._cursors = pg_identifier(table)
         self._pause = pg_identifier(table + "_pause")  # same schema, table name + "_pause"
+        self._workers = pg_identifier(table + "_workers")
         self._conn = None
         self._connect()
         self._execute(
@@ -282,6 +308,9 @@ class PostgresCursorStore(CursorStore):
             "CREATE TABLE IF NOT EXISTS {p} ("
             " run_id TEXT PRIMARY KEY, paused BOOLEAN NOT NULL, reason TEXT NOT NULL,"
             " updated_at DOUBLE PRECISION NOT NULL)", ())
+        self._execute(
+            "CREATE TABLE IF NOT EXISTS {w} ("
+            " run_id TEXT PRIMARY KEY, hosts TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)", ())
 
     def _describe(self):
         try:
@@ -299,7 +328,7 @@ class PostgresCursorStore(CursorStore):
             raise CursorStoreError("cursor store: cannot connect to %s: %s" % (self._describe(), str(exc).strip()))
 
     def _execute(self, template, params, fetch=False):
-        query = pg_sql.SQL(template).format(c=self._cursors, p=self._pause)
+        query = pg_sql.SQL(template).format(c=self._cursors, p=self._pause, w=self._workers)
         with self._lock:
             for attempt in (1, 2):
                 try:
@@ -351,6 +380,16 @@ class PostgresCursorStore(CursorStore):
     def _pause_row(self, run_id):
         rows = self._execute("SELECT paused, reason FROM {p} WHERE run_id = %s", (str(run_id),), fetch=True)
         return rows[0] if rows else (False, "")
+
+    def worker_group(self, run_id):
+        rows = self._execute("SELECT hosts FROM {w} WHERE run_id = %s", (str(run_id),), fetch=True)
+        return json.loads(rows[0][0]) if rows else None
+
+    def register_worker_group(self, run_id, hosts, replace=False):
+        conflict = "DO UPDATE SET hosts = EXCLUDED.hosts, updated_at = EXCLUDED.updated_at" if replace else "DO NOTHING"
+        self._execute("INSERT INTO {w} (run_id, hosts, updated_at) VALUES (%s, %s, %s) ON CONFLICT (run_id) " + conflict,
+                      (str(run_id), json.dumps(sorted(hosts)), time.time()))
+        return self.worker_group(run_id)
 
     def close(self):
         with self._lock:

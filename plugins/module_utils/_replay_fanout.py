@@ -58,6 +58,34 @@ def assign_partitions(part_ids, worker_hosts, this_host):
     return table[str(this_host)]
 
 
+def check_worker_group(store, run_id, worker_hosts, register=True, replace=False):
+    """Make sure every worker of a run deals from the same host list.
+
+    The first worker of a run records its list in the cursor store; a worker that passes
+    another list is refused, because two different lists deal overlapping shares (two
+    workers on one partition) or leave partitions out. The usual cause is an AWX sliced
+    job whose playbook takes the list from ``groups[...]``: each slice sees only its own
+    hosts. ``register=False`` only compares (check mode, info); ``replace=True`` records
+    the new list (the operator changed the group on purpose, with every worker stopped),
+    and with ``register=False`` too (check mode of a reassignment) neither compares nor writes.
+    """
+    hosts = sorted({str(h) for h in worker_hosts})
+    if replace and not register:
+        return hosts
+    if register:
+        recorded = store.register_worker_group(run_id, hosts, replace=replace)
+    else:
+        recorded = store.worker_group(run_id)
+    if recorded is not None and recorded != hosts:
+        raise FanoutError(
+            "run %s deals its partitions over the worker group %s, but this worker passes %s. Every worker of "
+            "a run must pass the same complete list (in an AWX sliced job groups[...] holds only the slice's own "
+            "hosts: pass the whole list as an extra variable, see docs/historic-source.md). If the group changed "
+            "on purpose, stop every worker of the run and rerun with reassign_workers: true "
+            "(CLI --reassign-workers)." % (run_id, recorded, hosts))
+    return hosts
+
+
 def slice_partitions(part_ids, slice_index, slice_count):
     """The partitions of slice ``slice_index`` (0-based) out of ``slice_count`` slices.
 

@@ -81,9 +81,20 @@ options:
     type: str
     choices: [raft_index, event_time]
   worker_hosts:
-    description: Every host of the worker group (same list on every host); partitions are dealt among them.
+    description:
+      - Every host of the worker group (same list on every host); partitions are dealt among them.
+      - The first real run records the list in the cursor store; a worker passing another list
+        fails with the recorded one (two lists would deal overlapping shares).
+      - In an AWX sliced job C(groups[...]) holds only the slice's own hosts; pass the complete
+        list as an extra variable instead.
     type: list
     elements: str
+  reassign_workers:
+    description:
+      - Record O(worker_hosts) as the run's worker group, replacing the one recorded before, for a
+        worker group changed on purpose. Stop every worker of the run first.
+    type: bool
+    default: false
   this_host:
     description: This worker's name in O(worker_hosts), usually C({{ inventory_hostname }}).
     type: str
@@ -219,7 +230,7 @@ EXAMPLES = r"""
     audit_file: /var/log/ceptra/replay-audit.jsonl
     metrics_textfile: /var/lib/node_exporter/textfile/ceptra_replay.prom
   register: replay
-  until: replay.done
+  until: replay is failed or replay.done
   retries: 10000
   delay: 0
 """
@@ -328,6 +339,7 @@ def main():
         operator={"type": "str"},
         cp_audit={"type": "bool", "default": True},
         retry_stopped={"type": "bool", "default": False},
+        reassign_workers={"type": "bool", "default": False},
         fail_on_stopped={"type": "bool", "default": True},
         durability_wait_s={"type": "float", "default": 300},
     )
@@ -344,7 +356,9 @@ def main():
     client = client_from_module(module)
     try:
         run = replay_entry.open_run(config, client, replay_entry.source_spec_from_params(params),
-                                    params["cursor_store"], params["worker_hosts"], params["this_host"])
+                                    params["cursor_store"], params["worker_hosts"], params["this_host"],
+                                    register_workers=not module.check_mode,
+                                    reassign_workers=params["reassign_workers"])
     except replay_entry.input_errors() as exc:
         client.close()
         module.fail_json(msg="historic_replay: %s" % exc)

@@ -160,7 +160,8 @@ def main():
     client = client_from_module(module)
     try:
         run = replay_entry.open_run(config, client, replay_entry.source_spec_from_params(params),
-                                    params["cursor_store"], params["worker_hosts"], params["this_host"])
+                                    params["cursor_store"], params["worker_hosts"], params["this_host"],
+                                    register_workers=False)
     except replay_entry.input_errors() as exc:
         client.close()
         module.fail_json(msg="historic_replay_info: %s" % exc)

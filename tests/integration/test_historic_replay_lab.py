@@ -157,7 +157,7 @@ def test_module_replays_everything_while_live_traffic_flows(lab_factory, run_pla
     - name: replay
       ceptra.backfill.historic_replay: *args
       register: replay
-      until: replay.done
+      until: replay is failed or replay.done
       retries: 100
       delay: 0
     - name: again
@@ -229,7 +229,7 @@ def test_skipped_copies_are_counted_over_every_time_slice(lab_factory, run_playb
         max_rate: 1000
         batch_events: 50
       register: replay
-      until: replay.done
+      until: replay is failed or replay.done
       retries: 100
       delay: 0
     - name: again

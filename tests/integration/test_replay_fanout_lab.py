@@ -36,7 +36,7 @@ PLAYBOOK = """
         this_host: "{{ inventory_hostname }}"
         time_budget: 5
       register: replay
-      until: replay.done
+      until: replay is failed or replay.done
       retries: 60
       delay: 0
 
@@ -91,7 +91,22 @@ def test_three_worker_hosts_cover_every_partition_once(lab_factory, run_playbook
         status, dummy, state = lab.request("GET", "/v1/state", role="observer")
         assert status == 200
         assert sum(p["commit_index"] for p in state["partitions"]) == distinct
+
+        # An AWX sliced job gives each slice an inventory with only its own hosts, so
+        # groups['replay_workers'] is a different list there: refused, nothing sent.
+        sliced = tmp_path / "slice-2.yml"
+        sliced.write_text(yaml.safe_dump({"all": {"children": {"replay_workers": {
+            "hosts": {"worker-b": dict(host_vars)}}}}}))
+        result = run_playbook(PLAYBOOK, inventory=str(sliced),
+                              extravars={"url": lab.url, "token": lab.tokens["operator"], "dsn": pg_dsn,
+                                         "history_table": history, "cursor_table": cursors})
+        assert result.rc != 0
+        failed = [rec for rec in result.records if rec["status"] == "failed"]
+        assert [rec["host"] for rec in failed] == ["worker-b"]
+        msg = failed[0]["result"]["msg"]
+        assert "['worker-a', 'worker-b', 'worker-c']" in msg and "passes ['worker-b']" in msg
+        assert "AWX sliced job" in msg and "reassign_workers" in msg
     finally:
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            for table in (history, cursors, cursors + "_pause"):
+            for table in (history, cursors, cursors + "_pause", cursors + "_workers"):
                 conn.execute("DROP TABLE IF EXISTS %s" % table)

@@ -161,3 +161,24 @@ def test_source_size_check_uses_the_operators_limit(env, tmp_path):
     finally:
         source.close()
     assert event.event is None and "above max_event_bytes 2048" in event.error
+
+
+def test_a_different_worker_group_is_refused_until_reassigned(env):
+    # e.g. an AWX slice whose groups[...] holds only its own hosts: refused before sending
+    cluster, base, dummy = env
+    code, dummy, dummy = call(["run"] + base + ["--no-throttle", "--quiet", "--time-budget", "0.001",
+                                                "--worker-hosts", "w1,w2,w3", "--this-host", "w1"])
+    sent_before = dict(cluster.applied)
+    code, dummy, err = call(["run"] + base + ["--no-throttle", "--quiet", "--worker-hosts", "w2", "--this-host", "w2"])
+    assert code == cli.EXIT_USAGE
+    assert "['w1', 'w2', 'w3']" in err and "passes ['w2']" in err and "--reassign-workers" in err
+    assert dict(cluster.applied) == sent_before
+    code, dummy, err = call(["plan"] + base + ["--worker-hosts", "w1,w2", "--this-host", "w1"])
+    assert code == cli.EXIT_USAGE and "passes ['w1', 'w2']" in err      # plans compare too
+    # the operator shrinks the group on purpose: the new list is recorded and used
+    code, dummy, err = call(["run"] + base + ["--no-throttle", "--quiet", "--reassign-workers",
+                                              "--worker-hosts", "w1,w2", "--this-host", "w1"])
+    assert code == cli.EXIT_DONE, err
+    code, dummy, err = call(["run"] + base + ["--no-throttle", "--quiet", "--worker-hosts", "w2,w1", "--this-host", "w2"])
+    assert code == cli.EXIT_STOPPED, err                                 # order does not matter;
+    assert "h-1-0010" in err and sorted(cluster.applied) == ["0", "1"]   # w2's partition ran to its bad row

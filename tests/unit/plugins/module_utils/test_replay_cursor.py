@@ -218,3 +218,16 @@ def test_a_store_without_the_counts_column_is_upgraded_on_open(store_spec):
     again = open_cursor_store(store_spec)    # a second open finds the column and leaves it
     assert again.load("old", "0").counts == {"duplicates_skipped": 1}
     again.close()
+
+
+def test_worker_group_is_recorded_once_and_replaced_on_request(store_spec):
+    store = open_cursor_store(store_spec)
+    assert store.worker_group("run-w") is None
+    assert store.register_worker_group("run-w", ["b", "a"]) == ["a", "b"]
+    assert store.register_worker_group("run-w", ["c"]) == ["a", "b"]          # the first list stays
+    other = open_cursor_store(store_spec)                                     # another worker sees it
+    assert other.worker_group("run-w") == ["a", "b"] and other.worker_group("run-x") is None
+    assert other.register_worker_group("run-w", ["c"], replace=True) == ["c"]
+    assert store.worker_group("run-w") == ["c"]
+    other.close()
+    store.close()

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay_fanout import (
-    FanoutError, assign_partitions, assignment_table, slice_partitions)
+    FanoutError, assign_partitions, assignment_table, check_worker_group, slice_partitions)
 
 
 @pytest.mark.parametrize("n_parts, n_hosts", [(8, 2), (8, 3), (16, 5), (3, 4), (1, 1), (64, 7)])
@@ -64,3 +64,42 @@ def test_slices_cover_all_partitions_once():
     for bad in ((3, 3), (-1, 3), (0, 0), ("1", 3), (True, 3)):
         with pytest.raises(FanoutError):
             slice_partitions(parts, *bad)
+
+
+class MemoryStore(object):
+    """The two cursor-store calls check_worker_group uses."""
+
+    def __init__(self):
+        self.groups = {}
+
+    def worker_group(self, run_id):
+        return self.groups.get(run_id)
+
+    def register_worker_group(self, run_id, hosts, replace=False):
+        if replace or run_id not in self.groups:
+            self.groups[run_id] = sorted(hosts)
+        return self.groups[run_id]
+
+
+def test_check_worker_group_records_the_first_list_and_refuses_another():
+    store = MemoryStore()
+    assert check_worker_group(store, "r", ["w2", "w1", "w1"]) == ["w1", "w2"]
+    assert check_worker_group(store, "r", ["w1", "w2"]) == ["w1", "w2"]      # same set, any order
+    with pytest.raises(FanoutError) as err:
+        check_worker_group(store, "r", ["w2"])
+    assert "worker group ['w1', 'w2']" in str(err.value) and "passes ['w2']" in str(err.value)
+    assert "AWX sliced job" in str(err.value)
+    assert store.groups["r"] == ["w1", "w2"]
+
+
+def test_check_worker_group_compare_only_and_replace():
+    store = MemoryStore()
+    assert check_worker_group(store, "r", ["w1"], register=False) == ["w1"]
+    assert "r" not in store.groups                                           # check mode writes nothing
+    check_worker_group(store, "r", ["w1", "w2"])
+    with pytest.raises(FanoutError):
+        check_worker_group(store, "r", ["w1"], register=False)
+    assert check_worker_group(store, "r", ["w3"], register=False, replace=True) == ["w3"]
+    assert store.groups["r"] == ["w1", "w2"]                                 # check mode of a reassignment
+    assert check_worker_group(store, "r", ["w1"], replace=True) == ["w1"]
+    assert store.groups["r"] == ["w1"]

@@ -119,3 +119,28 @@ def test_without_sessions_warns_about_event_id_dedup(setup, capsys, monkeypatch)
                                 capsys, monkeypatch)
     assert not failed and result["dedup"] == "event_id"
     assert "event_id dedup" in json.dumps(result["warnings"])   # 2.19 warnings are structured
+
+
+def test_worker_group_check_mode_compares_real_run_records_info_compares(setup, capsys, monkeypatch):
+    args, dummy = setup
+    cluster = ClosableCluster()
+    sliced = dict(args, worker_hosts=["w-b"], this_host="w-b")       # an AWX slice's own hosts only
+    failed, result = run_module(historic_replay, sliced, cluster, capsys, monkeypatch, check_mode=True)
+    assert not failed and cluster.requests == []                      # nothing recorded yet: a plan
+    failed, result = run_module(historic_replay, dict(args, worker_hosts=["w-a", "w-b"], this_host="w-a"),
+                                cluster, capsys, monkeypatch)
+    assert not failed and result["done"]
+    for module, check in ((historic_replay, True), (historic_replay, False)):
+        failed, result = run_module(module, sliced, cluster, capsys, monkeypatch, check_mode=check)
+        assert failed and "worker group ['w-a', 'w-b']" in result["msg"] and "reassign_workers" in result["msg"]
+    info_args = {k: v for k, v in sliced.items() if k in ("source", "cursor_store", "run_id", "worker_hosts", "this_host")}
+    failed, result = run_module(historic_replay_info, info_args, cluster, capsys, monkeypatch)
+    assert failed and "passes ['w-b']" in result["msg"]
+    assert sorted(cluster.applied) == ["0", "2"]                       # w-a's share only
+    failed, result = run_module(historic_replay, dict(sliced, reassign_workers=True), cluster, capsys, monkeypatch,
+                                check_mode=True)
+    assert not failed and result["assigned_partitions"] == ["0", "1", "2"]   # what the reassignment would deal
+    assert sorted(cluster.applied) == ["0", "2"]                              # ... and nothing sent
+    failed, result = run_module(historic_replay, dict(sliced, reassign_workers=True), cluster, capsys, monkeypatch)
+    assert not failed and result["done"] and result["assigned_partitions"] == ["0", "1", "2"]
+    assert all(len(cluster.applied[p]) == 40 for p in ("0", "1", "2"))   # 0 and 2 resumed as done: once
