@@ -302,8 +302,12 @@ class PostgresCursorStore(CursorStore):
             " run_id TEXT NOT NULL, part_id TEXT NOT NULL, position TEXT, seq BIGINT NOT NULL,"
             " events_done BIGINT NOT NULL, bytes_done BIGINT NOT NULL, status TEXT NOT NULL,"
             " updated_at DOUBLE PRECISION NOT NULL, counts TEXT, PRIMARY KEY (run_id, part_id))", ())
-        # stores created before the counts column existed
-        self._execute("ALTER TABLE {c} ADD COLUMN IF NOT EXISTS counts TEXT", ())
+        # Stores created before the counts column existed get it here. Look first: ALTER TABLE
+        # takes an exclusive lock, and other workers commit to this table several times a second.
+        try:
+            self._execute("SELECT counts FROM {c} LIMIT 0", ())
+        except CursorStoreError:
+            self._execute("ALTER TABLE {c} ADD COLUMN IF NOT EXISTS counts TEXT", ())
         self._execute(
             "CREATE TABLE IF NOT EXISTS {p} ("
             " run_id TEXT PRIMARY KEY, paused BOOLEAN NOT NULL, reason TEXT NOT NULL,"
