@@ -25,6 +25,7 @@ author:
   - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
+  - ceptra.backfill.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -34,12 +35,6 @@ attributes:
   diff_mode:
     support: full
     details: Shows the active bundle id before and after (or the barrier state for an abort).
-  action_group:
-    support: full
-    membership:
-      - ceptra.backfill.cp
-  platform:
-    platforms: posix
 options:
   bundle_id:
     description: The bundle to activate (or whose pending activation to abort).

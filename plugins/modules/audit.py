@@ -41,6 +41,7 @@ options:
     default: false
 extends_documentation_fragment:
   - ceptra.backfill.connection
+  - ceptra.backfill.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -49,12 +50,6 @@ attributes:
     details: Looks the record up and reports whether it would be written; writes nothing.
   diff_mode:
     support: full
-  action_group:
-    support: full
-    membership:
-      - ceptra.backfill.cp
-  platform:
-    platforms: posix
 """
 
 EXAMPLES = r"""

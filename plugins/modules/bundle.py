@@ -21,6 +21,7 @@ author:
   - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
+  - ceptra.backfill.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -30,12 +31,6 @@ attributes:
   diff_mode:
     support: full
     details: Shows the list of bundle ids on the cluster before and after.
-  action_group:
-    support: full
-    membership:
-      - ceptra.backfill.cp
-  platform:
-    platforms: posix
 options:
   src:
     description:

@@ -23,6 +23,7 @@ author:
   - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
+  - ceptra.backfill.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -31,12 +32,6 @@ attributes:
     details: Reports which overrides would be reverted without sending anything.
   diff_mode:
     support: none
-  action_group:
-    support: full
-    membership:
-      - ceptra.backfill.cp
-  platform:
-    platforms: posix
 options:
   actor:
     description:

@@ -33,6 +33,7 @@ author:
   - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
+  - ceptra.backfill.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -42,12 +43,6 @@ attributes:
   diff_mode:
     support: none
     details: Replay progress has no before/after to show.
-  action_group:
-    support: full
-    membership:
-      - ceptra.backfill.cp
-  platform:
-    platforms: posix
 options:
   source:
     description:

@@ -22,6 +22,7 @@ author:
   - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
+  - ceptra.backfill.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -31,12 +32,6 @@ attributes:
   diff_mode:
     support: none
     details: Replay progress has no before/after to show.
-  action_group:
-    support: full
-    membership:
-      - ceptra.backfill.cp
-  platform:
-    platforms: posix
 options:
   source:
     description: The historic source, as for M(ceptra.backfill.historic_replay).

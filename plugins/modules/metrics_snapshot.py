@@ -22,6 +22,7 @@ author:
   - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
+  - ceptra.backfill.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -31,12 +32,6 @@ attributes:
   diff_mode:
     support: full
     details: Shows the per-partition digests the file held before and holds after.
-  action_group:
-    support: full
-    membership:
-      - ceptra.backfill.cp
-  platform:
-    platforms: posix
 options:
   part_ids:
     description: Partitions to export (default every partition listed by C(/v1/state)).

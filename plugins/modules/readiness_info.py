@@ -62,6 +62,7 @@ requirements:
   - jmespath (only for O(wait_for=jmespath))
 extends_documentation_fragment:
   - ceptra.backfill.connection
+  - ceptra.backfill.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -70,12 +71,6 @@ attributes:
     details: Read-only; waits the same in check mode.
   diff_mode:
     support: none
-  action_group:
-    support: full
-    membership:
-      - ceptra.backfill.cp
-  platform:
-    platforms: posix
 """
 
 EXAMPLES = r"""

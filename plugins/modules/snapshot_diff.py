@@ -26,20 +26,10 @@ author:
   - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
+  - ceptra.backfill.attributes
+  - ceptra.backfill.attributes.info_module
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  check_mode:
-    support: full
-    details: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-  action_group:
-    support: full
-    membership:
-      - ceptra.backfill.cp
-  platform:
-    platforms: posix
 options:
   part_id:
     description:
