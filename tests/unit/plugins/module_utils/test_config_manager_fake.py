@@ -8,6 +8,8 @@ definitions/validate, state and audit routes, and records every call.
 import copy
 import json
 
+from ceptra_lab.config_store import merge_patch   # RFC 7396, as the lab applies it
+
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
 
 DEFAULT_CONFIG = {
@@ -33,19 +35,6 @@ COMPILED = [
     {"phase": "fast", "metric": "flags_by_queue", "aggregator": "sum", "labels": ["player_id", "queue"], "range_ms": 15000},
     {"phase": "fast", "metric": "latency_p95", "aggregator": None, "labels": [], "range_ms": 15000},
 ]
-
-
-def merge_patch(target, patch):
-    """RFC 7396."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 class FakeResponse:
