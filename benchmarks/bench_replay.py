@@ -6,14 +6,14 @@ Prints, for one synthetic historic set in SQLite (default schema, 4 partitions):
 - lab ingest alone    (the same events pre-encoded, pushed over the NDJSON append stream with
                        the shared client, one thread per partition, window-sized requests;
                        through the same transport the worker's sender uses,
-                       ``_replay_encode.post_lines``, so the ceiling is not a slower client;
+                       ``_replay.wire.post_lines``, so the ceiling is not a slower client;
                        the stock ``post_ndjson`` figure is printed for reference)
 - replay worker       (``ReplayRun`` in this process: source -> sender -> cursor commits ->
                        audit, throttle off, source pages of ``BATCH_EVENTS``) and its ratio
                        to the slower of the two above (target >= 0.8); also the ratio of
                        each attempt's worker to the same attempt's ingest (the spread)
 - naive client        (one ``POST /append`` per event, sequential) and worker / naive
-- 2 workers vs 1 on 8 partitions (``_replay_cli run`` processes, fan-out w1/w2)
+- 2 workers vs 1 on 8 partitions (``_replay.cli run`` processes, fan-out w1/w2)
 
 Each measurement uses a fresh lab (so no dedup shortcut). Machine: shared, 2 cores; the
 lab, the worker and the database compete for them, so read ratios, not absolutes. With
@@ -43,14 +43,14 @@ sys.path.insert(0, os.path.join(ROOT, "lab"))
 from bench_source_read import COLLECTIONS, measure_source_read, seed_sqlite  # noqa: E402
 from ceptra_lab.testing import LabProcess  # noqa: E402
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_runner as rr  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as rr  # noqa: E402
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import open_cursor_store  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_encode import post_lines  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_sender import encode_event  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import open_source  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import open_cursor_store  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.wire import post_lines  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sender import encode_event  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source  # noqa: E402
 
-CLI = "ansible_collections.ceptra.backfill.plugins.module_utils._replay_cli"
+CLI = "ansible_collections.ceptra.backfill.plugins.module_utils._replay.cli"
 WINDOW = 1024
 BATCH_EVENTS = 1024   # worker source page = one request (measured faster than 2048 or 4096 here)
 CPU = {}   # client-side CPU microseconds per event, by measurement

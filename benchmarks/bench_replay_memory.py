@@ -47,9 +47,9 @@ class AckEverything(object):
 
 def child(db, workdir):
     """Replay ``db`` completely; print {"events", "seconds", "maxrss_kb"} as JSON."""
-    from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_runner as rr
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import open_cursor_store
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import open_source
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as rr
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import open_cursor_store
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source
 
     spec = {"type": "sqlite", "path": db}
     store = open_cursor_store({"type": "sqlite", "path": os.path.join(workdir, "cursors.db")})

@@ -29,10 +29,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lab"))
 from bench_source_read import seed_sqlite  # noqa: E402
 from ceptra_lab.testing import LabProcess  # noqa: E402
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_runner as rr  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as rr  # noqa: E402
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import open_cursor_store  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import open_source  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import open_cursor_store  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source  # noqa: E402
 
 
 def percentile(values, q):

@@ -34,7 +34,7 @@ if not os.path.lexists(_link):
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import open_source  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source  # noqa: E402
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 COLUMNS = ("part_id", "raft_index", "event_time_ns", "event_id", "partition_key", "schema_key", "payload", "flags")

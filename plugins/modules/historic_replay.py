@@ -293,7 +293,7 @@ assigned_partitions:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_cli as replay_entry
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli as replay_entry
 from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
     client_from_module,
     connection_argument_spec,

@@ -131,13 +131,13 @@ stopped:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_cli as replay_entry
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli as replay_entry
 from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
     client_from_module,
     connection_argument_spec,
     connection_required_together,
 )
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_throttle import read_partition_lags
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.throttle import read_partition_lags
 
 
 def main():

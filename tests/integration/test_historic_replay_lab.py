@@ -26,7 +26,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = os.path.join(REPO, ".build", "collections")
-CLI = "ansible_collections.ceptra.backfill.plugins.module_utils._replay_cli"
+CLI = "ansible_collections.ceptra.backfill.plugins.module_utils._replay.cli"
 COLUMNS = "part_id, raft_index, event_time_ns, event_id, partition_key, schema_key, payload, flags"
 DDL = ("CREATE TABLE {t} (part_id TEXT NOT NULL, raft_index BIGINT, event_time_ns BIGINT NOT NULL, "
        "event_id TEXT NOT NULL, partition_key TEXT NOT NULL, schema_key TEXT NOT NULL, payload TEXT NOT NULL, "

@@ -20,10 +20,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # shared helpers, any import mode
 from test_historic_replay_lab import START_NS, applied_counts, history_rows, write_sqlite  # noqa: E402
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_runner as rr  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as rr  # noqa: E402
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import open_cursor_store  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import open_source  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import open_cursor_store  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source  # noqa: E402
 
 PER_PARTITION = 3000
 

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from test_replay_sender_fakes import FakeCluster  # noqa: E402
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_cli as cli  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli as cli  # noqa: E402
 
 SCHEMA = """
 CREATE TABLE ceptra_history (
@@ -85,14 +85,14 @@ def test_run_with_dead_letter_completes(env):
 
 def test_time_budget_exit_gives_resume_hint_without_budget(env, monkeypatch):
     cluster, base, dummy = env
-    from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_runner as rr
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as rr
     monkeypatch.setattr(rr.ReplayRun, "run", lambda self, time_budget_s=None: dict(
         self.progress.snapshot(), done=False, interrupted=False, error=None, aborted=None,
         stopped=[], warnings=[], run_id="r1"))
     code, dummy, err = call(["run"] + base + ["--time-budget", "5"])
     assert code == cli.EXIT_INCOMPLETE
     assert "resume with:" in err and "--time-budget" not in err.split("resume with:")[1]
-    assert "_replay_cli run --run-id r1" in err
+    assert "_replay.cli run --run-id r1" in err
 
 
 def test_pause_and_resume_set_the_store_flag(env):
@@ -144,7 +144,7 @@ def test_operator_size_limit_and_copy_detection_reach_the_source_spec():
 
 
 def test_source_size_check_uses_the_operators_limit(env, tmp_path):
-    from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_source as src
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay import source as src
 
     history = str(tmp_path / "big.db")
     conn = sqlite3.connect(history)

@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_cursor as cursor_mod
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import (
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cursor as cursor_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import (
     Cursor, CursorStoreError, open_cursor_store)
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
@@ -65,7 +65,7 @@ def _commit_from_another_process(spec, run_id, part_id, seq):
 def test_cursor_survives_a_process_restart(store_spec):
     # The writer is a separate interpreter that exits before we read.
     code = ("import sys; sys.path.insert(0, %r)\n"
-            "from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import Cursor, open_cursor_store\n"
+            "from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import Cursor, open_cursor_store\n"
             "s = open_cursor_store(%r)\n"
             "s.commit('run-r', '7', Cursor((123, 'e-x'), 77, 70, 7000, 'running', 5.0))\n"
             "s.set_paused('run-r', True, 'operator asked')\n"
@@ -80,7 +80,7 @@ def test_cursor_survives_a_process_restart(store_spec):
 HAMMER = """
 import os, sys, time
 sys.path.insert(0, {collections!r})
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import Cursor, open_cursor_store
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import Cursor, open_cursor_store
 store = open_cursor_store({spec!r})
 open({ready!r}, "w").close()
 while not os.path.exists({go!r}):   # start together, so the commits really interleave

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as enc
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as enc
 
 
 @pytest.fixture(params=["orjson", "stdlib"])

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_fanout import (
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.fanout import (
     FanoutError, assign_partitions, assignment_table, check_worker_group, slice_partitions)
 
 

@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from test_replay_sender_fakes import make_event  # noqa: E402
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_progress as pg  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import progress as pg  # noqa: E402
 
 
 class Clock(object):

@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from test_replay_sender_fakes import FakeCluster, FakeCursorStore, FakeSource, bad_row, make_event  # noqa: E402
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_runner as rr  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as rr  # noqa: E402
 
 
 def source_of(parts=3, n=50, bad=None):
@@ -260,7 +260,7 @@ def test_source_failure_marks_the_partition_failed_with_the_error(tmp_path):
 def test_duplicate_copies_are_skipped_counted_and_audited_never_stop(tmp_path):
     source = source_of(2, 20)
     # later copies of events 3 and 10 of partition 1 (same event_id), as the source reports them
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import HistoricEvent
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import HistoricEvent
 
     rows = source.events["1"]
     for i in (8, 15):
@@ -343,7 +343,7 @@ class RecordingCluster(FakeCluster):
 
 @pytest.mark.parametrize("parallel", [1, 3])
 def test_real_source_fast_path_sends_the_full_messages_in_order(tmp_path, parallel):
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import open_source
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source
     rows = []
     for p in range(3):
         for i in range(1, 41):
@@ -398,7 +398,7 @@ def test_adaptive_reader_reads_inline_while_others_run_then_ahead_when_alone():
         return [Ev(x) for x in pages[after]]
 
     alone = [False]
-    from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_pages
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay import reader as _replay_pages
     assert rr.AdaptivePageReader is _replay_pages.AdaptivePageReader   # the runner's reader
     reader = _replay_pages.AdaptivePageReader(read, None, 0, alone=lambda: alone[0])
     assert [e.position for e in reader.next_page()] == ["a1", "a2"]
@@ -415,7 +415,7 @@ def test_skip_and_dead_letter_counts_survive_time_slices_and_restarts(tmp_path):
     # The module replays in time slices (and a worker may die between them): the counts of
     # rows passed without sending are committed with the cursor, so the last slice reports
     # the whole run, not only what it saw itself.
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import HistoricEvent
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import HistoricEvent
 
     source = source_of(1, 30, bad={(0, 20), (0, 25)})
     rows = source.events["0"]

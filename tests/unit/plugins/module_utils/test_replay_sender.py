@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from test_replay_sender_fakes import FakeCluster, make_event  # noqa: E402
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_sender as snd  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import sender as snd  # noqa: E402
 
 
 class Sleeps(list):
@@ -230,8 +230,8 @@ def test_stop_request_interrupts_between_requests():
 
 
 def test_encode_uses_the_wire_line_of_a_historic_event_and_matches_the_dict_encoding():
-    from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as enc
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import HistoricEvent
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as enc
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import HistoricEvent
     event = {"event_id": "h-3-\u00e9", "part_id": "3", "partition_key": "k", "ts_ns": 17, "schema_key": "s",
              "payload": {"metric": "m", "value": 1.5}, "flags": ["LATE", "REPLAY"]}
     dict_only = HistoricEvent("3", (5,), 42, event, 100, None)

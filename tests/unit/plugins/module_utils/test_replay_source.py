@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_source as source_mod
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import (
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import source as source_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import (
     HistoricEvent, SourceError, dead_letter_write, open_source)
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
@@ -421,7 +421,7 @@ def _line_message(event):
 @pytest.fixture(params=["orjson", "stdlib"])
 def json_backend(request, monkeypatch):
     """Run a source test with orjson (when installed) and with the standard library alone."""
-    from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as enc
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as enc
     if request.param == "stdlib":
         monkeypatch.setattr(enc, "orjson", None)
         monkeypatch.setattr(enc, "_fast_loads", enc._stdlib_parse_any)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_throttle as thr
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import throttle as thr
 
 
 class Clock(object):

@@ -7,7 +7,7 @@ This module is the seam the rest of the collection imports: ``open_source``, ``H
 ``SourceError`` and ``dead_letter_write``. It checks the source spec, turns rows into events
 (or into error events saying what is wrong with a row) and writes the dead-letter file. The
 SQL side (query builder, keyset paging, the SQLite and PostgreSQL backends) lives in
-``_replay_source_sql``; identifier checks and quoting in ``_replay_sql``.
+``source_sql``; identifier checks and quoting in ``sql``.
 ``docs/historic-source.md`` is the user guide.
 """
 
@@ -18,8 +18,8 @@ import os
 import time
 from typing import NamedTuple
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as enc
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_sql import is_identifier
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as enc
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sql import is_identifier
 
 try:
     import psycopg
@@ -58,7 +58,7 @@ class HistoricEvent(NamedTuple):
     also has ``error`` set, so a caller unaware of the field applies its bad-row policy; a
     caller that knows it skips the row (the event was sent) and counts it.
     ``wire`` (also an addition) is the append message as sent, without its closing brace
-    (``_replay_encode``): the payload is the database's JSON text, validated but not
+    (``wire``): the payload is the database's JSON text, validated but not
     re-serialized. It is set on every event with ``event`` set; ``event`` is the same
     message as a dict (``read``) or a summary of it without payload and flags (``read_wire``).
     Build a changed event with ``_replace(event=..., wire=None)``.
@@ -182,7 +182,7 @@ def open_source(spec):
     """Open the historic source described by ``spec`` (see the module docstring and docs)."""
     spec = _normalize_spec(spec)
     # Imported here: the backends build on this module (EventRows, SourceError).
-    from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_source_sql as backends
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay import source_sql as backends
     if spec["type"] == "sqlite":
         return backends.SqliteSource(spec)
     if psycopg is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as encode_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as encode_mod
 
 DEFAULT_BACKOFF_MS = 50          # contract: 25-50 ms when the cluster gives no hint
 TRANSPORT_RETRY_LIMIT = 8        # consecutive failed requests before the partition gives up
@@ -51,7 +51,7 @@ def encode_event(hevent, run_id, use_sessions, suffix=None):
 
     An event from a historic source carries ``wire`` (the message without its closing
     brace, payload as the database's text): the line is that plus the session fields.
-    ``suffix`` (optional) is ``_replay_encode.session_suffix(run_id, part_id, use_sessions)``,
+    ``suffix`` (optional) is ``wire.session_suffix(run_id, part_id, use_sessions)``,
     computed once per partition by callers that encode many events.
     """
     wire = getattr(hevent, "wire", None)

@@ -6,7 +6,7 @@
 Helpers shared by the modules and the command line (``open_run``, ``close_run``,
 ``module_argument_spec``...), and the command line itself:
 
-    python -m ansible_collections.ceptra.backfill.plugins.module_utils._replay_cli \\
+    python -m ansible_collections.ceptra.backfill.plugins.module_utils._replay.cli \\
         run|plan|status|pause|resume --run-id ID --source history.db --cursor-store cursors.db ...
 
 ``run`` prints one progress line per second (events done/total, rate, ETA, lag per
@@ -23,8 +23,8 @@ import shlex
 import signal
 import sys
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_progress as progress_mod
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_runner as runner_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import progress as progress_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as runner_mod
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_STOPPED = 0, 1, 2, 3, 4
 
@@ -36,15 +36,15 @@ def open_run(config, client, source_spec, cursor_store_spec, worker_hosts=None, 
     return a ready ``ReplayRun`` (call ``close_run`` afterwards).
 
     With ``worker_hosts`` the list is checked against (and, with ``register_workers``,
-    recorded as) the run's worker group in the cursor store: ``_replay_fanout.check_worker_group``.
+    recorded as) the run's worker group in the cursor store: ``fanout.check_worker_group``.
 
     Raises ReplayConfigError / SourceError / CursorStoreError / FanoutError with readable
     messages; callers turn them into ``fail_json`` or a CLI error.
     """
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import open_cursor_store
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_fanout import (
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import open_cursor_store
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.fanout import (
         assign_partitions, check_worker_group)
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import open_source
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source
 
     cfg = runner_mod.build_config(config)
     source = open_source(source_spec)
@@ -82,8 +82,8 @@ def close_run(run):
 def input_errors():
     """Exception classes that mean "bad input / unreachable store", for callers' except clauses."""
     errors = [runner_mod.ReplayConfigError, ValueError]
-    for mod, name in (("_replay_source", "SourceError"), ("_replay_cursor", "CursorStoreError"),
-                      ("_replay_fanout", "FanoutError")):
+    for mod, name in (("_replay.source", "SourceError"), ("_replay.cursor", "CursorStoreError"),
+                      ("_replay.fanout", "FanoutError")):
         try:
             module = __import__("ansible_collections.ceptra.backfill.plugins.module_utils." + mod, fromlist=[name])
             errors.append(getattr(module, name))
@@ -276,7 +276,7 @@ def resume_hint(argv):
         if item.startswith("--time-budget="):
             continue
         args.append(item)
-    return "python -m ansible_collections.ceptra.backfill.plugins.module_utils._replay_cli " + " ".join(
+    return "python -m ansible_collections.ceptra.backfill.plugins.module_utils._replay.cli " + " ".join(
         shlex.quote(a) for a in args)
 
 
@@ -300,7 +300,7 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     errors = input_errors()
     try:
         if args.command in ("pause", "resume"):
-            from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import open_cursor_store
+            from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import open_cursor_store
             store = open_cursor_store(cursor_spec(args))
             try:
                 store.set_paused(args.run_id, args.command == "pause", args.reason)

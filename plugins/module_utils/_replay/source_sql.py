@@ -12,7 +12,7 @@ and PostgreSQL (psycopg 3, imported only when used). Reading is keyset paginatio
 so no call ever holds more than one page, a restart resumes from a position with no
 server-side state, and every statement is short (no long-lived transaction on the source).
 User-supplied names (table, columns) are validated against a strict identifier pattern and
-quoted; every value is a bound parameter. Open sources with ``_replay_source.open_source``.
+quoted; every value is a bound parameter. Open sources with ``source.open_source``.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import sqlite3
 import threading
 import time
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as enc
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import (
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as enc
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import (
     PSYCOPG_MISSING, EventRows, SourceError, _before, _json_safe, natural_key)
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_sql import pg_identifier, sqlite_quote
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sql import pg_identifier, sqlite_quote
 
 try:
     import psycopg

@@ -9,7 +9,7 @@ rows and sets bad rows aside.
 - ``dead_letter_write``: one fsynced JSON line per bad row (``on_bad_row: dead_letter``).
 
 Both work per page or per bad row, never per sent event: the runner's per-event loop is in
-``_replay_runner`` and ``_replay_encode``.
+``run`` and ``wire``.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class PageReader(object):
 def dead_letter_write(path, part_id, position, error, raw_row):
     """One JSON line per bad row, fsynced; the source module's writer when present."""
     try:
-        from ansible_collections.ceptra.backfill.plugins.module_utils._replay_source import dead_letter_write as write
+        from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import dead_letter_write as write
     except ImportError:
         write = None
     if write is not None:

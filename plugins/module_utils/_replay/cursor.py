@@ -26,7 +26,7 @@ import threading
 import time
 from typing import NamedTuple
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_sql import is_identifier, pg_identifier
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sql import is_identifier, pg_identifier
 
 try:
     import psycopg

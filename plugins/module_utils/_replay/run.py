@@ -7,7 +7,7 @@
 progress/audit outputs together: one sender thread per partition (up to
 ``max_parallel_partitions``), strict order within a partition, a cursor commit after
 every acked batch, a bounded time slice or a run to completion. Page reading (inline or
-read-ahead) and the dead-letter file are in ``_replay_pages``.
+read-ahead) and the dead-letter file are in ``reader``.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ import os
 import threading
 import time
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_encode as encode_mod
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_pages import (
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as encode_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.reader import (
     AdaptivePageReader, dead_letter_write, jsonable_position as _jsonable)
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_progress as progress_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import progress as progress_mod
 from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
 from ansible_collections.ceptra.backfill.plugins.module_utils._readiness import (
     looks_like_readiness,
     normalize_readiness,
 )
-from ansible_collections.ceptra.backfill.plugins.module_utils import _replay_throttle as throttle_mod
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay_sender import (
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import throttle as throttle_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sender import (
     PartitionSender, SenderFatal, encode_event)
 
 DEFAULTS = {
@@ -85,7 +85,7 @@ def parse_status(status):
 
 def _make_cursor(position, seq, done, nbytes, status, counts=None):
     try:
-        from ansible_collections.ceptra.backfill.plugins.module_utils._replay_cursor import Cursor
+        from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import Cursor
     except ImportError:  # the cursor store module is optional for fakes in unit tests
         Cursor = None
     values = (tuple(position) if position is not None else None, seq, done, nbytes, status, time.time(),
@@ -186,7 +186,7 @@ class ReplayRun(object):
     def run(self, time_budget_s=None):
         """Replay until done, stopped, aborted or ``time_budget_s`` elapsed; returns progress."""
         # Pages of events stream through this process: collect cycles in rarer, larger passes
-        # (see _replay_encode.bulk_gc; measured at 15-20 % of the worker's CPU otherwise).
+        # (see wire.bulk_gc; measured at 15-20 % of the worker's CPU otherwise).
         with encode_mod.bulk_gc():
             return self._run(time_budget_s)
 
