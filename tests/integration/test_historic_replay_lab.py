@@ -24,73 +24,12 @@ import uuid
 
 import pytest
 
+from .replay_lab import (
+    START_NS, applied_counts, digests, drop_postgres, history_rows, lab_json, write_postgres, write_sqlite)
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = os.path.join(REPO, ".build", "collections")
 CLI = "ansible_collections.ceptra.backfill.plugins.module_utils._replay.cli"
-COLUMNS = "part_id, raft_index, event_time_ns, event_id, partition_key, schema_key, payload, flags"
-DDL = ("CREATE TABLE {t} (part_id TEXT NOT NULL, raft_index BIGINT, event_time_ns BIGINT NOT NULL, "
-       "event_id TEXT NOT NULL, partition_key TEXT NOT NULL, schema_key TEXT NOT NULL, payload TEXT NOT NULL, "
-       "flags TEXT)")
-
-
-def history_rows(parts, per_part, start_ns, extra=()):
-    """Metric samples in the documented historic schema; ``extra`` rows are added as given."""
-    rows = []
-    for p in range(parts):
-        for i in range(1, per_part + 1):
-            payload = json.dumps({"metric": "replay_test_total", "labels": {"player_id": "p%d" % (i % 5)},
-                                  "value": float(i % 7)})
-            rows.append((str(p), i, start_ns + i * 1_000_000, "h-%d-%06d" % (p, i), "key-%d" % (i % 11),
-                         "metric_sample_v1", payload, None))
-    return rows + list(extra)
-
-
-def write_sqlite(path, rows):
-    conn = sqlite3.connect(path)
-    conn.execute(DDL.format(t="ceptra_history"))
-    conn.executemany("INSERT INTO ceptra_history VALUES (?,?,?,?,?,?,?,?)", rows)
-    conn.execute("CREATE INDEX ceptra_history_raft ON ceptra_history (part_id, raft_index)")
-    conn.execute("CREATE INDEX ceptra_history_time ON ceptra_history (part_id, event_time_ns, event_id)")
-    conn.commit()
-    conn.close()
-
-
-def write_postgres(dsn, table, rows):
-    import psycopg
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(DDL.format(t=table))
-        with conn.cursor().copy("COPY %s (%s) FROM STDIN" % (table, COLUMNS)) as copy:
-            for row in rows:
-                copy.write_row(row)
-        conn.execute("CREATE INDEX %s_raft ON %s (part_id, raft_index)" % (table, table))
-        conn.execute("CREATE INDEX %s_time ON %s (part_id, event_time_ns, event_id)" % (table, table))
-
-
-def drop_postgres(dsn, *tables):
-    import psycopg
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for table in tables:
-            conn.execute("DROP TABLE IF EXISTS %s" % table)
-
-
-def lab_json(lab, path, role="observer"):
-    status, dummy, body = lab.request("GET", path, role=role)
-    assert status == 200, (path, status, body)
-    return body
-
-
-def applied_counts(lab, timeout=30):
-    """{part_id: applied_index} once every partition applied all it committed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        parts = lab_json(lab, "/v1/state")["partitions"]
-        if all(p["applied_index"] == p["commit_index"] for p in parts) or time.monotonic() > deadline:
-            return {p["part_id"]: p["applied_index"] for p in parts}
-        time.sleep(0.1)
-
-
-def digests(lab, part_ids):
-    return {p: lab_json(lab, "/v1/test/metrics-snapshot?part_id=%s" % p)["digest"] for p in part_ids}
 
 
 def cli_env(lab):
@@ -134,9 +73,6 @@ def seed_with_copies(path, partitions, per_partition, seed):
     distinct = conn.execute("SELECT COUNT(DISTINCT event_id) FROM ceptra_history").fetchone()[0]
     conn.close()
     return rows, distinct
-
-
-START_NS = time.time_ns() - 20 * 60 * 1_000_000_000
 
 
 def test_module_replays_everything_while_live_traffic_flows(lab_factory, run_playbook, tmp_path):

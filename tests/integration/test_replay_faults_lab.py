@@ -5,12 +5,7 @@ change (NOT_LEADER) and an outage window (PERMANENT_DURABILITY, durability fence
 middle of the run. Every event is applied exactly once: applied counts and snapshot digests
 equal a clean run's, no partition stops."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # shared helpers, any import mode
-from test_historic_replay_lab import applied_counts, digests  # noqa: E402
-from test_replay_throttle_lab import PER_PARTITION, make_run, run_in_background, set_fault, wait_until  # noqa: E402
+from .replay_lab import PER_PARTITION, applied_counts, digests, make_run, run_in_background, set_fault, wait_until
 
 PARTS = ["0", "1"]
 

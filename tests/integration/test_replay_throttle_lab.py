@@ -12,53 +12,9 @@
 ``benchmarks/bench_replay_throttle.py``.)
 """
 
-import os
-import sys
-import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # shared helpers, any import mode
-from test_historic_replay_lab import START_NS, applied_counts, history_rows, write_sqlite  # noqa: E402
-
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as rr  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import open_cursor_store  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source  # noqa: E402
-
-PER_PARTITION = 3000
-
-
-def set_fault(lab, **fault):
-    status, dummy, body = lab.request("POST", "/v1/test/faults", body=fault, role="admin")
-    assert status == 200, body
-
-
-def make_run(lab, tmp_path, run_id, **options):
-    history = str(tmp_path / "history.db")
-    if not os.path.exists(history):
-        write_sqlite(history, history_rows(2, PER_PARTITION, START_NS))
-    spec = {"type": "sqlite", "path": history, "order_by": "raft_index"}
-    cfg = {"run_id": run_id, "cp_audit": False, "batch_events": 200, "initial_rate": 2000.0}
-    cfg.update(options)
-    client = CeptraClient(lab.url, token=lab.tokens["operator"], timeout=30)
-    store = open_cursor_store({"type": "sqlite", "path": str(tmp_path / "cursors.db")})
-    return rr.ReplayRun(cfg, client, open_source(spec), store, source_factory=lambda: open_source(spec))
-
-
-def run_in_background(run):
-    box = {}
-    thread = threading.Thread(target=lambda: box.update(result=run.run()), daemon=True)
-    thread.start()
-    return thread, box
-
-
-def wait_until(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+from .replay_lab import PER_PARTITION, applied_counts, make_run, run_in_background, set_fault, wait_until
 
 
 def test_replication_lag_holds_only_that_partition_until_it_clears(lab_factory, tmp_path):

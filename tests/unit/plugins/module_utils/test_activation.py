@@ -1,31 +1,18 @@
 """Unit tests of _activation: activation barriers (idempotent, never past failed shadows) and WAL replay jobs."""
 
 import pytest
-from test_definitions_fake_cluster import (
-    FAILED_SHADOW,
-    PENDING_SHADOW,
-    READY_SHADOW,
-    WAITING_SHADOW,
-    FakeCluster,
-)
 
 from ansible_collections.ceptra.backfill.plugins.module_utils import _activation as act
 from ansible_collections.ceptra.backfill.plugins.module_utils._definitions import ControlPlaneError
 
-
-class FakeTime:
-    """A clock that only moves when the code under test sleeps."""
-
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = []
-
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
+from ..test_support.clock import FakeTime
+from ..test_support.control_plane import (
+    FAILED_SHADOW,
+    PENDING_SHADOW,
+    READY_SHADOW,
+    WAITING_SHADOW,
+    ControlPlane,
+)
 
 
 def run(cluster, bundle_id="b@1", **kwargs):
@@ -39,7 +26,7 @@ def run(cluster, bundle_id="b@1", **kwargs):
 
 
 def test_activation_commits_and_reruns_are_unchanged():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1")
     first = run(cluster)
     assert first["changed"] is True
@@ -52,7 +39,7 @@ def test_activation_commits_and_reruns_are_unchanged():
 
 
 def test_check_mode_reports_the_plan_and_posts_nothing():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p2=PENDING_SHADOW)
     result = run(cluster, check_mode=True)
     assert result["changed"] is True and result["would_activate"] is True
@@ -63,7 +50,7 @@ def test_check_mode_reports_the_plan_and_posts_nothing():
 
 
 def test_failed_shadow_blocks_and_names_both_choices():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p1=FAILED_SHADOW,
                        p3=dict(FAILED_SHADOW, cep_shadow_state="SHADOW_TIMEOUT"))
     for check_mode in (True, False):
@@ -77,7 +64,7 @@ def test_failed_shadow_blocks_and_names_both_choices():
 
 
 def test_a_lower_readiness_threshold_does_not_force_past_failed_shadows():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p1=FAILED_SHADOW)
     with pytest.raises(ControlPlaneError):
         run(cluster, readiness_threshold=0.5)
@@ -85,7 +72,7 @@ def test_a_lower_readiness_threshold_does_not_force_past_failed_shadows():
 
 
 def test_excluding_the_failed_partition_commits_without_it():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p1=FAILED_SHADOW)
     result = run(cluster, exclude_partitions=["1"])
     assert result["changed"] is True and result["barrier"]["state"] == "committed"
@@ -95,7 +82,7 @@ def test_excluding_the_failed_partition_commits_without_it():
 
 
 def test_excluding_an_unknown_partition_is_refused():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1")
     with pytest.raises(ControlPlaneError) as caught:
         run(cluster, exclude_partitions=["9"])
@@ -103,7 +90,7 @@ def test_excluding_an_unknown_partition_is_refused():
 
 
 def test_excluding_every_partition_is_refused():
-    cluster = FakeCluster(partitions=2)
+    cluster = ControlPlane(partitions=2)
     cluster.add_bundle("b@1")
     with pytest.raises(ControlPlaneError) as caught:
         run(cluster, exclude_partitions=["0", "1"])
@@ -111,7 +98,7 @@ def test_excluding_every_partition_is_refused():
 
 
 def test_partitions_needing_a_wal_replay_fail_fast_when_waiting():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p2=WAITING_SHADOW)
     with pytest.raises(ControlPlaneError) as caught:
         run(cluster)
@@ -120,7 +107,7 @@ def test_partitions_needing_a_wal_replay_fail_fast_when_waiting():
 
 
 def test_without_wait_a_pending_barrier_is_returned():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p0=PENDING_SHADOW)
     result = run(cluster, wait=False)
     assert result["changed"] is True
@@ -129,7 +116,7 @@ def test_without_wait_a_pending_barrier_is_returned():
 
 
 def test_a_pending_barrier_is_reused_and_waited_on():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p0=PENDING_SHADOW)
     run(cluster, wait=False)
     # A later run finds the barrier through /readyz and waits; the shadow warms meanwhile.
@@ -141,11 +128,11 @@ def test_a_pending_barrier_is_reused_and_waited_on():
     assert result["changed"] is True
 
 
-class ReferenceReadyzCluster(FakeCluster):
+class ReferenceReadyzCluster(ControlPlane):
     """A cluster whose /readyz is the reference-implementation variant: no
     ``activation_barrier_id``, the barrier as an object and a Clustor ``readiness`` list."""
 
-    def _get_readyz(self, params, query, body):
+    def _get_readyz(self, call):
         latest = list(self.barriers)[-1] if self.barriers else None
         barrier = {"barrier_id": latest, "bundle_id": self.barriers[latest]["bundle_id"]} if latest else None
         return 503, {"barrier": barrier, "readiness_threshold": 0.99,
@@ -159,14 +146,14 @@ def test_a_pending_barrier_is_found_through_a_reference_variant_readyz():
     run(cluster, wait=False)
     cluster.set_shadow("b@1", "0", READY_SHADOW)
     result = run(cluster)
-    assert ("GET", "readyz", None, None, None) in cluster.calls
+    assert any(c.method == "GET" and c.route == "readyz" for c in cluster.calls)
     assert result["barrier"]["barrier_id"] == "barrier-1" and result["barrier"]["state"] == "committed"
     assert len(cluster.writes("activate")) == 1  # reused, not posted again
     assert "barrier-1 for b@1 was already" in result["msg"]
 
 
 def test_new_exclusions_update_the_pending_barrier():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p1=PENDING_SHADOW)
     run(cluster, wait=False)
     cluster.set_shadow("b@1", "1", FAILED_SHADOW)
@@ -181,7 +168,7 @@ def test_new_exclusions_update_the_pending_barrier():
 
 
 def test_check_mode_with_a_pending_barrier_reports_it():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p0=PENDING_SHADOW)
     run(cluster, wait=False)
     result = run(cluster, check_mode=True)
@@ -190,7 +177,7 @@ def test_check_mode_with_a_pending_barrier_reports_it():
 
 
 def test_waiting_times_out_naming_missing_partitions():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p3=PENDING_SHADOW)
     with pytest.raises(ControlPlaneError) as caught:
         run(cluster, timeout=5, interval=2)
@@ -198,13 +185,13 @@ def test_waiting_times_out_naming_missing_partitions():
 
 
 def test_an_aborted_barrier_while_waiting_fails():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p3=PENDING_SHADOW)
     original = cluster._get_activation
 
-    def abort_on_poll(params, query, body):
-        cluster.barriers[params["barrier_id"]]["state"] = "aborted"
-        return original(params, query, body)
+    def abort_on_poll(call):
+        cluster.barriers[call.params["barrier_id"]]["state"] = "aborted"
+        return original(call)
 
     cluster._get_activation = abort_on_poll
     with pytest.raises(ControlPlaneError) as caught:
@@ -213,7 +200,7 @@ def test_an_aborted_barrier_while_waiting_fails():
 
 
 def test_abort_aborts_the_pending_barrier_once():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p3=PENDING_SHADOW)
     run(cluster, wait=False)
     check = run(cluster, abort=True, check_mode=True)
@@ -226,14 +213,14 @@ def test_abort_aborts_the_pending_barrier_once():
 
 
 def test_unknown_bundle_says_to_upload_it():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     with pytest.raises(ControlPlaneError) as caught:
         run(cluster, bundle_id="nope@1")
     assert "upload it with ceptra.backfill.bundle" in caught.value.message
 
 
 def test_barrier_of_another_bundle_is_not_reused():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("a@1", READY_SHADOW, p0=PENDING_SHADOW)
     cluster.add_bundle("b@1")
     run(cluster, bundle_id="a@1", wait=False)
@@ -252,7 +239,7 @@ def replay(cluster, **kwargs):
 
 
 def test_needs_replay_only_replays_exactly_those_partitions_then_is_unchanged():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p1=WAITING_SHADOW, p3=WAITING_SHADOW)
     cluster.job_polls = 2
     result = replay(cluster, needs_replay_only=True, bundle_id="b@1")
@@ -267,7 +254,7 @@ def test_needs_replay_only_replays_exactly_those_partitions_then_is_unchanged():
 
 
 def test_needs_replay_only_check_mode_starts_nothing():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p2=WAITING_SHADOW)
     result = replay(cluster, needs_replay_only=True, check_mode=True)
     assert result["changed"] is True and result["would_start"] is True and result["part_ids"] == ["2"]
@@ -275,7 +262,7 @@ def test_needs_replay_only_check_mode_starts_nothing():
 
 
 def test_needs_replay_only_skips_the_active_bundle_and_honours_part_ids():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("old@1", WAITING_SHADOW)
     cluster.active = "old@1"
     cluster.add_bundle("new@1", READY_SHADOW, p0=WAITING_SHADOW, p2=WAITING_SHADOW)
@@ -284,7 +271,7 @@ def test_needs_replay_only_skips_the_active_bundle_and_honours_part_ids():
 
 
 def test_explicit_part_ids_always_start_a_job():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     result = replay(cluster, part_ids=["3", "1"], wait=False)
     assert result["changed"] is True and result["part_ids"] == ["1", "3"]
     assert result["job"]["job_id"] == "replay-1" and result["state"] == "running"
@@ -292,12 +279,12 @@ def test_explicit_part_ids_always_start_a_job():
 
 def test_part_ids_or_needs_replay_only_is_required():
     with pytest.raises(ControlPlaneError) as caught:
-        replay(FakeCluster())
+        replay(ControlPlane())
     assert "needs_replay_only" in caught.value.message
 
 
 def test_a_failed_job_is_reported_with_its_reason():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.job_fails = True
     with pytest.raises(ControlPlaneError) as caught:
         replay(cluster, part_ids=["0"])
@@ -305,7 +292,7 @@ def test_a_failed_job_is_reported_with_its_reason():
 
 
 def test_a_slow_job_times_out_naming_unfinished_partitions():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.job_polls = 100
     with pytest.raises(ControlPlaneError) as caught:
         replay(cluster, part_ids=["0", "2"], timeout=3, interval=1)

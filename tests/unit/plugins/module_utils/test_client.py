@@ -8,14 +8,8 @@ import uuid
 import pytest
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient, CeptraError
-from test_client_fakeserver import FakeServer, Reply
 
-
-@pytest.fixture
-def server():
-    srv = FakeServer()
-    yield srv
-    srv.close()
+from ..test_support.http_server import Reply
 
 
 def make_client(url, **kw):

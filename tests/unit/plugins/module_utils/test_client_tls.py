@@ -7,7 +7,8 @@ import os
 import pytest
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient, CeptraError
-from test_client_fakeserver import FakeServer, Reply, server_tls_context, write_test_pki
+
+from ..test_support.http_server import FakeServer, Reply, server_tls_context, write_test_pki
 
 
 @pytest.fixture(scope="module")

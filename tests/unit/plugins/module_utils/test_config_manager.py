@@ -1,18 +1,14 @@
 """Config manager: staging, idempotency, If-Match retries, validation, revert, sweep (fake control plane)."""
 
-import os
-import sys
-
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from test_config_manager_fake import BUNDLE, FakeControlPlane  # noqa: E402
-
+from ansible_collections.ceptra.backfill.plugins.module_utils import _config_ledger as cl
+from ansible_collections.ceptra.backfill.plugins.module_utils import _config_manager as cm
+from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
-from ansible_collections.ceptra.backfill.plugins.module_utils import _config_ledger as cl  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.module_utils import _config_manager as cm  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError  # noqa: E402
+
+from ..test_support.control_plane import LANES_BUNDLE as BUNDLE
+from ..test_support.control_plane import config_plane
 
 T0 = 1_800_000_000.0
 BACKFILL = {"metrics": {"anti_cheat_flags": {"lateness_allowance_ms": 600000}}, "dedup_capacity_per_partition": 2000000}
@@ -67,7 +63,7 @@ def test_window_needs_exactly_one():
 
 
 def test_expires_at_in_the_past_is_refused_without_patch():
-    fake = FakeControlPlane()
+    fake = config_plane()
     with pytest.raises(cl.ConfigManagerError, match="not in the future"):
         manager(fake).stage("x", {"lateness_allowance_ms": 5000}, cl.Window(expires_at=T0 - 1))
     assert fake.patches == []
@@ -77,11 +73,11 @@ def test_expires_at_in_the_past_is_refused_without_patch():
 
 
 def test_stage_writes_settings_and_ledger_in_one_conditional_patch():
-    fake = FakeControlPlane()
+    fake = config_plane()
     result = manager(fake).stage("backfill", BACKFILL, cl.Window(valid_for="2h"), reason="INC-7")
     assert result["changed"] and result["action"] == "created"
     assert len(fake.patches) == 1
-    _method, _route, body, headers = fake.patches[0]
+    body, headers = fake.patches[0].body, fake.patches[0].headers
     assert headers["If-Match"] == '"1"'
     # complete value of each touched top-level key, ledger in the same patch
     assert body["metrics"] == {"anti_cheat_flags": {"lateness_allowance_ms": 600000}}
@@ -101,7 +97,7 @@ def test_stage_writes_settings_and_ledger_in_one_conditional_patch():
 
 
 def test_rerun_is_idempotent_and_keeps_the_expiry():
-    fake, clock = FakeControlPlane(), Clock()
+    fake, clock = config_plane(), Clock()
     manager(fake, clock).stage("backfill", BACKFILL, cl.Window(valid_for="2h"))
     clock.now += 600
     again = manager(fake, clock).stage("backfill", BACKFILL, cl.Window(valid_for="2h"))
@@ -111,7 +107,7 @@ def test_rerun_is_idempotent_and_keeps_the_expiry():
 
 
 def test_extend_and_changed_valid_for_move_the_expiry():
-    fake, clock = FakeControlPlane(), Clock()
+    fake, clock = config_plane(), Clock()
     manager(fake, clock).stage("b", BACKFILL, cl.Window(valid_for="2h"))
     clock.now += 600
     longer = manager(fake, clock).stage("b", BACKFILL, cl.Window(valid_for="4h"))
@@ -123,14 +119,14 @@ def test_extend_and_changed_valid_for_move_the_expiry():
 
 
 def test_same_absolute_expiry_is_unchanged():
-    fake = FakeControlPlane()
+    fake = config_plane()
     manager(fake).stage("b", BACKFILL, cl.Window(expires_at="2030-01-01T00:00:00Z"))
     again = manager(fake).stage("b", BACKFILL, cl.Window(expires_at="2030-01-01T00:00:00Z"))
     assert again["changed"] is False
 
 
 def test_update_keeps_original_before_and_gives_back_dropped_keys():
-    fake = FakeControlPlane()
+    fake = config_plane()
     manager(fake).stage("b", BACKFILL, cl.Window(valid_for="1h"))
     updated = manager(fake).stage("b", {"metrics": {"anti_cheat_flags": {"lateness_allowance_ms": 900000}},
                                         "lateness_allowance_ms": 5000}, cl.Window(valid_for="1h"))
@@ -143,7 +139,7 @@ def test_update_keeps_original_before_and_gives_back_dropped_keys():
 
 
 def test_check_mode_computes_the_change_without_writing():
-    fake = FakeControlPlane()
+    fake = config_plane()
     result = manager(fake, check_mode=True).stage("b", BACKFILL, cl.Window(valid_for="1h"))
     assert result["changed"] is True and fake.patches == [] and fake.audit == [] and fake.version == 1
     diff = result["diff"]
@@ -153,7 +149,7 @@ def test_check_mode_computes_the_change_without_writing():
 
 
 def test_null_setting_deletes_a_key_for_the_override_and_revert_restores_it():
-    fake = FakeControlPlane(config=dict(FakeControlPlane().config, partitions={"2": {"ingress_gate": "warmup"}}))
+    fake = config_plane(config=dict(config_plane().config, partitions={"2": {"ingress_gate": "warmup"}}))
     manager(fake).stage("open2", {"partitions": {"2": {"ingress_gate": None}}}, cl.Window(valid_for="1h"))
     assert fake.config["partitions"]["2"] == {}
     manager(fake).revert("open2")
@@ -164,17 +160,17 @@ def test_null_setting_deletes_a_key_for_the_override_and_revert_restores_it():
 
 
 def test_412_retried_when_untouched_keys_moved():
-    fake = FakeControlPlane()
+    fake = config_plane()
     fake.before_patch.append(lambda f: f.external_write({"lateness_allowance_ms": 3000}))
     result = manager(fake).stage("b", BACKFILL, cl.Window(valid_for="1h"))
     assert result["changed"] and len(fake.patches) == 2
-    assert fake.patches[1][3]["If-Match"] == '"2"'
+    assert fake.patches[1].headers["If-Match"] == '"2"'
     assert fake.config["lateness_allowance_ms"] == 3000  # the other writer's change survived
     assert ledger(fake)["b"]["config_version_before"] == 2
 
 
 def test_412_not_retried_when_a_touched_key_moved():
-    fake = FakeControlPlane()
+    fake = config_plane()
     fake.before_patch.append(lambda f: f.external_write({"dedup_capacity_per_partition": 1500000}))
     with pytest.raises(cl.ConfigManagerError, match="dedup_capacity_per_partition") as err:
         manager(fake).stage("b", BACKFILL, cl.Window(valid_for="1h"))
@@ -183,7 +179,7 @@ def test_412_not_retried_when_a_touched_key_moved():
 
 
 def test_412_gives_up_after_max_attempts():
-    fake = FakeControlPlane()
+    fake = config_plane()
     for n in range(cm.MAX_CAS_ATTEMPTS):
         fake.before_patch.append(lambda f, n=n: f.external_write({"lateness_allowance_ms": 3000 + n}))
     with pytest.raises(cl.ConfigManagerError, match="gave up"):
@@ -211,7 +207,7 @@ def test_412_gives_up_after_max_attempts():
     ({"lane_domains": {"player_id": {"max_per_partition": 0}}}, ">= 1"),
 ])
 def test_bounds_refused_before_any_patch(settings, needle):
-    fake = FakeControlPlane()
+    fake = config_plane()
     with pytest.raises(cl.ConfigManagerError) as err:
         manager(fake).stage("bad", settings, cl.Window(valid_for="1h"))
     assert needle in err.value.message and "refused before anything was sent" in err.value.message
@@ -221,14 +217,14 @@ def test_bounds_refused_before_any_patch(settings, needle):
 @pytest.mark.parametrize("settings,needle", [({}, "empty"), ({"metrics": {}}, "empty mapping"),
                                              ({"a.b": 1}, "without dots"), ("x", "mapping")])
 def test_malformed_settings(settings, needle):
-    fake = FakeControlPlane()
+    fake = config_plane()
     with pytest.raises(cl.ConfigManagerError, match=needle):
         manager(fake).stage("bad", settings, cl.Window(valid_for="1h"))
     assert fake.patches == []
 
 
 def test_dedup_shrink_refused_while_occupancy_high():
-    fake = FakeControlPlane()
+    fake = config_plane()
     fake.dedup_occupancy = 800000
     with pytest.raises(cl.ConfigManagerError, match="over 70%"):
         manager(fake).stage("shrink", {"dedup_capacity_per_partition": 500000}, cl.Window(valid_for="1h"))
@@ -238,7 +234,7 @@ def test_dedup_shrink_refused_while_occupancy_high():
 
 
 def test_lane_budget_with_bundle_projects_products_of_domains():
-    fake = FakeControlPlane()
+    fake = config_plane()
     # player_id 40 alone is fine, but flags_by_queue = 40 x queue(2) = 80 > 64
     with pytest.raises(cl.ConfigManagerError, match="flags_by_queue.*80 lanes"):
         manager(fake).stage("lanes", {"lane_domains": {"player_id": {"max_per_partition": 40}}},
@@ -251,14 +247,14 @@ def test_lane_budget_with_bundle_projects_products_of_domains():
 
 
 def test_lane_budget_from_definitions_when_the_cluster_lists_queries():
-    fake = FakeControlPlane(expose_queries=True)
+    fake = config_plane(expose_queries=True)
     with pytest.raises(cl.ConfigManagerError, match="LANE_MAX_PER_PARTITION=64"):
         manager(fake).stage("lanes", {"lane_domains": {"queue": {"max_per_partition": 3}}}, cl.Window(valid_for="1h"))
     assert fake.patches == []
 
 
 def test_lane_budget_without_queries_checks_each_domain_and_warns():
-    fake = FakeControlPlane()
+    fake = config_plane()
     with pytest.raises(cl.ConfigManagerError, match="65 lanes"):
         manager(fake).stage("lanes", {"lane_domains": {"player_id": {"max_per_partition": 65}}}, cl.Window(valid_for="1h"))
     assert fake.patches == []
@@ -267,7 +263,7 @@ def test_lane_budget_without_queries_checks_each_domain_and_warns():
 
 
 def test_server_422_surfaces_as_error_without_ledger():
-    fake = FakeControlPlane()
+    fake = config_plane()
     # The fake server checks the cadence itself; bypass local validation to prove the second line holds.
     plan = cm.plan_stage(fake.config, 1, "x", {"checkpoint_full_interval_ms": 1000}, cl.Window(valid_for="1h"), T0, "a")
     with pytest.raises(CeptraError) as err:
@@ -279,7 +275,7 @@ def test_server_422_surfaces_as_error_without_ledger():
 
 
 def test_revert_restores_exactly_and_removes_ledger():
-    fake = FakeControlPlane()
+    fake = config_plane()
     original = dict(fake.config)
     manager(fake).stage("b", BACKFILL, cl.Window(valid_for="1h"))
     result = manager(fake).revert("b")
@@ -292,7 +288,7 @@ def test_revert_restores_exactly_and_removes_ledger():
 
 
 def test_revert_reports_conflict_and_leaves_that_key():
-    fake = FakeControlPlane()
+    fake = config_plane()
     manager(fake).stage("b", BACKFILL, cl.Window(valid_for="1h"))
     fake.external_write({"dedup_capacity_per_partition": 3000000})
     result = manager(fake).revert("b")
@@ -306,7 +302,7 @@ def test_revert_reports_conflict_and_leaves_that_key():
 
 
 def test_two_overrides_on_different_keys_revert_independently():
-    fake = FakeControlPlane()
+    fake = config_plane()
     manager(fake).stage("late", {"metrics": {"m1": {"lateness_allowance_ms": 60000}}}, cl.Window(valid_for="1h"))
     manager(fake).stage("dedup", {"dedup_capacity_per_partition": 2000000,
                                   "metrics": {"m2": {"correction_horizon_ms": 7200000}}}, cl.Window(valid_for="1h"))
@@ -320,7 +316,7 @@ def test_two_overrides_on_different_keys_revert_independently():
 
 
 def test_stacked_overrides_hand_over_the_original_value():
-    fake = FakeControlPlane()
+    fake = config_plane()
     manager(fake).stage("first", {"lateness_allowance_ms": 60000}, cl.Window(valid_for="1h"))
     manager(fake).stage("second", {"lateness_allowance_ms": 90000}, cl.Window(valid_for="1h"))
     result = manager(fake).revert("first")
@@ -331,7 +327,7 @@ def test_stacked_overrides_hand_over_the_original_value():
 
 
 def test_shared_created_container_survives_until_last_user_reverts():
-    fake = FakeControlPlane(config={k: v for k, v in FakeControlPlane().config.items() if k != "metrics"})
+    fake = config_plane(config={k: v for k, v in config_plane().config.items() if k != "metrics"})
     manager(fake).stage("a", {"metrics": {"m1": {"lateness_allowance_ms": 1}}}, cl.Window(valid_for="1h"))
     manager(fake).stage("b", {"metrics": {"m2": {"lateness_allowance_ms": 2}}}, cl.Window(valid_for="1h"))
     manager(fake).revert("a")
@@ -341,7 +337,7 @@ def test_shared_created_container_survives_until_last_user_reverts():
 
 
 def test_revert_check_mode_and_top_level_merge_server():
-    fake = FakeControlPlane(top_level_merge=True)
+    fake = config_plane(top_level_merge=True)
     manager(fake).stage("b", BACKFILL, cl.Window(valid_for="1h"))
     preview = manager(fake, check_mode=True).revert("b")
     assert preview["changed"] and len(fake.patches) == 1
@@ -351,7 +347,7 @@ def test_revert_check_mode_and_top_level_merge_server():
 
 
 def test_observer_gets_permission_error_and_nothing_changes():
-    fake = FakeControlPlane(role="observer")
+    fake = config_plane(role="observer")
     with pytest.raises(CeptraError) as err:
         manager(fake).stage("b", BACKFILL, cl.Window(valid_for="1h"))
     assert err.value.status == 403 and fake.version == 1
@@ -361,7 +357,7 @@ def test_observer_gets_permission_error_and_nothing_changes():
 
 
 def test_sweep_reverts_only_expired_overrides():
-    fake, clock = FakeControlPlane(), Clock()
+    fake, clock = config_plane(), Clock()
     manager(fake, clock).stage("short", {"lateness_allowance_ms": 60000}, cl.Window(valid_for="1s"))
     manager(fake, clock).stage("long", {"correction_horizon_ms": 7200000}, cl.Window(valid_for="1h"))
     nothing = manager(fake, clock).sweep()
@@ -379,7 +375,7 @@ def test_sweep_reverts_only_expired_overrides():
 
 
 def test_sweep_reports_conflicts_and_continues():
-    fake, clock = FakeControlPlane(), Clock()
+    fake, clock = config_plane(), Clock()
     manager(fake, clock).stage("a", {"lateness_allowance_ms": 60000}, cl.Window(valid_for="1s"))
     manager(fake, clock).stage("b", {"correction_horizon_ms": 7200000}, cl.Window(valid_for="1s"))
     fake.external_write({"lateness_allowance_ms": 1})
@@ -390,7 +386,7 @@ def test_sweep_reports_conflicts_and_continues():
 
 
 def test_restaging_an_expired_override_restarts_its_window_and_keeps_before():
-    fake, clock = FakeControlPlane(), Clock()
+    fake, clock = config_plane(), Clock()
     manager(fake, clock).stage("a", {"lateness_allowance_ms": 60000}, cl.Window(valid_for="1s"))
     clock.now += 10
     result = manager(fake, clock).stage("a", {"lateness_allowance_ms": 60000}, cl.Window(valid_for="1s"))
@@ -400,7 +396,7 @@ def test_restaging_an_expired_override_restarts_its_window_and_keeps_before():
 
 
 def test_info_lists_ledger_with_remaining_validity():
-    fake, clock = FakeControlPlane(), Clock()
+    fake, clock = config_plane(), Clock()
     manager(fake, clock).stage("a", {"lateness_allowance_ms": 60000}, cl.Window(valid_for="10s"))
     manager(fake, clock).stage("b", {"correction_horizon_ms": 7200000}, cl.Window(valid_for="1h"))
     clock.now += 20
@@ -419,11 +415,11 @@ def test_default_actor_prefers_env():
 @pytest.mark.parametrize("name", ["", "has space", "x" * 200, None])
 def test_bad_names(name):
     with pytest.raises(cl.ConfigManagerError, match="override name"):
-        manager(FakeControlPlane()).revert(name)
+        manager(config_plane()).revert(name)
 
 
 def test_stacked_override_with_the_same_value_survives_reverting_the_first():
-    fake = FakeControlPlane()
+    fake = config_plane()
     manager(fake).stage("first", {"lateness_allowance_ms": 60000}, cl.Window(valid_for="1h"))
     manager(fake).stage("second", {"lateness_allowance_ms": 60000}, cl.Window(valid_for="1h"))
     result = manager(fake).revert("first")
@@ -434,7 +430,7 @@ def test_stacked_override_with_the_same_value_survives_reverting_the_first():
 
 
 def test_update_dropping_a_key_prunes_the_object_it_created():
-    fake = FakeControlPlane()
+    fake = config_plane()
     manager(fake).stage("b", {"metrics": {"m1": {"lateness_allowance_ms": 1}}}, cl.Window(valid_for="1h"))
     manager(fake).stage("b", {"metrics": {"m2": {"lateness_allowance_ms": 2}}}, cl.Window(valid_for="1h"))
     assert fake.config["metrics"] == {"m2": {"lateness_allowance_ms": 2}}
@@ -444,7 +440,7 @@ def test_update_dropping_a_key_prunes_the_object_it_created():
 
 
 def test_malformed_ledger_entries_fail_clearly_and_the_sweep_continues():
-    fake, clock = FakeControlPlane(), Clock()
+    fake, clock = config_plane(), Clock()
     manager(fake, clock).stage("good", {"lateness_allowance_ms": 60000}, cl.Window(valid_for="1s"))
     fake.external_write({"annotations": {cl.LEDGER_KEY: {"junk": "not an entry",
                                                          "half": {"expires_at": "2000-01-01T00:00:00Z",

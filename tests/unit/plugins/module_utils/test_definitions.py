@@ -4,15 +4,17 @@ import json
 import os
 
 import pytest
-from test_definitions_fake_cluster import (
+
+from ansible_collections.ceptra.backfill.plugins.module_utils import _definitions as defs
+
+from ..test_support.clock import FakeTime
+from ..test_support.control_plane import (
     FAILED_SHADOW,
     PENDING_SHADOW,
     READY_SHADOW,
     WAITING_SHADOW,
-    FakeCluster,
+    ControlPlane,
 )
-
-from ansible_collections.ceptra.backfill.plugins.module_utils import _definitions as defs
 
 SHARED = os.environ["CEPTRA_SHARED"]   # reference material beside the checkout (root conftest.py)
 BUNDLES = os.path.join(SHARED, "reference/bundles")
@@ -24,21 +26,6 @@ workflow:
   name: simple
   phases: []
 """
-
-
-class FakeTime:
-    """A clock that only moves when the code under test sleeps."""
-
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = []
-
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 # ---------------------------------------------------------------------------- loading
@@ -73,7 +60,7 @@ def test_syntax_error_keeps_the_text_and_the_cluster_explains_it():
     with pytest.raises(defs.BundleSyntaxError) as caught:
         defs.load_bundle(content="a: [unclosed\n")
     assert caught.value.text == "a: [unclosed\n"
-    explained = defs.explain_syntax_error(FakeCluster(), caught.value)
+    explained = defs.explain_syntax_error(ControlPlane(), caught.value)
     assert explained.message.startswith("bundle from content does not parse; the cluster's validator says: body: ")
     assert "not valid YAML" in explained.details["parser_error"]
     assert "YAML syntax error at line 3 (from the cluster)" in explained.message
@@ -100,7 +87,7 @@ def test_expected_bundle_id_matches_the_lab_for_every_reference_bundle():
 
 
 def test_validated_state_only_validates():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     result = defs.ensure_bundle(cluster, defs.load_bundle(content=SIMPLE_YAML), state="validated")
     assert result["changed"] is False and result["uploaded"] is False
     assert result["report"]["bundle_name"] == "simple"
@@ -109,7 +96,7 @@ def test_validated_state_only_validates():
 
 
 def test_present_uploads_once_then_is_idempotent():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     bundle = defs.load_bundle(content=SIMPLE_YAML)
     first = defs.ensure_bundle(cluster, bundle)
     assert first["changed"] is True and first["uploaded"] is True
@@ -121,7 +108,7 @@ def test_present_uploads_once_then_is_idempotent():
 
 
 def test_identical_content_is_recognised_without_a_bundle_id_in_the_report():
-    cluster = FakeCluster(report_bundle_id=False)
+    cluster = ControlPlane(report_bundle_id=False)
     bundle = defs.load_bundle(content=SIMPLE_YAML)
     defs.ensure_bundle(cluster, bundle)
     again = defs.ensure_bundle(cluster, json.loads(json.dumps(bundle)))
@@ -130,7 +117,7 @@ def test_identical_content_is_recognised_without_a_bundle_id_in_the_report():
 
 
 def test_changed_content_uploads_a_new_bundle():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     bundle = defs.load_bundle(content=SIMPLE_YAML)
     first = defs.ensure_bundle(cluster, bundle)
     bundle["bundle"]["def_version"] = 3
@@ -140,7 +127,7 @@ def test_changed_content_uploads_a_new_bundle():
 
 
 def test_check_mode_validates_and_reports_would_upload_without_writing():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     result = defs.ensure_bundle(cluster, defs.load_bundle(content=SIMPLE_YAML), check_mode=True)
     assert result["changed"] is True and result["would_upload"] is True
     assert cluster.bundles == {}
@@ -149,7 +136,7 @@ def test_check_mode_validates_and_reports_would_upload_without_writing():
 
 
 def test_rejected_bundle_names_every_violation():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.validate_violations = [
         {"path": "lane_domains", "message": "metric 'x' would project 96 lanes"},
         {"path": "workflow.phases[1].options.queries.y.expression", "message": "bad PromQL"},
@@ -165,7 +152,7 @@ def test_rejected_bundle_names_every_violation():
 
 def test_yaml_dates_are_sent_as_json_text():
     bundle = defs.load_bundle(content="bundle:\n  name: d\n  released: 2026-01-02\n")
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     result = defs.ensure_bundle(cluster, bundle, state="validated")
     assert cluster.calls[0][4]["bundle"]["released"] == "2026-01-02"
     assert result["bundle_id"].startswith("d@")
@@ -216,7 +203,7 @@ def test_get_definitions_tolerates_a_bundle_map_and_a_missing_active():
 
 
 def test_wait_settled_returns_once_nothing_warms_on_its_own():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", PENDING_SHADOW, p1=WAITING_SHADOW)
     cluster.warm_after_polls = 3
     fake = FakeTime()
@@ -228,7 +215,7 @@ def test_wait_settled_returns_once_nothing_warms_on_its_own():
 
 
 def test_wait_ready_fails_at_once_on_partitions_that_cannot_get_ready():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", PENDING_SHADOW, p1=WAITING_SHADOW, p2=FAILED_SHADOW)
     fake = FakeTime()
     with pytest.raises(defs.ControlPlaneError) as caught:
@@ -241,7 +228,7 @@ def test_wait_ready_fails_at_once_on_partitions_that_cannot_get_ready():
 
 
 def test_wait_times_out_naming_the_partitions_still_warming():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p2=PENDING_SHADOW, p3=dict(PENDING_SHADOW, cep_shadow_state="SHADOW_REPLAYING"))
     fake = FakeTime()
     with pytest.raises(defs.ControlPlaneError) as caught:
@@ -252,14 +239,14 @@ def test_wait_times_out_naming_the_partitions_still_warming():
 
 
 def test_wait_limited_to_some_partitions_ignores_the_others():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p3=PENDING_SHADOW)
     summary = defs.wait_for_shadow(cluster, "b@1", part_ids=["0", "1"], wait_for="ready", timeout=1)
     assert summary["all_ready"] is True and set(summary["partitions"]) == {"0", "1"}
 
 
 def test_wait_on_an_unknown_bundle_says_to_upload_it():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("other@1")
     with pytest.raises(defs.ControlPlaneError) as caught:
         defs.wait_for_shadow(cluster, "missing@1", timeout=1)
@@ -267,7 +254,7 @@ def test_wait_on_an_unknown_bundle_says_to_upload_it():
 
 
 def test_wait_on_an_unknown_partition_fails():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.add_bundle("b@1")
     with pytest.raises(defs.ControlPlaneError) as caught:
         defs.wait_for_shadow(cluster, "b@1", part_ids=["7"], timeout=1)

@@ -7,7 +7,8 @@ import pytest
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient, CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._readiness import (
     describe_not_ready, fetch_readiness, normalize_readiness)
-from test_client_fakeserver import FakeServer, Reply
+
+from ..test_support.http_server import FakeServer, Reply
 
 SPEC = {
     "definition_bundle_id": "gaming@abc", "activation_barrier_id": None, "shadow_apply_state": "Ready",

@@ -3,42 +3,22 @@ with the cluster replaced by the in-memory fake."""
 
 import io
 import json
-import os
 import sqlite3
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_replay_sender_fakes import FakeCluster  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli as cli
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli as cli  # noqa: E402
-
-SCHEMA = """
-CREATE TABLE ceptra_history (
-  part_id TEXT NOT NULL, raft_index BIGINT, event_time_ns BIGINT NOT NULL, event_id TEXT NOT NULL,
-  partition_key TEXT NOT NULL, schema_key TEXT NOT NULL, payload TEXT NOT NULL, flags TEXT);
-"""
-
-
-def write_history(path, parts=2, n=30, bad=()):
-    conn = sqlite3.connect(path)
-    conn.executescript(SCHEMA)
-    rows = []
-    for p in range(parts):
-        for i in range(1, n + 1):
-            payload = "{not json" if (p, i) in bad else json.dumps({"metric": "m", "labels": {}, "value": i})
-            rows.append((str(p), i, 1_700_000_000_000_000_000 + i, "h-%d-%04d" % (p, i), "k%d" % i, "s", payload, None))
-    conn.executemany("INSERT INTO ceptra_history VALUES (?,?,?,?,?,?,?,?)", rows)
-    conn.commit()
-    conn.close()
+from ..test_support.control_plane import ControlPlane
+from ..test_support.replay_fakes import HISTORY_SCHEMA as SCHEMA
+from ..test_support.replay_fakes import write_history
 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     history = str(tmp_path / "history.db")
     write_history(history, bad={(1, 10)})
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     monkeypatch.setattr(cli, "_client", lambda args: cluster)
     base = ["--run-id", "r1", "--source", history, "--cursor-store", str(tmp_path / "cursors.db")]
     return cluster, base, tmp_path

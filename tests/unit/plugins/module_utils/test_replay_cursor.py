@@ -18,8 +18,9 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cur
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import (
     Cursor, CursorStoreError, open_cursor_store)
 
-PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 COLLECTIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), *([".."] * 4), ".build", "collections")
+# Writers in other interpreters import the collection from the same collections path.
+CHILD_ENV = dict(os.environ, PYTHONPATH=os.path.abspath(COLLECTIONS))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -29,10 +30,11 @@ def store_spec(request, tmp_path):
         return
     import psycopg
     # No skip: the PostgreSQL tests fail when the server is unreachable.
-    conn = psycopg.connect(PG_DSN, autocommit=True)
+    dsn = request.getfixturevalue("pg_dsn")
+    conn = psycopg.connect(dsn, autocommit=True)
     schema = "t_cur_" + uuid.uuid4().hex[:12]
     conn.execute("CREATE SCHEMA %s" % schema)
-    yield {"type": "postgresql", "dsn": PG_DSN, "table": schema + ".cursors"}
+    yield {"type": "postgresql", "dsn": dsn, "table": schema + ".cursors"}
     conn.execute("DROP SCHEMA %s CASCADE" % schema)
     conn.close()
 
@@ -64,13 +66,12 @@ def _commit_from_another_process(spec, run_id, part_id, seq):
 
 def test_cursor_survives_a_process_restart(store_spec):
     # The writer is a separate interpreter that exits before we read.
-    code = ("import sys; sys.path.insert(0, %r)\n"
-            "from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import Cursor, open_cursor_store\n"
+    code = ("from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import Cursor, open_cursor_store\n"
             "s = open_cursor_store(%r)\n"
             "s.commit('run-r', '7', Cursor((123, 'e-x'), 77, 70, 7000, 'running', 5.0))\n"
             "s.set_paused('run-r', True, 'operator asked')\n"
-            "import os; os._exit(0)\n" % (os.path.abspath(COLLECTIONS), store_spec))
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+            "import os; os._exit(0)\n" % (store_spec,))
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=CHILD_ENV)
     store = open_cursor_store(store_spec)
     assert store.load("run-r", "7") == Cursor((123, "e-x"), 77, 70, 7000, "running", 5.0)
     assert store.is_paused("run-r") and store.pause_reason("run-r") == "operator asked"
@@ -78,8 +79,7 @@ def test_cursor_survives_a_process_restart(store_spec):
 
 
 HAMMER = """
-import os, sys, time
-sys.path.insert(0, {collections!r})
+import os, time
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import Cursor, open_cursor_store
 store = open_cursor_store({spec!r})
 open({ready!r}, "w").close()
@@ -97,9 +97,9 @@ def test_concurrent_commits_from_two_processes_keep_both(store_spec, tmp_path):
     procs = []
     for part in ("0", "1"):
         ready = str(tmp_path / ("ready-" + part))
-        code = HAMMER.format(collections=os.path.abspath(COLLECTIONS), spec=store_spec, ready=ready, go=go,
+        code = HAMMER.format(spec=store_spec, ready=ready, go=go,
                              count=150, part=part)
-        procs.append((subprocess.Popen([sys.executable, "-c", code]), ready))
+        procs.append((subprocess.Popen([sys.executable, "-c", code], env=CHILD_ENV), ready))
     deadline = time.time() + 60
     while not all(os.path.exists(ready) for _p, ready in procs) and time.time() < deadline:
         time.sleep(0.01)
@@ -150,7 +150,7 @@ def test_sqlite_store_is_durable_wal():
     ({"type": "sqlite"}, "needs 'path'"),
     ({"type": "sqlite", "path": "/nonexistent-dir/x/c.db"}, "directory /nonexistent-dir/x does not exist"),
     ({"type": "postgresql"}, "needs 'dsn'"),
-    ({"type": "postgresql", "dsn": PG_DSN, "table": "c; DROP TABLE x"}, "not a valid SQL identifier"),
+    ({"type": "postgresql", "dsn": "dbname=never-connected", "table": "c; DROP TABLE x"}, "not a valid SQL identifier"),
     ("sqlite", "must be a mapping"),
 ])
 def test_bad_store_spec_is_refused(spec, message):
@@ -161,7 +161,7 @@ def test_bad_store_spec_is_refused(spec, message):
 def test_psycopg_missing_gives_the_install_hint(monkeypatch):
     monkeypatch.setattr(cursor_mod, "psycopg", None)
     with pytest.raises(CursorStoreError, match=r"pip install 'psycopg\[binary\]'"):
-        open_cursor_store({"type": "postgresql", "dsn": PG_DSN})
+        open_cursor_store({"type": "postgresql", "dsn": "dbname=never-connected"})
 
 
 @pytest.mark.postgres
@@ -207,7 +207,7 @@ def test_a_store_without_the_counts_column_is_upgraded_on_open(store_spec):
         conn.close()
     else:
         import psycopg
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        with psycopg.connect(store_spec["dsn"], autocommit=True) as conn:
             conn.execute(OLD_PG_SCHEMA.format(table=store_spec["table"]))
             conn.execute("INSERT INTO %s VALUES ('old', '0', '[5]', 5, 5, 500, 'running', 1.0)" % store_spec["table"])
     store = open_cursor_store(store_spec)

@@ -11,6 +11,8 @@ import pytest
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.fanout import (
     FanoutError, assign_partitions, assignment_table, check_worker_group, slice_partitions)
 
+from ..test_support.replay_fakes import MemoryCursorStore
+
 
 @pytest.mark.parametrize("n_parts, n_hosts", [(8, 2), (8, 3), (16, 5), (3, 4), (1, 1), (64, 7)])
 def test_shares_are_disjoint_covering_and_balanced(n_parts, n_hosts):
@@ -66,23 +68,8 @@ def test_slices_cover_all_partitions_once():
             slice_partitions(parts, *bad)
 
 
-class MemoryStore(object):
-    """The two cursor-store calls check_worker_group uses."""
-
-    def __init__(self):
-        self.groups = {}
-
-    def worker_group(self, run_id):
-        return self.groups.get(run_id)
-
-    def register_worker_group(self, run_id, hosts, replace=False):
-        if replace or run_id not in self.groups:
-            self.groups[run_id] = sorted(hosts)
-        return self.groups[run_id]
-
-
 def test_check_worker_group_records_the_first_list_and_refuses_another():
-    store = MemoryStore()
+    store = MemoryCursorStore()
     assert check_worker_group(store, "r", ["w2", "w1", "w1"]) == ["w1", "w2"]
     assert check_worker_group(store, "r", ["w1", "w2"]) == ["w1", "w2"]      # same set, any order
     with pytest.raises(FanoutError) as err:
@@ -93,7 +80,7 @@ def test_check_worker_group_records_the_first_list_and_refuses_another():
 
 
 def test_check_worker_group_compare_only_and_replace():
-    store = MemoryStore()
+    store = MemoryCursorStore()
     assert check_worker_group(store, "r", ["w1"], register=False) == ["w1"]
     assert "r" not in store.groups                                           # check mode writes nothing
     check_worker_group(store, "r", ["w1", "w2"])

@@ -1,16 +1,13 @@
 """Replay progress: EWMA rate / ETA, Prometheus textfile, Pushgateway, JSONL audit, CP audit."""
 
 import json
-import os
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_replay_sender_fakes import make_event  # noqa: E402
-
 from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay import progress as pg  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import progress as pg
+
+from ..test_support.replay_fakes import make_event
 
 
 class Clock(object):

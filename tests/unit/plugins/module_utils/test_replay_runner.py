@@ -1,16 +1,14 @@
 """Replay runner with in-memory fakes: completion, crash/resume, bad rows, pause, stop, abort."""
 
 import json
-import os
-import sys
 import threading
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_replay_sender_fakes import FakeCluster, FakeCursorStore, FakeSource, bad_row, make_event  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as rr
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as rr  # noqa: E402
+from ..test_support.control_plane import ControlPlane
+from ..test_support.replay_fakes import MemoryCursorStore, MemorySource, bad_row, make_event
 
 
 def source_of(parts=3, n=50, bad=None):
@@ -20,7 +18,7 @@ def source_of(parts=3, n=50, bad=None):
         for i in range(1, n + 1):
             rows.append(bad_row(p, i) if bad and (p, i) in bad else make_event(p, i))
         events[str(p)] = rows
-    return FakeSource(events)
+    return MemorySource(events)
 
 
 def make_run(cluster, source, store, tmp_path, **options):
@@ -47,7 +45,7 @@ def test_config_errors_say_what_to_fix():
 
 
 def test_plan_lists_events_ranges_and_estimates_without_sending(tmp_path):
-    cluster, source, store = FakeCluster(), source_of(2, 40), FakeCursorStore()
+    cluster, source, store = ControlPlane(), source_of(2, 40), MemoryCursorStore()
     plan = make_run(cluster, source, store, tmp_path, estimated_rate=10.0).plan()
     assert plan["partitions"]["0"]["events_remaining"] == 40
     assert plan["partitions"]["1"]["first_position"] == [1]
@@ -58,7 +56,7 @@ def test_plan_lists_events_ranges_and_estimates_without_sending(tmp_path):
 
 
 def test_full_run_applies_everything_once_and_records_audit_and_metrics(tmp_path):
-    cluster, source, store = FakeCluster(), source_of(3, 50), FakeCursorStore()
+    cluster, source, store = ControlPlane(), source_of(3, 50), MemoryCursorStore()
     result = make_run(cluster, source, store, tmp_path).run()
     assert result["done"] and result["changed"] and result["dedup"] == "replay_session"
     for p in ("0", "1", "2"):
@@ -88,7 +86,7 @@ class Crash(Exception):
 
 @pytest.mark.parametrize("sessions", [True, False])
 def test_crash_between_ack_and_commit_then_resume_has_no_dup_no_loss(tmp_path, sessions):
-    cluster, source, store = FakeCluster(sessions=sessions), source_of(2, 60), FakeCursorStore()
+    cluster, source, store = ControlPlane(sessions=sessions), source_of(2, 60), MemoryCursorStore()
     commits = {"n": 0}
 
     def crash_on_fourth(part_id, cursor):
@@ -115,7 +113,7 @@ def test_crash_between_ack_and_commit_then_resume_has_no_dup_no_loss(tmp_path, s
 
 def test_dead_letter_policy_skips_bad_rows_into_file_and_reports_position(tmp_path):
     source = source_of(2, 20, bad={(0, 5), (0, 6), (1, 20)})
-    cluster, store = FakeCluster(), FakeCursorStore()
+    cluster, store = ControlPlane(), MemoryCursorStore()
     dl = tmp_path / "dead.jsonl"
     result = make_run(cluster, source, store, tmp_path, on_bad_row="dead_letter", dead_letter_path=str(dl)).run()
     assert result["done"] and result["stopped"] == []
@@ -131,7 +129,7 @@ def test_dead_letter_policy_skips_bad_rows_into_file_and_reports_position(tmp_pa
 
 def test_stop_policy_stops_the_partition_at_the_bad_row_others_finish(tmp_path):
     source = source_of(3, 20, bad={(1, 8)})
-    cluster, store = FakeCluster(), FakeCursorStore()
+    cluster, store = ControlPlane(), MemoryCursorStore()
     result = make_run(cluster, source, store, tmp_path).run()
     assert result["done"]          # every partition reached a final state
     assert cluster.applied["1"] == expected_ids(source, "1")[:7]
@@ -146,14 +144,14 @@ def test_stop_policy_stops_the_partition_at_the_bad_row_others_finish(tmp_path):
 def test_oversized_event_is_a_bad_row(tmp_path):
     source = source_of(1, 5)
     source.events["0"][2].event["payload"]["blob"] = "x" * 5000
-    cluster, store = FakeCluster(), FakeCursorStore()
+    cluster, store = ControlPlane(), MemoryCursorStore()
     result = make_run(cluster, source, store, tmp_path, max_event_bytes=2048).run()
     assert result["stopped"][0]["position"] == [3]
     assert "above max_event_bytes 2048" in result["stopped"][0]["message"]
 
 
 def test_permanent_cluster_error_stops_partition_and_is_remembered(tmp_path):
-    cluster, source, store = FakeCluster(), source_of(3, 30), FakeCursorStore()
+    cluster, source, store = ControlPlane(), source_of(3, 30), MemoryCursorStore()
     cluster.script["h-2-000011"] = [{"status": "PermanentDurability", "cep_status_reason": "PERMANENT_SCHEMA"}]
     result = make_run(cluster, source, store, tmp_path).run()
     assert result["done"]
@@ -173,7 +171,7 @@ def test_permanent_cluster_error_stops_partition_and_is_remembered(tmp_path):
 
 
 def test_pause_flag_in_cursor_store_pauses_all_workers(tmp_path):
-    cluster, source, store = FakeCluster(), source_of(2, 10), FakeCursorStore()
+    cluster, source, store = ControlPlane(), source_of(2, 10), MemoryCursorStore()
     store.set_paused("run-1", True)
     result = make_run(cluster, source, store, tmp_path).run(time_budget_s=0.6)
     assert cluster.requests == [] and not result["done"]
@@ -184,7 +182,7 @@ def test_pause_flag_in_cursor_store_pauses_all_workers(tmp_path):
 
 
 def test_pause_file_pauses(tmp_path):
-    cluster, source, store = FakeCluster(), source_of(1, 10), FakeCursorStore()
+    cluster, source, store = ControlPlane(), source_of(1, 10), MemoryCursorStore()
     flag = tmp_path / "PAUSE"
     flag.write_text("maintenance")
     result = make_run(cluster, source, store, tmp_path, pause_file=str(flag)).run(time_budget_s=0.5)
@@ -192,7 +190,7 @@ def test_pause_file_pauses(tmp_path):
 
 
 def test_stop_request_finishes_in_flight_batch_and_commits(tmp_path):
-    cluster, source, store = FakeCluster(), source_of(2, 400), FakeCursorStore()
+    cluster, source, store = ControlPlane(), source_of(2, 400), MemoryCursorStore()
     run = make_run(cluster, source, store, tmp_path, progress_interval_s=0.0)
     original = cluster.post_ndjson
     calls = {"n": 0}
@@ -217,7 +215,7 @@ def test_stop_request_finishes_in_flight_batch_and_commits(tmp_path):
 
 
 def test_critical_lag_aborts_the_run(tmp_path):
-    cluster, source, store = FakeCluster(), source_of(1, 10_000), FakeCursorStore()
+    cluster, source, store = ControlPlane(), source_of(1, 10_000), MemoryCursorStore()
     cfg = {"run_id": "run-1", "throttle": True, "initial_rate": 50.0}
     run = rr.ReplayRun(cfg, cluster, source, store, lag_fetch=lambda: {"0": (5000.0, 10.0)})
     result = run.run()
@@ -227,28 +225,28 @@ def test_critical_lag_aborts_the_run(tmp_path):
 
 
 def test_fatal_error_stops_the_run_with_the_reason(tmp_path):
-    class Refusing(FakeCluster):
+    class Refusing(ControlPlane):
         def post_ndjson(self, *a, **kw):
             err = RuntimeError("403")
             err.status, err.message = 403, "identity lacks the ingest role"
             raise err
-    result = make_run(Refusing(), source_of(2, 5), FakeCursorStore(), tmp_path).run()
+    result = make_run(Refusing(), source_of(2, 5), MemoryCursorStore(), tmp_path).run()
     assert not result["done"] and "ingest role" in result["error"]
 
 
 def test_only_assigned_partitions_are_replayed(tmp_path):
-    cluster, source, store = FakeCluster(), source_of(4, 5), FakeCursorStore()
+    cluster, source, store = ControlPlane(), source_of(4, 5), MemoryCursorStore()
     result = make_run(cluster, source, store, tmp_path, part_ids=["1", "3"]).run()
     assert sorted(cluster.applied) == ["1", "3"] and sorted(result["partitions"]) == ["1", "3"]
 
 
 def test_source_failure_marks_the_partition_failed_with_the_error(tmp_path):
-    class Broken(FakeSource):
+    class Broken(MemorySource):
         def read(self, part_id, after, after_seq, limit):
             if part_id == "1":
                 raise RuntimeError("connection to the archive lost")
-            return FakeSource.read(self, part_id, after, after_seq, limit)
-    cluster, store = FakeCluster(), FakeCursorStore()
+            return MemorySource.read(self, part_id, after, after_seq, limit)
+    cluster, store = ControlPlane(), MemoryCursorStore()
     source = Broken(source_of(2, 10).events)
     result = make_run(cluster, source, store, tmp_path).run()
     assert not result["done"]
@@ -270,7 +268,7 @@ def test_duplicate_copies_are_skipped_counted_and_audited_never_stop(tmp_path):
                                     % list(original.position),
                                     raw_row={"event_id": original.event["event_id"]},
                                     duplicate_of=original.position)
-    cluster, store = FakeCluster(), FakeCursorStore()
+    cluster, store = ControlPlane(), MemoryCursorStore()
     result = make_run(cluster, source, store, tmp_path, on_bad_row="stop").run()
     assert result["done"] and result["stopped"] == []
     assert cluster.applied["1"] == [e.event["event_id"] for e in rows if e.event is not None]
@@ -299,16 +297,16 @@ def test_durability_wait_reads_every_readiness_variant(tmp_path):
         Resp(200, {"ready": True, "partitions": [{"partition_id": 1, "ready": True}]}),
     ]
 
-    class Client(FakeCluster):
+    class Client(ControlPlane):
         def request(self, method, route, **kw):
             if route == "readyz":
                 self.readyz_calls = getattr(self, "readyz_calls", 0) + 1
                 return answers.pop(0)
-            return FakeCluster.request(self, method, route, **kw)
+            return ControlPlane.request(self, method, route, **kw)
 
     client = Client()
     run = rr.ReplayRun({"run_id": "run-1", "throttle": False, "durability_wait_s": 3600}, client,
-                       source_of(1, 1), FakeCursorStore(), lag_fetch=lambda: {}, sleep=lambda s: None)
+                       source_of(1, 1), MemoryCursorStore(), lag_fetch=lambda: {}, sleep=lambda s: None)
     run.progress.add("1", 1)
     assert run._wait_durability("1") is True
     assert client.readyz_calls == 4 and answers == []
@@ -328,17 +326,17 @@ def _sqlite_history(path, rows):
     conn.close()
 
 
-class RecordingCluster(FakeCluster):
-    """FakeCluster that also keeps every line it was sent."""
+class RecordingCluster(ControlPlane):
+    """ControlPlane that also keeps every line it was sent."""
 
     def __init__(self, **kw):
-        FakeCluster.__init__(self, **kw)
+        ControlPlane.__init__(self, **kw)
         self.lines = []
 
     def post_ndjson(self, route, lines, **kw):
         with self.lock:
             self.lines.extend(lines)
-        return FakeCluster.post_ndjson(self, route, lines, **kw)
+        return ControlPlane.post_ndjson(self, route, lines, **kw)
 
 
 @pytest.mark.parametrize("parallel", [1, 3])
@@ -355,7 +353,7 @@ def test_real_source_fast_path_sends_the_full_messages_in_order(tmp_path, parall
     path = str(tmp_path / "history.db")
     _sqlite_history(path, rows)
     spec = {"type": "sqlite", "path": path, "order_by": "raft_index"}
-    cluster, store = RecordingCluster(), FakeCursorStore()
+    cluster, store = RecordingCluster(), MemoryCursorStore()
     result = rr.ReplayRun({"run_id": "run-1", "batch_events": 16, "max_window": 8, "throttle": False,
                            "commit_interval_s": 0.0, "audit_file": str(tmp_path / "audit.jsonl"),
                            "on_bad_row": "dead_letter", "dead_letter_path": str(tmp_path / "dead.jsonl"),
@@ -423,7 +421,7 @@ def test_skip_and_dead_letter_counts_survive_time_slices_and_restarts(tmp_path):
         original = rows[i - 3]
         rows[i - 1] = HistoricEvent("0", (i,), i, None, 100, "duplicate row", raw_row={"event_id": original.event["event_id"]},
                                     duplicate_of=original.position)
-    cluster, store = FakeCluster(), FakeCursorStore()
+    cluster, store = ControlPlane(), MemoryCursorStore()
     commits = {"n": 0}
 
     def dead(part_id, cursor):

@@ -1,16 +1,14 @@
 """Replay sender against a fake append stream."""
 
 import json
-import os
 import random
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_replay_sender_fakes import FakeCluster, make_event  # noqa: E402
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import sender as snd
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay import sender as snd  # noqa: E402
+from ..test_support.control_plane import ControlPlane
+from ..test_support.replay_fakes import make_event
 
 
 class Sleeps(list):
@@ -37,7 +35,7 @@ def test_encode_adds_replay_flag_and_session():
 
 
 def test_all_healthy_acks_everything_in_window_sized_requests():
-    cluster = FakeCluster(window=4)
+    cluster = ControlPlane(window=4)
     s, dummy = sender(cluster, max_window=16)
     events = [make_event("1", i) for i in range(1, 11)]
     result = s.send(events)
@@ -50,7 +48,7 @@ def test_all_healthy_acks_everything_in_window_sized_requests():
 
 
 def test_transient_resends_the_same_seqs_in_order_after_hinted_backoff():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     events = [make_event("1", i) for i in range(1, 7)]
     cluster.script[events[2].event["event_id"]] = [
         {"status": "TransientBackpressure", "cep_status_reason": "TRANSIENT_BACKPRESSURE",
@@ -66,7 +64,7 @@ def test_transient_resends_the_same_seqs_in_order_after_hinted_backoff():
 
 
 def test_backoff_without_hint_is_25_to_50_ms():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     events = [make_event("1", 1)]
     cluster.script["h-1-000001"] = [{"status": "TransientBackpressure"}] * 5
     s, sleeps = sender(cluster)
@@ -75,7 +73,7 @@ def test_backoff_without_hint_is_25_to_50_ms():
 
 
 def test_later_healthy_answers_after_a_refusal_are_not_acked():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     events = [make_event("1", i) for i in range(1, 5)]
     # event 2 refused, but the (misbehaving) cluster commits 3 and 4 anyway
     cluster.script["h-1-000002"] = [{"status": "TransientBackpressure", "stop_stream": False}]
@@ -91,7 +89,7 @@ def test_later_healthy_answers_after_a_refusal_are_not_acked():
 
 
 def test_permanent_refusal_reports_events_the_cluster_committed_after_it():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     events = [make_event("1", i) for i in range(1, 5)]
     cluster.script["h-1-000002"] = [{"status": "PermanentDurability", "cep_status_reason": "PERMANENT_SCHEMA",
                                      "stop_stream": False}]
@@ -102,7 +100,7 @@ def test_permanent_refusal_reports_events_the_cluster_committed_after_it():
 
 
 def test_permanent_refusal_behind_a_transient_one_stops_without_any_resend():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     events = [make_event("1", i) for i in range(1, 7)]
     # a cluster without the lab's session rule: 2 transient, 4 refused permanently, 5 and 6 committed
     cluster.script["h-1-000002"] = [{"status": "TransientBackpressure", "stop_stream": False}]
@@ -121,7 +119,7 @@ def test_permanent_refusal_behind_a_transient_one_stops_without_any_resend():
 
 
 def test_lab_style_transient_retry_after_a_refusal_stops_at_the_refused_event():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     events = [make_event("1", i) for i in range(1, 6)]
     # default stop_stream: later events of the request are answered TRANSIENT_RETRY (the lab's rule)
     cluster.script["h-1-000003"] = [{"status": "PermanentDurability", "cep_status_reason": "FUTURE_SKEW"}]
@@ -133,7 +131,7 @@ def test_lab_style_transient_retry_after_a_refusal_stops_at_the_refused_event():
 
 
 def test_permanent_error_stops_partition_with_report_and_sends_nothing_after():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     events = [make_event("1", i) for i in range(1, 9)]
     cluster.script["h-1-000004"] = [{"status": "PermanentDurability", "cep_status_reason": "PERMANENT_PAYLOAD",
                                      "error": "event larger than max_event_bytes"}]
@@ -149,7 +147,7 @@ def test_permanent_error_stops_partition_with_report_and_sends_nothing_after():
 
 
 def test_not_leader_re_resolves_and_retries():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     events = [make_event("1", i) for i in range(1, 4)]
     cluster.script["h-1-000002"] = [{"status": "PermanentDurability", "cep_status_reason": "NOT_LEADER:ceptra-2"}]
     resolved = []
@@ -161,7 +159,7 @@ def test_not_leader_re_resolves_and_retries():
 
 
 def test_not_leader_forever_stops_with_report():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.script["h-1-000001"] = [{"status": "PermanentDurability", "cep_status_reason": "NOT_LEADER"}] * 100
     s, dummy = sender(cluster, resolve_leader=lambda part, reason: None)
     result = s.send([make_event("1", 1)])
@@ -169,7 +167,7 @@ def test_not_leader_forever_stops_with_report():
 
 
 def test_durability_fence_waits_for_readiness_then_resumes():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.script["h-1-000002"] = [{"status": "PermanentDurability", "cep_status_reason": "PERMANENT_DURABILITY"}]
     waits = []
     s, dummy = sender(cluster, wait_durability=lambda part: waits.append(part) or True)
@@ -178,7 +176,7 @@ def test_durability_fence_waits_for_readiness_then_resumes():
 
 
 def test_durability_fence_that_does_not_clear_stops_the_partition():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.script["h-1-000001"] = [{"status": "PermanentDurability", "cep_status_reason": "PERMANENT_DURABILITY"}]
     s, dummy = sender(cluster, wait_durability=lambda part: False)
     result = s.send([make_event("1", 1)])
@@ -186,7 +184,7 @@ def test_durability_fence_that_does_not_clear_stops_the_partition():
 
 
 def test_duplicates_count_as_acked():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     events = [make_event("1", i) for i in range(1, 4)]
     s, dummy = sender(cluster)
     s.send(events)
@@ -196,7 +194,7 @@ def test_duplicates_count_as_acked():
 
 
 def test_transport_errors_are_retried_then_reported():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.fail_requests = 2
     s, sleeps = sender(cluster)
     assert s.send([make_event("1", 1)]).acked == 1
@@ -218,7 +216,7 @@ def test_auth_error_is_fatal_for_the_run():
 
 
 def test_stop_request_interrupts_between_requests():
-    cluster = FakeCluster()
+    cluster = ControlPlane()
     cluster.script["h-1-000001"] = [{"status": "TransientBackpressure"}] * 3
     stop = {"now": False}
 

@@ -15,7 +15,6 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._replay import sou
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import (
     HistoricEvent, SourceError, dead_letter_write, open_source)
 
-PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 LOGICAL = ("part_id", "raft_index", "event_time_ns", "event_id", "partition_key", "schema_key", "payload", "flags")
 TYPES = {"part_id": "TEXT", "raft_index": "BIGINT", "event_time_ns": "BIGINT", "event_id": "TEXT",
          "partition_key": "TEXT", "schema_key": "TEXT", "payload": "TEXT", "flags": "TEXT"}
@@ -31,8 +30,9 @@ def make_row(part_id, raft_index, ts, event_id, payload=None, flags=None, key="k
 class Backend(object):
     """Creates tables in SQLite or in a throw-away PostgreSQL schema and opens sources on them."""
 
-    def __init__(self, kind, tmp_path):
+    def __init__(self, kind, tmp_path, dsn=None):
         self.kind = kind
+        self.dsn = dsn
         self.sources = []
         if kind == "sqlite":
             self.path = str(tmp_path / "history.db")
@@ -41,7 +41,7 @@ class Backend(object):
         else:
             import psycopg
             # No skip: the PostgreSQL tests fail when the server is unreachable.
-            self.conn = psycopg.connect(PG_DSN, autocommit=True)
+            self.conn = psycopg.connect(self.dsn, autocommit=True)
             self.schema = "t_src_" + uuid.uuid4().hex[:12]
             self.conn.execute("CREATE SCHEMA %s" % self.schema)
             self.prefix = self.schema + "."
@@ -77,7 +77,7 @@ class Backend(object):
         if self.kind == "sqlite":
             spec.update(type="sqlite", path=self.path)
         else:
-            spec.update(type="postgresql", dsn=PG_DSN)
+            spec.update(type="postgresql", dsn=self.dsn)
         src = open_source(spec)
         self.sources.append(src)
         return src
@@ -92,7 +92,7 @@ class Backend(object):
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def backend(request, tmp_path):
-    b = Backend(request.param, tmp_path)
+    b = Backend(request.param, tmp_path, request.getfixturevalue("pg_dsn") if request.param == "postgresql" else None)
     yield b
     b.close()
 
@@ -232,7 +232,7 @@ def test_source_spec_errors_without_a_database(tmp_path):
 def test_psycopg_missing_gives_the_install_hint(monkeypatch):
     monkeypatch.setattr(source_mod, "psycopg", None)
     with pytest.raises(SourceError, match=r"pip install 'psycopg\[binary\]'"):
-        open_source({"type": "postgresql", "dsn": PG_DSN})
+        open_source({"type": "postgresql", "dsn": "dbname=never-connected"})
 
 
 def test_malformed_rows_become_errors_with_positions(backend):
@@ -385,8 +385,8 @@ def test_resume_position_of_another_ordering_is_refused(backend):
 
 
 @pytest.mark.postgres
-def test_postgres_native_types_jsonb_uuid_integer_partition(tmp_path):
-    b = Backend("postgresql", tmp_path)
+def test_postgres_native_types_jsonb_uuid_integer_partition(tmp_path, pg_dsn):
+    b = Backend("postgresql", tmp_path, pg_dsn)
     try:
         table = b.table("typed")
         b.execute("CREATE TABLE %s (part_id INT NOT NULL, raft_index BIGINT, event_time_ns BIGINT NOT NULL, "

@@ -5,9 +5,10 @@ import json
 import random
 
 import pytest
-from test_definitions_fake_cluster import FakeCluster
 
 from ansible_collections.ceptra.backfill.plugins.module_utils import _snapshot as snap
+
+from ..test_support.control_plane import ControlPlane
 
 
 def make_snapshot(part_id="0", **overrides):
@@ -218,7 +219,7 @@ def test_read_text_or_none(tmp_path):
 
 
 def test_fetch_snapshots_of_every_partition():
-    cluster = FakeCluster(partitions=3)
+    cluster = ControlPlane(partitions=3)
     cluster.snapshots["1"] = make_snapshot("1")
     snapshots = snap.fetch_snapshots(cluster)
     assert list(snapshots) == ["0", "1", "2"]
@@ -227,7 +228,7 @@ def test_fetch_snapshots_of_every_partition():
 
 
 def test_fetch_outside_test_mode_says_so():
-    cluster = FakeCluster(test_mode=False)
+    cluster = ControlPlane(test_mode=False)
     with pytest.raises(snap.SnapshotError) as caught:
         snap.fetch_snapshots(cluster)
     assert "not in test mode" in str(caught.value)
@@ -238,5 +239,5 @@ def test_fetch_outside_test_mode_says_so():
 
 def test_fetch_of_an_unknown_partition_names_the_known_ones():
     with pytest.raises(snap.SnapshotError) as caught:
-        snap.fetch_snapshot(FakeCluster(partitions=2), "9")
+        snap.fetch_snapshot(ControlPlane(partitions=2), "9")
     assert "partition 9 does not exist; the cluster has partitions 0, 1" in str(caught.value)

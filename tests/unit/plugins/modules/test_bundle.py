@@ -1,98 +1,78 @@
 """Unit tests of the bundle and bundle_info modules (fake control plane, real AnsibleModule)."""
 
 import json
-import os
-import sys
 
-import pytest
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
+from ansible_collections.ceptra.backfill.plugins.modules import bundle, bundle_info
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils"))
-from test_definitions_fake_cluster import (  # noqa: E402  pylint: disable=wrong-import-position
+from ..test_support.control_plane import (
     FAILED_SHADOW,
     PENDING_SHADOW,
     READY_SHADOW,
     WAITING_SHADOW,
-    FakeCluster,
+    ControlPlane,
 )
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError  # noqa: E402
-from ansible_collections.ceptra.backfill.plugins.modules import bundle, bundle_info  # noqa: E402
-
 BUNDLE_YAML = "bundle:\n  name: unit\n  def_version: 1\nworkflow:\n  name: unit\n  phases: []\n"
-CONNECTION = {"url": "http://127.0.0.1:1", "token": "secret-token"}
 
 
-def run_module(module, args, cluster, capsys, monkeypatch, check_mode=False):
-    """Run a module's main() against ``cluster``; return (failed, result)."""
-    monkeypatch.setattr(module, "client_from_module", lambda _module: cluster)
-    args = dict(CONNECTION, **args)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as caught:
-            module.main()
-    result = json.loads(capsys.readouterr().out)
-    return caught.value.code != 0, result
-
-
-def test_bundle_present_uploads_then_reruns_unchanged(tmp_path, capsys, monkeypatch):
+def test_bundle_present_uploads_then_reruns_unchanged(tmp_path, run_module):
     src = tmp_path / "unit.yaml"
     src.write_text(BUNDLE_YAML)
-    cluster = FakeCluster()
-    failed, check = run_module(bundle, {"src": str(src)}, cluster, capsys, monkeypatch, check_mode=True)
+    cluster = ControlPlane()
+    failed, check = run_module(bundle, {"src": str(src)}, cluster, check_mode=True)
     assert not failed and check["changed"] is True and check["would_upload"] is True
     assert cluster.bundles == {}
-    failed, first = run_module(bundle, {"src": str(src)}, cluster, capsys, monkeypatch)
+    failed, first = run_module(bundle, {"src": str(src)}, cluster)
     assert not failed and first["changed"] is True and first["bundle_id"].startswith("unit@")
     assert list(cluster.bundles) == [first["bundle_id"]]
-    failed, again = run_module(bundle, {"src": str(src)}, cluster, capsys, monkeypatch)
+    failed, again = run_module(bundle, {"src": str(src)}, cluster)
     assert not failed and again["changed"] is False and again["bundle_id"] == first["bundle_id"]
     assert "secret-token" not in json.dumps(again)
     assert cluster.closed is True
 
 
-def test_bundle_validated_with_json_content(capsys, monkeypatch):
-    cluster = FakeCluster()
+def test_bundle_validated_with_json_content(run_module):
+    cluster = ControlPlane()
     content = json.dumps({"bundle": {"name": "j", "def_version": 1}})
-    failed, result = run_module(bundle, {"content": content, "state": "validated"}, cluster, capsys, monkeypatch)
+    failed, result = run_module(bundle, {"content": content, "state": "validated"}, cluster)
     assert not failed and result["changed"] is False and result["report"]["bundle_name"] == "j"
     assert cluster.writes("definitions") == []
 
 
-def test_bundle_rejection_lists_violations(capsys, monkeypatch):
-    cluster = FakeCluster()
+def test_bundle_rejection_lists_violations(run_module):
+    cluster = ControlPlane()
     cluster.validate_violations = [{"path": "lane_domains", "message": "96 lanes exceed 64"}]
-    failed, result = run_module(bundle, {"content": BUNDLE_YAML}, cluster, capsys, monkeypatch)
+    failed, result = run_module(bundle, {"content": BUNDLE_YAML}, cluster)
     assert failed and "lane_domains: 96 lanes exceed 64" in result["msg"]
     assert result["violations"] == cluster.validate_violations
 
 
-def test_bundle_yaml_trap_gets_the_clusters_explanation(capsys, monkeypatch):
-    failed, result = run_module(bundle, {"content": "a: [oops\n"}, FakeCluster(), capsys, monkeypatch)
+def test_bundle_yaml_trap_gets_the_clusters_explanation(run_module):
+    failed, result = run_module(bundle, {"content": "a: [oops\n"}, ControlPlane())
     assert failed and "does not parse" in result["msg"] and "from the cluster" in result["msg"]
     assert "not valid YAML" in result["parser_error"]
 
 
-def test_bundle_needs_src_or_content(capsys, monkeypatch):
-    failed, result = run_module(bundle, {}, FakeCluster(), capsys, monkeypatch)
+def test_bundle_needs_src_or_content(run_module):
+    failed, result = run_module(bundle, {}, ControlPlane())
     assert failed and "one of the following is required: src, content" in result["msg"]
 
 
-def test_bundle_transport_error_is_readable(capsys, monkeypatch):
-    class Broken(FakeCluster):
+def test_bundle_transport_error_is_readable(run_module):
+    class Broken(ControlPlane):
         def request(self, *args, **kwargs):
             raise CeptraError("connection refused by 127.0.0.1:1", status=None, route="definitions_validate")
 
-    failed, result = run_module(bundle, {"content": BUNDLE_YAML}, Broken(), capsys, monkeypatch)
+    failed, result = run_module(bundle, {"content": BUNDLE_YAML}, Broken())
     assert failed
     assert result["msg"] == "Could not validate or upload the bundle: connection refused by 127.0.0.1:1"
 
 
-def test_bundle_info_lists_and_groups_partitions(capsys, monkeypatch):
-    cluster = FakeCluster()
+def test_bundle_info_lists_and_groups_partitions(run_module):
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p1=WAITING_SHADOW, p2=FAILED_SHADOW, p3=PENDING_SHADOW)
-    failed, result = run_module(bundle_info, {"bundle_id": "b@1"}, cluster, capsys, monkeypatch)
+    failed, result = run_module(bundle_info, {"bundle_id": "b@1"}, cluster)
     assert not failed and result["changed"] is False
     assert result["ready_partitions"] == ["0"] and result["needs_replay"] == ["1"]
     assert result["failed_partitions"] == ["2"] and result["pending_partitions"] == ["3"]
@@ -100,30 +80,30 @@ def test_bundle_info_lists_and_groups_partitions(capsys, monkeypatch):
     assert result["is_active"] is False and result["bundles"][0]["bundle_id"] == "b@1"
 
 
-def test_bundle_info_wait_settles_on_needs_replay(capsys, monkeypatch):
-    cluster = FakeCluster()
+def test_bundle_info_wait_settles_on_needs_replay(run_module):
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", PENDING_SHADOW, p1=WAITING_SHADOW)
     cluster.warm_after_polls = 2
     args = {"bundle_id": "b@1", "wait": True, "wait_interval": 0, "wait_timeout": 30}
-    failed, result = run_module(bundle_info, args, cluster, capsys, monkeypatch)
+    failed, result = run_module(bundle_info, args, cluster)
     assert not failed and result["polls"] == 2
     assert result["needs_replay"] == ["1"] and result["ready_partitions"] == ["0", "2", "3"]
 
 
-def test_bundle_info_wait_timeout_names_stuck_partitions(capsys, monkeypatch):
-    cluster = FakeCluster()
+def test_bundle_info_wait_timeout_names_stuck_partitions(run_module):
+    cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p3=PENDING_SHADOW)
     args = {"bundle_id": "b@1", "wait": True, "wait_interval": 0, "wait_timeout": 0}
-    failed, result = run_module(bundle_info, args, cluster, capsys, monkeypatch)
+    failed, result = run_module(bundle_info, args, cluster)
     assert failed and "still warming: 3 (SHADOW_PENDING)" in result["msg"]
     assert result["pending_partitions"] == ["3"]
 
 
-def test_bundle_info_wait_needs_bundle_id(capsys, monkeypatch):
-    failed, result = run_module(bundle_info, {"wait": True}, FakeCluster(), capsys, monkeypatch)
+def test_bundle_info_wait_needs_bundle_id(run_module):
+    failed, result = run_module(bundle_info, {"wait": True}, ControlPlane())
     assert failed and "bundle_id" in result["msg"]
 
 
-def test_bundle_info_unknown_bundle(capsys, monkeypatch):
-    failed, result = run_module(bundle_info, {"bundle_id": "x@1"}, FakeCluster(), capsys, monkeypatch)
+def test_bundle_info_unknown_bundle(run_module):
+    failed, result = run_module(bundle_info, {"bundle_id": "x@1"}, ControlPlane())
     assert failed and "x@1 is not on the cluster" in result["msg"]

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "module_utils"))
+from ansible_collections.ceptra.backfill.plugins.modules import metrics_info
 
-from ansible_collections.ceptra.backfill.plugins.modules import metrics_info  # noqa: E402
-from test_client_fakeserver import FakeServer, Reply, run_module  # noqa: E402
+from ..test_support.http_server import FakeServer, Reply
 
 TEXT = """\
 # TYPE ceptra_apply_lag_seconds gauge
@@ -32,9 +28,9 @@ def server():
     srv.close()
 
 
-def test_default_selection_resolves_aliases(server, capsys):
-    code, result = run_module(metrics_info.main, {"url": server.url}, capsys)
-    assert code == 0 and result["changed"] is False
+def test_default_selection_resolves_aliases(server, run_module):
+    failed, result = run_module(metrics_info, {"url": server.url})
+    assert not failed and result["changed"] is False
     assert result["partitions"]["0"]["apply_lag_ms"] == pytest.approx(12.0)
     assert result["partitions"]["1"]["apply_lag_ms"] == pytest.approx(340.0)
     assert result["partitions"]["1"]["queue_depth"] == {"type=commit_apply": 7.0}
@@ -44,21 +40,21 @@ def test_default_selection_resolves_aliases(server, capsys):
     assert server.calls()[0].headers["Accept"] == "text/plain"
 
 
-def test_names_and_partitions_filter(server, capsys):
-    code, result = run_module(metrics_info.main, {"url": server.url, "names": ["clustor_apply_lag_ms", "nope_total"],
-                                                  "partitions": ["1"]}, capsys)
+def test_names_and_partitions_filter(server, run_module):
+    failed, result = run_module(metrics_info, {"url": server.url, "names": ["clustor_apply_lag_ms", "nope_total"],
+                                                  "partitions": ["1"]})
     assert result["partitions"] == {"1": {"apply_lag_ms": pytest.approx(340.0)}}
     assert result["metrics"] == {"apply_lag_ms": {"1": pytest.approx(340.0)}}
     assert result["missing"] == ["nope_total"]
 
 
-def test_star_returns_everything(server, capsys):
-    code, result = run_module(metrics_info.main, {"url": server.url, "names": ["*"]}, capsys)
+def test_star_returns_everything(server, run_module):
+    failed, result = run_module(metrics_info, {"url": server.url, "names": ["*"]})
     assert result["partitions"]["0"]["something_else"] == 1.0 and result["missing"] == []
 
 
-def test_error_mapping(server, capsys):
+def test_error_mapping(server, run_module):
     server.on("GET", "/metrics", Reply(404, {"error": "no route GET /metrics", "status": 404}))
-    code, result = run_module(metrics_info.main, {"url": server.url}, capsys)
-    assert code == 1 and "Could not read the cluster metrics (/metrics)" in result["msg"]
+    failed, result = run_module(metrics_info, {"url": server.url})
+    assert failed and "Could not read the cluster metrics (/metrics)" in result["msg"]
     assert "routes option" in result["msg"]

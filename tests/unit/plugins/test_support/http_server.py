@@ -1,7 +1,8 @@
-"""A tiny scripted HTTP(S) server in a thread, shared by the client and module unit tests.
+"""A tiny scripted HTTP(S) server in a thread, for the tests of the shared client's transport
+(TLS, keep-alive, retries, headers) and of modules over a real socket; plus a throw-away PKI.
 
-Not a test file by itself (it holds no tests); it is named test_client_* so it belongs to
-the shared-client test set. Module tests import it after putting this directory on sys.path.
+For tests of what a module or helper does with the cluster's answers, the in-memory
+``control_plane.ControlPlane`` is simpler: it is the real client without the socket.
 """
 
 from __future__ import annotations
@@ -201,15 +202,3 @@ def server_tls_context(pki, cert="server", require_client_cert=False):
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(os.path.join(pki, "ca.pem"))
     return context
-
-
-def run_module(main, args, capsys):
-    """Run a module's ``main()`` with ``args``; return ``(exit_code, result_dict)``."""
-    import pytest
-    from ansible.module_utils.testing import patch_module_args
-
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as info:
-            main()
-    out = capsys.readouterr().out
-    return info.value.code, json.loads(out)
