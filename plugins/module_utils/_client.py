@@ -32,6 +32,7 @@ import uuid
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode, urlsplit
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._routes import (
     RouteError,
     RouteTable,
@@ -48,28 +49,6 @@ RETRY_AFTER_CAP_S = 120.0
 # Errors that mean "the connection broke", worth a retry (timeouts included: writes carry an
 # Idempotency-Key, so repeating them is safe).
 _CONNECTION_ERRORS = (ConnectionError, http.client.HTTPException, socket.timeout, TimeoutError)
-
-
-class CeptraError(Exception):
-    """A failed call: ``status`` (None for transport errors), readable ``message``, ``body``, ``route``.
-
-    Also ``method``, ``path``, ``attempts`` (how many times the call was sent) and ``hint``
-    (what to do, may be empty).
-    """
-
-    def __init__(self, message, status=None, body=None, route=None, method=None, path=None, attempts=0, hint=""):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.body = body
-        self.route = route
-        self.method = method
-        self.path = path
-        self.attempts = attempts
-        self.hint = hint
-
-    def __str__(self):
-        return self.message
 
 
 class Headers(dict):

@@ -19,19 +19,16 @@ import copy
 import datetime
 import re
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
+
 LEDGER_KEY = "ceptra.backfill/overrides"
 # before/after maps hold leaf values (never objects), so this object means "key was absent".
 ABSENT = {"__absent__": True}
 _MISSING = object()
 
 
-class ConfigManagerError(Exception):
+class ConfigManagerError(CeptraError):
     """A refusal or conflict with a readable ``message``; ``details`` go into the module result."""
-
-    def __init__(self, message, **details):
-        super().__init__(message)
-        self.message = message
-        self.details = details
 
 
 # --------------------------------------------------------------------------- time

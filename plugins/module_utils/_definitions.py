@@ -16,6 +16,8 @@ import json
 import os
 import time
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
+
 try:
     import yaml
 
@@ -35,13 +37,10 @@ FAILED = "failed"
 FAILED_SHADOW_STATES = ("SHADOW_FAILED", "SHADOW_TIMEOUT")
 
 
-class ControlPlaneError(Exception):
+class ControlPlaneError(CeptraError):
     """A control-plane step that cannot go on; ``message`` says what to fix, ``details`` goes to the result."""
 
-    def __init__(self, message, **details):
-        super().__init__(message)
-        self.message = message
-        self.details = details
+    context = ""  # the messages name the bundle, barrier or job and what to do
 
 
 class MissingYamlError(ControlPlaneError):

@@ -17,6 +17,8 @@ import re
 import string
 from urllib.parse import quote
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
+
 # name -> path template; {placeholders} are filled from request params and URL-quoted.
 DEFAULT_ROUTES = {
     "healthz": "/healthz",
@@ -45,7 +47,7 @@ DEFAULT_ROUTES = {
 _FORMATTER = string.Formatter()
 
 
-class RouteError(ValueError):
+class RouteError(CeptraError, ValueError):
     """A route name, override or parameter the table cannot use (message says what to fix)."""
 
 

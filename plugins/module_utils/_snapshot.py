@@ -16,14 +16,18 @@ import json
 import math
 import os
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
+
 # Level names of the ``metrics`` tree; deeper values (a pane's monoid state) compare whole.
 METRIC_LEVELS = ("metric", "tier", "lane", "pane_start_ns")
 DEFAULT_SECTIONS = ("metrics", "late")
 FILE_FORMAT = "ceptra.backfill/metrics-snapshot/v1"
 
 
-class SnapshotError(Exception):
+class SnapshotError(CeptraError):
     """A snapshot that cannot be fetched, read or compared; the message says what to fix."""
+
+    context = ""  # the messages name the snapshot and the step
 
 
 # --------------------------------------------------------------------------- ordering helpers

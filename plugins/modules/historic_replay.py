@@ -294,6 +294,7 @@ assigned_partitions:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli as replay_entry
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
 from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
     client_from_module,
     connection_argument_spec,
@@ -354,7 +355,7 @@ def main():
                                     params["cursor_store"], params["worker_hosts"], params["this_host"],
                                     register_workers=not module.check_mode,
                                     reassign_workers=params["reassign_workers"])
-    except replay_entry.input_errors() as exc:
+    except ReplayError as exc:
         client.close()
         module.fail_json(msg="historic_replay: %s" % exc)
     try:
@@ -371,7 +372,7 @@ def main():
                              aborted=None, assigned_partitions=assigned)
         budget = params["time_budget"] or None
         result = run.run(time_budget_s=budget)
-    except replay_entry.input_errors() as exc:
+    except ReplayError as exc:
         module.fail_json(msg="historic_replay: %s" % exc)
     finally:
         replay_entry.close_run(run)

@@ -132,6 +132,7 @@ stopped:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli as replay_entry
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
 from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
     client_from_module,
     connection_argument_spec,
@@ -157,13 +158,13 @@ def main():
         run = replay_entry.open_run(config, client, replay_entry.source_spec_from_params(params),
                                     params["cursor_store"], params["worker_hosts"], params["this_host"],
                                     register_workers=False)
-    except replay_entry.input_errors() as exc:
+    except ReplayError as exc:
         client.close()
         module.fail_json(msg="historic_replay_info: %s" % exc)
     try:
         plan = run.plan()
         paused = bool(run.store.is_paused(params["run_id"]))
-    except replay_entry.input_errors() as exc:
+    except ReplayError as exc:
         module.fail_json(msg="historic_replay_info: %s" % exc)
     finally:
         replay_entry.close_run(run)

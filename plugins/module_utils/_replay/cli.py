@@ -24,6 +24,8 @@ import signal
 import sys
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import progress as progress_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as runner_mod
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_STOPPED = 0, 1, 2, 3, 4
@@ -77,19 +79,6 @@ def close_run(run):
             obj.close()
         except Exception:  # closing must not hide the run's own result
             pass
-
-
-def input_errors():
-    """Exception classes that mean "bad input / unreachable store", for callers' except clauses."""
-    errors = [runner_mod.ReplayConfigError, ValueError]
-    for mod, name in (("_replay.source", "SourceError"), ("_replay.cursor", "CursorStoreError"),
-                      ("_replay.fanout", "FanoutError")):
-        try:
-            module = __import__("ansible_collections.ceptra.backfill.plugins.module_utils." + mod, fromlist=[name])
-            errors.append(getattr(module, name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
 
 
 def module_argument_spec():
@@ -259,7 +248,7 @@ def run_config(args):
     return cfg
 
 
-class UsageError(Exception):
+class UsageError(ReplayError):
     """Bad command-line input; the message says what to fix."""
 
 
@@ -297,7 +286,6 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     """Entry point; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    errors = input_errors()
     try:
         if args.command in ("pause", "resume"):
             from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import open_cursor_store
@@ -319,11 +307,8 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
                        progress_callback=show if args.command == "run" else None,
                        register_workers=args.command == "run",
                        reassign_workers=getattr(args, "reassign_workers", False))
-    except (UsageError,) + errors as exc:
-        err.write("error: %s\n" % exc)
-        return EXIT_USAGE
-    except Exception as exc:  # e.g. CeptraError for a bad --url
-        err.write("error: %s\n" % getattr(exc, "message", exc))
+    except CeptraError as exc:  # bad options, an unreadable source or store, a bad --url
+        err.write("error: %s\n" % exc.message)
         return EXIT_USAGE
     try:
         if args.command in ("plan", "status"):

@@ -26,6 +26,7 @@ import threading
 import time
 from typing import NamedTuple
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sql import is_identifier, pg_identifier
 
 try:
@@ -43,7 +44,7 @@ DEFAULT_TABLE = "ceptra_replay_cursors"
 BUSY_TIMEOUT_S = 30.0
 
 
-class CursorStoreError(Exception):
+class CursorStoreError(ReplayError):
     """The cursor store cannot be opened or written; the message says what to fix."""
 
 

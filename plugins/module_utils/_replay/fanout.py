@@ -18,8 +18,10 @@ from the shared cursor store anyway, so moving a partition costs nothing).
 
 from __future__ import annotations
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
 
-class FanoutError(ValueError):
+
+class FanoutError(ReplayError, ValueError):
     """Bad fan-out input; the message says what to fix."""
 
 

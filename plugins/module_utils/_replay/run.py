@@ -18,6 +18,7 @@ import threading
 import time
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as encode_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayConfigError
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.reader import (
     AdaptivePageReader, dead_letter_write, jsonable_position as _jsonable)
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import progress as progress_mod
@@ -42,10 +43,6 @@ DEFAULTS = {
 }
 BAD_ROW_POLICIES = ("stop", "dead_letter")
 STOPPED_PREFIX = "stopped:"
-
-
-class ReplayConfigError(ValueError):
-    """Bad replay options; the message says what to fix."""
 
 
 def build_config(options):

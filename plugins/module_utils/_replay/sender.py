@@ -14,13 +14,14 @@ import random
 import time
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as encode_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
 
 DEFAULT_BACKOFF_MS = 50          # contract: 25-50 ms when the cluster gives no hint
 TRANSPORT_RETRY_LIMIT = 8        # consecutive failed requests before the partition gives up
 NOT_LEADER_RETRY_LIMIT = 20
 
 
-class SenderFatal(Exception):
+class SenderFatal(ReplayError):
     """An error that stops the whole run (authentication, authorisation, bad route)."""
 
 

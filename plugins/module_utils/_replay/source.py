@@ -19,6 +19,7 @@ import time
 from typing import NamedTuple
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as enc
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sql import is_identifier
 
 try:
@@ -40,7 +41,7 @@ ORDERINGS = ("raft_index", "event_time")
 REPLAY_FLAG = "REPLAY"
 
 
-class SourceError(Exception):
+class SourceError(ReplayError):
     """A problem with the source as a whole (configuration, connection, data layout).
 
     The message says what to fix; modules turn it into ``fail_json(msg=...)``.

@@ -19,6 +19,7 @@ import threading
 import time
 
 from ansible_collections.ceptra.backfill.plugins.module_utils import _readiness
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayConfigError, ReplayError
 
 DEFAULT_APPLY_LAG_THRESHOLD_MS = 200.0
 DEFAULT_REPLICATION_LAG_THRESHOLD_MS = 250.0
@@ -27,7 +28,7 @@ DEFAULT_REPLICATION_LAG_THRESHOLD_MS = 250.0
 BATCH_SECONDS = 0.025
 
 
-class ThrottleAbort(Exception):
+class ThrottleAbort(ReplayError):
     """Raised when a partition's lag stays above the critical threshold: the run must stop."""
 
 
@@ -41,15 +42,15 @@ class ThrottleSettings(object):
                  increase_factor=1.25, gain=0.3, slope_gain=1.0,
                  smoothing=1.0, slope_baseline_s=0.2, pause_cut=0.75, min_factor=0.5):
         if apply_lag_threshold_ms <= 0 or replication_lag_threshold_ms <= 0:
-            raise ValueError("lag thresholds must be positive (milliseconds)")
+            raise ReplayConfigError("lag thresholds must be positive (milliseconds)")
         if not 0.05 <= setpoint_ratio < 1.0:
-            raise ValueError("setpoint_ratio must be in [0.05, 1.0)")
+            raise ReplayConfigError("setpoint_ratio must be in [0.05, 1.0)")
         if critical_factor <= 1.0:
-            raise ValueError("critical_factor must be above 1 (a multiple of the threshold)")
+            raise ReplayConfigError("critical_factor must be above 1 (a multiple of the threshold)")
         if min_rate <= 0 or initial_rate <= 0:
-            raise ValueError("rates must be positive (events per second)")
+            raise ReplayConfigError("rates must be positive (events per second)")
         if max_rate is not None and max_rate < min_rate:
-            raise ValueError("max_rate must be at least min_rate")
+            raise ReplayConfigError("max_rate must be at least min_rate")
         self.apply_lag_threshold_ms = float(apply_lag_threshold_ms)
         self.replication_lag_threshold_ms = float(replication_lag_threshold_ms)
         self.setpoint_ratio = float(setpoint_ratio)

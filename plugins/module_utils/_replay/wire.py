@@ -37,6 +37,7 @@ import json
 from json.encoder import encode_basestring
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient, CeptraError
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
 
 try:  # optional accelerator; the standard library is enough
     import orjson
@@ -51,7 +52,7 @@ _WIRE_FORMAT = '{"event_id":%s,"part_id":%s,"partition_key":%s,"ts_ns":%d,"schem
 REPLAY_FLAGS_JSON = '["REPLAY"]'
 
 
-class PayloadError(ValueError):
+class PayloadError(ReplayError, ValueError):
     """The payload text is not a JSON object; the message says what it is instead."""
 
 
