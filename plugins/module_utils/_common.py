@@ -11,10 +11,6 @@ Every module builds its argument spec from :func:`connection_argument_spec`, pas
 
 from __future__ import annotations
 
-import getpass
-import os
-import socket
-
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient, CeptraError
@@ -69,21 +65,3 @@ def fail_with_error(module, err: CeptraError, doing: str, **extra):
     if err.attempts:
         result["attempts"] = err.attempts
     module.fail_json(**result)
-
-
-def operator_identity(explicit=None, environ=None):
-    """Who is acting, for override ledgers and audit records (the seed's audit hooks).
-
-    The explicit option, else ``$CEPTRA_ACTOR``, else ``$CEPTRA_OPERATOR``, else ``<user>@<host>``.
-    """
-    if explicit:
-        return str(explicit)
-    env = os.environ if environ is None else environ
-    for name in ("CEPTRA_ACTOR", "CEPTRA_OPERATOR"):
-        if env.get(name):
-            return env[name]
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry in some containers
-        user = env.get("USER") or "uid-%d" % os.getuid()
-    return "%s@%s" % (user, socket.gethostname())

@@ -22,7 +22,7 @@ import time
 import uuid
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
+from ansible_collections.ceptra.backfill.plugins.module_utils._audit import operator_identity, write_record
 from ansible_collections.ceptra.backfill.plugins.module_utils._config_ledger import (
     LEDGER_KEY,
     ConfigManagerError,
@@ -445,8 +445,7 @@ class ConfigManager:
                    "reason": entry.get("reason"), "keys": sorted(entry.get("after", {})),
                    "config_version": result["config_version"], "conflicts": plan.conflicts}
         try:
-            self.client.request("POST", "audit", body={"kind": "override", "details": details},
-                                expected=(200, 201, 202))
+            write_record(self.client, "override", details)
         except CeptraError as err:
             # The config change already happened; the CP recorded it too. Say so, don't fail.
             self.warnings.append("the override change was applied but the audit record failed: %s" % err.message)

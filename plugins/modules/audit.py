@@ -84,11 +84,9 @@ existing:
   sample: false
 """
 
-import hashlib
-import json
-
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._audit import derived_record_id, find_record, write_record
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
     client_from_module,
@@ -96,25 +94,6 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
     connection_required_together,
     fail_with_error,
 )
-
-
-def derived_record_id(kind, details):
-    """A stable id for a record's content: the same kind and details give the same id."""
-    canonical = json.dumps({"kind": kind, "details": details}, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-
-
-def find_record(client, kind, record_id):
-    """The newest audit record of ``kind`` whose details.record_id is ``record_id``, or None."""
-    body = client.get_json("audit", query={"kind": kind})
-    records = body.get("records") if isinstance(body, dict) else body
-    for record in reversed(records if isinstance(records, list) else []):
-        if not isinstance(record, dict) or record.get("kind") != kind:
-            continue
-        details = record.get("details")
-        if isinstance(details, dict) and details.get("record_id") == record_id:
-            return record
-    return None
 
 
 def main():
@@ -149,13 +128,11 @@ def main():
         diff = {"before": {}, "after": wanted}
         if module.check_mode:
             module.exit_json(changed=True, record=wanted, record_id=record_id, existing=False, diff=diff)
-        response = client.request("POST", "audit", body=wanted)
+        record = write_record(client, kind, details)
     except CeptraError as err:
         fail_with_error(module, err, "write the %s audit record" % kind)
     finally:
         client.close()
-    record = response.json if isinstance(response.json, dict) else {}
-    record = record.get("record", record) if isinstance(record.get("record"), dict) else record
     module.exit_json(changed=True, record=record or wanted, record_id=record_id, existing=False, diff=diff)
 
 

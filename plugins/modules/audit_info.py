@@ -74,6 +74,7 @@ count:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._audit import filter_records, read_records
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
     client_from_module,
@@ -81,25 +82,6 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
     connection_required_together,
     fail_with_error,
 )
-
-
-def filter_records(records, kind=None, actor=None, record_id=None, limit=None):
-    """Apply the filters the server may not know (actor, record_id) and the limit."""
-    out = []
-    for record in records if isinstance(records, list) else []:
-        if not isinstance(record, dict):
-            continue
-        if kind is not None and record.get("kind") != kind:
-            continue
-        if actor is not None and record.get("actor") != actor:
-            continue
-        details = record.get("details") if isinstance(record.get("details"), dict) else {}
-        if record_id is not None and details.get("record_id") != record_id:
-            continue
-        out.append(record)
-    if limit is not None:
-        out = out[-limit:] if limit > 0 else []
-    return out
 
 
 def main():
@@ -118,12 +100,11 @@ def main():
         module.fail_json(msg="limit must be 0 or more, got %s" % params["limit"])
     client = client_from_module(module)
     try:
-        body = client.get_json("audit", query={"since": params["since"], "kind": params["kind"]})
+        records = read_records(client, kind=params["kind"], since=params["since"])
     except CeptraError as err:
         fail_with_error(module, err, "read the audit log")
     finally:
         client.close()
-    records = body.get("records") if isinstance(body, dict) else body
     records = filter_records(records, params["kind"], params["actor"], params["record_id"], params["limit"])
     module.exit_json(changed=False, records=records, count=len(records))
 

@@ -19,6 +19,9 @@ import time
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._audit import write_record
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
+
 EWMA_ALPHA = 0.3
 
 
@@ -261,9 +264,8 @@ def cp_audit(client, details, warnings):
     """Write a ``replay`` summary record to the CP audit log. Failure (e.g. an ingest-only
     identity, which may not write audit records) becomes a warning, not a failed run."""
     try:
-        client.request("POST", "audit", body={"kind": "replay", "details": details}, expected=(200, 201, 202))
+        write_record(client, "replay", details)
         return True
-    except Exception as exc:
-        warnings.append("could not write the CP audit record (%s): %s"
-                        % (details.get("event"), getattr(exc, "message", exc)))
+    except CeptraError as exc:
+        warnings.append("could not write the CP audit record (%s): %s" % (details.get("event"), exc.message))
         return False

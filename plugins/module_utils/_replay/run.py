@@ -22,7 +22,7 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config imp
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.reader import (
     AdaptivePageReader, dead_letter_write, jsonable_position as _jsonable)
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import progress as progress_mod
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
+from ansible_collections.ceptra.backfill.plugins.module_utils._audit import operator_identity
 from ansible_collections.ceptra.backfill.plugins.module_utils._readiness import (
     looks_like_readiness,
     normalize_readiness,

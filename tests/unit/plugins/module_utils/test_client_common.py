@@ -63,7 +63,7 @@ def test_fail_with_error_is_readable():
 
 
 def test_operator_identity_is_one_identity_for_ledgers_and_audit_records():
-    from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
+    from ansible_collections.ceptra.backfill.plugins.module_utils._audit import operator_identity
 
     both = {"CEPTRA_ACTOR": "change-42", "CEPTRA_OPERATOR": "ops-team"}
     assert operator_identity("carol", both) == "carol"

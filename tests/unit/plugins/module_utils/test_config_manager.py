@@ -5,7 +5,7 @@ import pytest
 from ansible_collections.ceptra.backfill.plugins.module_utils import _config_ledger as cl
 from ansible_collections.ceptra.backfill.plugins.module_utils import _config_manager as cm
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
+from ansible_collections.ceptra.backfill.plugins.module_utils._audit import operator_identity
 
 from ..test_support.control_plane import LANES_BUNDLE as BUNDLE
 from ..test_support.control_plane import config_plane

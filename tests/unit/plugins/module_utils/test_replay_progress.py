@@ -4,9 +4,10 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import operator_identity
+from ansible_collections.ceptra.backfill.plugins.module_utils._audit import operator_identity
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import progress as pg
 
+from ..test_support.control_plane import ControlPlane
 from ..test_support.replay_fakes import make_event
 
 
@@ -112,11 +113,6 @@ def test_operator_identity_prefers_option_then_env(monkeypatch):
 
 
 def test_cp_audit_failure_is_a_warning():
-    class NoRights(object):
-        def request(self, *a, **kw):
-            err = RuntimeError("403")
-            err.message = "identity spiffe://x/role/ingest lacks operator"
-            raise err
     warnings = []
-    assert not pg.cp_audit(NoRights(), {"event": "run_start"}, warnings)
-    assert "run_start" in warnings[0] and "lacks operator" in warnings[0]
+    assert not pg.cp_audit(ControlPlane(role="ingest"), {"event": "run_start"}, warnings)
+    assert "run_start" in warnings[0] and "lacks role operator" in warnings[0]
