@@ -39,6 +39,9 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._routes import (
     parse_routes_env,
 )
 
+# The defaults of the shared connection options (modules, the command line, snapshot_diff's
+# second cluster); the doc fragment ceptra.backfill.connection documents the same values.
+CONNECTION_DEFAULTS = {"validate_certs": True, "timeout": 30, "retries": 5}
 RETRYABLE_STATUSES = frozenset((429, 502, 503, 504))
 WRITE_METHODS = frozenset(("POST", "PATCH", "PUT", "DELETE"))
 JSON_TYPE = "application/json"
@@ -163,7 +166,8 @@ class CeptraClient:
     """HTTP client for the CEPtra contract (see docs/developers/interfaces.md)."""
 
     def __init__(self, url, token=None, client_cert=None, client_key=None, ca_path=None,
-                 validate_certs=True, timeout=30, retries=5, backoff_base=0.25, backoff_max=8.0,
+                 validate_certs=CONNECTION_DEFAULTS["validate_certs"], timeout=CONNECTION_DEFAULTS["timeout"],
+                 retries=CONNECTION_DEFAULTS["retries"], backoff_base=0.25, backoff_max=8.0,
                  routes=None, user_agent="ceptra.backfill", check_hostname=True):
         if not url or not isinstance(url, str):
             raise CeptraError("url is required (the cluster's base URL, e.g. https://ceptra.example:8443)")
@@ -216,20 +220,18 @@ class CeptraClient:
 
     # ----------------------------------------------------------------- construction helpers
     @classmethod
+    def from_options(cls, options):
+        """Build a client from a mapping of the shared connection options (a module's params,
+        ``snapshot_diff``'s ``other``); unset options take ``CONNECTION_DEFAULTS``."""
+        kwargs = {key: options.get(key) for key in ("url", "token", "client_cert", "client_key", "ca_path", "routes")}
+        for key, default in CONNECTION_DEFAULTS.items():
+            kwargs[key] = default if options.get(key) is None else options.get(key)
+        return cls(**kwargs)
+
+    @classmethod
     def from_module(cls, module):
         """Build a client from an AnsibleModule's shared connection options."""
-        params = module.params
-        return cls(
-            url=params.get("url"),
-            token=params.get("token"),
-            client_cert=params.get("client_cert"),
-            client_key=params.get("client_key"),
-            ca_path=params.get("ca_path"),
-            validate_certs=params.get("validate_certs", True),
-            timeout=params.get("timeout") if params.get("timeout") is not None else 30,
-            retries=params.get("retries") if params.get("retries") is not None else 5,
-            routes=params.get("routes"),
-        )
+        return cls.from_options(module.params)
 
     @classmethod
     def from_env(cls, environ=None, **overrides):
@@ -242,19 +244,19 @@ class CeptraClient:
             routes = parse_routes_env(env.get("CEPTRA_ROUTES"))
         except RouteError as exc:
             raise CeptraError(str(exc)) from None
-        kwargs = {
+        options = {
             "url": env.get("CEPTRA_URL"),
             "token": env.get("CEPTRA_TOKEN") or None,
             "client_cert": env.get("CEPTRA_CLIENT_CERT") or None,
             "client_key": env.get("CEPTRA_CLIENT_KEY") or None,
             "ca_path": env.get("CEPTRA_CA_PATH") or None,
-            "validate_certs": _env_bool(env.get("CEPTRA_VALIDATE_CERTS"), True),
-            "timeout": env.get("CEPTRA_TIMEOUT") or 30,
-            "retries": env.get("CEPTRA_RETRIES") or 5,
+            "validate_certs": _env_bool(env.get("CEPTRA_VALIDATE_CERTS"), None),
+            "timeout": env.get("CEPTRA_TIMEOUT") or None,
+            "retries": env.get("CEPTRA_RETRIES") or None,
             "routes": routes,
         }
-        kwargs.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(**kwargs)
+        options.update({key: value for key, value in overrides.items() if value is not None})
+        return cls.from_options(options)
 
     def _make_ssl_context(self):
         if self.validate_certs:

@@ -16,6 +16,8 @@ import json
 import os
 import time
 
+from ansible.module_utils.basic import missing_required_lib
+
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 
 try:
@@ -44,7 +46,8 @@ class ControlPlaneError(CeptraError):
 
 
 class MissingYamlError(ControlPlaneError):
-    """The bundle is YAML and PyYAML is not installed on the host that runs the module."""
+    """The bundle is YAML and PyYAML is not installed on the host that runs the module (the
+    message is Ansible's missing-library text; ``details["exception"]`` the import error)."""
 
 
 class BundleSyntaxError(ControlPlaneError):
@@ -93,7 +96,8 @@ def _parse_bundle_text(text, origin):
         except ValueError as exc:
             raise BundleSyntaxError("bundle from %s is not valid JSON: %s" % (origin, exc), text, origin)
     if not HAS_YAML:
-        raise MissingYamlError("bundle from %s is YAML; PyYAML is needed to read it" % origin)
+        raise MissingYamlError(missing_required_lib("PyYAML", reason="bundle from %s is YAML; PyYAML is needed to read it"
+                                                    % origin), exception=str(YAML_IMPORT_ERROR))
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

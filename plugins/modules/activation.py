@@ -138,51 +138,29 @@ would_abort:
   type: bool
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.ceptra.backfill.plugins.module_utils._activation import activate
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
-from ansible_collections.ceptra.backfill.plugins.module_utils._definitions import ControlPlaneError
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 
 
 def main():
     """Run the module."""
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        bundle_id={"type": "str", "required": True},
-        readiness_threshold={"type": "float", "default": 1.0},
-        exclude_partitions={"type": "list", "elements": "str", "default": []},
-        abort={"type": "bool", "default": False},
-        wait={"type": "bool", "default": True},
-        wait_timeout={"type": "int", "default": 300},
-        wait_interval={"type": "float", "default": 2},
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_together=connection_required_together(),
-        supports_check_mode=True,
-    )
+    module = CeptraModule(argument_spec={
+        "bundle_id": {"type": "str", "required": True},
+        "readiness_threshold": {"type": "float", "default": 1.0},
+        "exclude_partitions": {"type": "list", "elements": "str", "default": []},
+        "abort": {"type": "bool", "default": False},
+        "wait": {"type": "bool", "default": True},
+        "wait_timeout": {"type": "int", "default": 300},
+        "wait_interval": {"type": "float", "default": 2},
+    })
     params = module.params
     if not 0 < params["readiness_threshold"] <= 1:
         module.fail_json(msg="readiness_threshold must be above 0 and at most 1, got %s" % params["readiness_threshold"])
-    client = client_from_module(module)
-    try:
-        result = activate(client, params["bundle_id"], readiness_threshold=params["readiness_threshold"],
+    with module.reporting("activate bundle %s" % params["bundle_id"]):
+        result = activate(module.client, params["bundle_id"], readiness_threshold=params["readiness_threshold"],
                           exclude_partitions=params["exclude_partitions"], abort=params["abort"], wait=params["wait"],
                           timeout=params["wait_timeout"], interval=params["wait_interval"],
                           check_mode=module.check_mode)
-    except ControlPlaneError as err:
-        module.fail_json(msg=err.message, **err.details)
-    except CeptraError as err:
-        fail_with_error(module, err, "activate bundle %s" % params["bundle_id"])
-    finally:
-        client.close()
     module.exit_json(**result)
 
 

@@ -84,28 +84,18 @@ existing:
   sample: false
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.ceptra.backfill.plugins.module_utils._audit import derived_record_id, find_record, write_record
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 
 
 def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        kind={"type": "str", "required": True},
-        details={"type": "dict", "default": {}},
-        record_id={"type": "str"},
-        always_write={"type": "bool", "default": False},
-    )
-    module = AnsibleModule(argument_spec=argument_spec, required_together=connection_required_together(),
-                           mutually_exclusive=[("record_id", "always_write")], supports_check_mode=True)
+    """Run the module."""
+    module = CeptraModule(argument_spec={
+        "kind": {"type": "str", "required": True},
+        "details": {"type": "dict", "default": {}},
+        "record_id": {"type": "str"},
+        "always_write": {"type": "bool", "default": False},
+    }, mutually_exclusive=[("record_id", "always_write")])
     kind = module.params["kind"].strip()
     if not kind:
         module.fail_json(msg="kind must be a non-empty string")
@@ -119,20 +109,14 @@ def main():
         record_id = module.params["record_id"] or given_id or derived_record_id(kind, details)
         details["record_id"] = record_id
     wanted = {"kind": kind, "details": details}
-
-    client = client_from_module(module)
-    try:
-        existing = find_record(client, kind, record_id) if record_id else None
+    diff = {"before": {}, "after": wanted}
+    with module.reporting("write the %s audit record" % kind):
+        existing = find_record(module.client, kind, record_id) if record_id else None
         if existing is not None:
             module.exit_json(changed=False, record=existing, record_id=record_id, existing=True)
-        diff = {"before": {}, "after": wanted}
         if module.check_mode:
             module.exit_json(changed=True, record=wanted, record_id=record_id, existing=False, diff=diff)
-        record = write_record(client, kind, details)
-    except CeptraError as err:
-        fail_with_error(module, err, "write the %s audit record" % kind)
-    finally:
-        client.close()
+        record = write_record(module.client, kind, details)
     module.exit_json(changed=True, record=record or wanted, record_id=record_id, existing=False, diff=diff)
 
 

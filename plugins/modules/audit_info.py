@@ -72,39 +72,24 @@ count:
   sample: 1
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.ceptra.backfill.plugins.module_utils._audit import filter_records, read_records
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 
 
 def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        since={"type": "str"},
-        kind={"type": "str"},
-        actor={"type": "str"},
-        record_id={"type": "str"},
-        limit={"type": "int"},
-    )
-    module = AnsibleModule(argument_spec=argument_spec, required_together=connection_required_together(),
-                           supports_check_mode=True)
+    """Run the module."""
+    module = CeptraModule(argument_spec={
+        "since": {"type": "str"},
+        "kind": {"type": "str"},
+        "actor": {"type": "str"},
+        "record_id": {"type": "str"},
+        "limit": {"type": "int"},
+    })
     params = module.params
     if params["limit"] is not None and params["limit"] < 0:
         module.fail_json(msg="limit must be 0 or more, got %s" % params["limit"])
-    client = client_from_module(module)
-    try:
-        records = read_records(client, kind=params["kind"], since=params["since"])
-    except CeptraError as err:
-        fail_with_error(module, err, "read the audit log")
-    finally:
-        client.close()
+    with module.reporting("read the audit log"):
+        records = read_records(module.client, kind=params["kind"], since=params["since"])
     records = filter_records(records, params["kind"], params["actor"], params["record_id"], params["limit"])
     module.exit_json(changed=False, records=records, count=len(records))
 

@@ -115,56 +115,28 @@ violations:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
 from ansible_collections.ceptra.backfill.plugins.module_utils._definitions import (
-    YAML_IMPORT_ERROR,
     BundleSyntaxError,
-    ControlPlaneError,
-    MissingYamlError,
     ensure_bundle,
     explain_syntax_error,
     load_bundle,
 )
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 
 
 def main():
     """Run the module."""
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        src={"type": "path"},
-        content={"type": "raw"},
-        state={"type": "str", "choices": ["validated", "present"], "default": "present"},
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=[["src", "content"]],
-        required_one_of=[["src", "content"]],
-        required_together=connection_required_together(),
-        supports_check_mode=True,
-    )
-    client = client_from_module(module)
-    try:
+    module = CeptraModule(argument_spec={
+        "src": {"type": "path"},
+        "content": {"type": "raw"},
+        "state": {"type": "str", "choices": ["validated", "present"], "default": "present"},
+    }, mutually_exclusive=[["src", "content"]], required_one_of=[["src", "content"]])
+    with module.reporting("validate or upload the bundle"):
         try:
             bundle = load_bundle(src=module.params["src"], content=module.params["content"])
         except BundleSyntaxError as err:
-            raise explain_syntax_error(client, err) from None
-        result = ensure_bundle(client, bundle, state=module.params["state"], check_mode=module.check_mode)
-    except MissingYamlError as err:
-        module.fail_json(msg=missing_required_lib("PyYAML", reason=err.message), exception=str(YAML_IMPORT_ERROR))
-    except ControlPlaneError as err:
-        module.fail_json(msg=err.message, **err.details)
-    except CeptraError as err:
-        fail_with_error(module, err, "validate or upload the bundle")
-    finally:
-        client.close()
+            raise explain_syntax_error(module.client, err) from None
+        result = ensure_bundle(module.client, bundle, state=module.params["state"], check_mode=module.check_mode)
     module.exit_json(**result)
 
 

@@ -136,15 +136,6 @@ polls:
   type: int
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
 from ansible_collections.ceptra.backfill.plugins.module_utils._definitions import (
     ControlPlaneError,
     active_bundle_id,
@@ -153,6 +144,7 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._definitions impor
     shadow_summary,
     wait_for_shadow,
 )
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 
 
 def _bundle_result(summary):
@@ -166,60 +158,57 @@ def _bundle_result(summary):
     }
 
 
+def _wait(client, params):
+    """Wait for the bundle's shadows; a failed wait reports the shadows as the module's result keys."""
+    try:
+        return wait_for_shadow(client, params["bundle_id"], params["part_ids"], wait_for=params["wait_for"],
+                               timeout=params["wait_timeout"], interval=params["wait_interval"])
+    except ControlPlaneError as err:
+        shadow = err.details.pop("shadow", None)
+        if shadow:
+            err.details.update(_bundle_result(shadow))
+        raise
+
+
+def _one_bundle(definitions, params):
+    """The shadow summary of the requested bundle (ControlPlaneError when it or a partition is unknown)."""
+    entry = find_bundle(definitions, params["bundle_id"])
+    if entry is None:
+        known = ", ".join(e.get("bundle_id") or "?" for e in definitions["bundles"]) or "none"
+        raise ControlPlaneError("bundle %s is not on the cluster (uploaded bundles: %s)" % (params["bundle_id"], known),
+                                active=definitions["active"], bundles=definitions["bundles"])
+    summary = shadow_summary(entry, params["part_ids"])
+    if summary["unknown_partitions"]:
+        raise ControlPlaneError("bundle %s lists no shadow for partition(s) %s"
+                                % (params["bundle_id"], ", ".join(summary["unknown_partitions"])),
+                                active=definitions["active"], bundles=definitions["bundles"])
+    return summary
+
+
 def main():
     """Run the module."""
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        bundle_id={"type": "str"},
-        part_ids={"type": "list", "elements": "str"},
-        wait={"type": "bool", "default": False},
-        wait_for={"type": "str", "choices": ["settled", "ready"], "default": "settled"},
-        wait_timeout={"type": "int", "default": 300},
-        wait_interval={"type": "float", "default": 2},
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_if=[["wait", True, ["bundle_id"]]],
-        required_together=connection_required_together(),
-        supports_check_mode=True,
-    )
+    module = CeptraModule(argument_spec={
+        "bundle_id": {"type": "str"},
+        "part_ids": {"type": "list", "elements": "str"},
+        "wait": {"type": "bool", "default": False},
+        "wait_for": {"type": "str", "choices": ["settled", "ready"], "default": "settled"},
+        "wait_timeout": {"type": "int", "default": 300},
+        "wait_interval": {"type": "float", "default": 2},
+    }, required_if=[["wait", True, ["bundle_id"]]])
     params = module.params
-    client = client_from_module(module)
     result = {"changed": False}
-    try:
-        summary = None
-        if params["wait"]:
-            summary = wait_for_shadow(client, params["bundle_id"], params["part_ids"], wait_for=params["wait_for"],
-                                      timeout=params["wait_timeout"], interval=params["wait_interval"])
-            result["polls"] = summary["polls"]
-        definitions = get_definitions(client)
-        result.update(active=definitions["active"], bundles=definitions["bundles"])
+    with module.reporting("read the definition bundles"):
+        summary = _wait(module.client, params) if params["wait"] else None
         if summary is not None:
-            # Report the state the wait ended on, not a later read.
-            result.update(_bundle_result(summary))
-            result["is_active"] = params["bundle_id"] == active_bundle_id(definitions)
-        elif params["bundle_id"]:
-            entry = find_bundle(definitions, params["bundle_id"])
-            if entry is None:
-                known = ", ".join(e.get("bundle_id") or "?" for e in definitions["bundles"]) or "none"
-                module.fail_json(msg="bundle %s is not on the cluster (uploaded bundles: %s)" % (params["bundle_id"], known),
-                                 **result)
-            summary = shadow_summary(entry, params["part_ids"])
-            if summary["unknown_partitions"]:
-                module.fail_json(msg="bundle %s lists no shadow for partition(s) %s"
-                                 % (params["bundle_id"], ", ".join(summary["unknown_partitions"])), **result)
-            result.update(_bundle_result(summary))
-            result["is_active"] = params["bundle_id"] == active_bundle_id(definitions)
-    except ControlPlaneError as err:
-        details = dict(err.details)
-        shadow = details.pop("shadow", None)
-        if shadow:
-            details.update(_bundle_result(shadow))
-        module.fail_json(msg=err.message, **details)
-    except CeptraError as err:
-        fail_with_error(module, err, "read the definition bundles")
-    finally:
-        client.close()
+            result["polls"] = summary["polls"]
+        definitions = get_definitions(module.client)
+        result.update(active=definitions["active"], bundles=definitions["bundles"])
+        if summary is None and params["bundle_id"]:
+            summary = _one_bundle(definitions, params)
+    if summary is not None:
+        # After a wait: the state the wait ended on, not the later read.
+        result.update(_bundle_result(summary))
+        result["is_active"] = params["bundle_id"] == active_bundle_id(definitions)
     module.exit_json(**result)
 
 

@@ -77,15 +77,7 @@ unavailable_windows:
   sample: {"3": [{"start_ts_ns": 1732600000000000000, "end_ts_ns": 1732600060000000000}]}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 
 
 def _partition_list(value):
@@ -106,17 +98,10 @@ def _partition_list(value):
 
 
 def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(partitions={"type": "list", "elements": "str"})
-    module = AnsibleModule(argument_spec=argument_spec, required_together=connection_required_together(),
-                           supports_check_mode=True)
-    client = client_from_module(module)
-    try:
-        body = client.get_json("state")
-    except CeptraError as err:
-        fail_with_error(module, err, "read the cluster state")
-    finally:
-        client.close()
+    """Run the module."""
+    module = CeptraModule(argument_spec={"partitions": {"type": "list", "elements": "str"}})
+    with module.reporting("read the cluster state"):
+        body = module.client.get_json("state")
     if not isinstance(body, dict):
         module.fail_json(msg="Could not read the cluster state: /v1/state did not return a JSON object")
 

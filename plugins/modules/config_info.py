@@ -75,34 +75,15 @@ now:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
-from ansible_collections.ceptra.backfill.plugins.module_utils._config_ledger import ConfigManagerError
 from ansible_collections.ceptra.backfill.plugins.module_utils._config_manager import ConfigManager
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 
 
 def main():
     """Run the module."""
-    argument_spec = connection_argument_spec()
-    argument_spec.update(names={"type": "list", "elements": "str"})
-    module = AnsibleModule(argument_spec=argument_spec, required_together=connection_required_together(),
-                           supports_check_mode=True)
-    client = client_from_module(module)
-    try:
-        result = ConfigManager(client, actor="config_info").info(module.params["names"])
-    except ConfigManagerError as err:
-        module.fail_json(msg="Could not read the config: %s" % err.message, **err.details)
-    except CeptraError as err:
-        fail_with_error(module, err, "read the config")
-    finally:
-        client.close()
+    module = CeptraModule(argument_spec={"names": {"type": "list", "elements": "str"}})
+    with module.reporting("read the config"):
+        result = ConfigManager(module.client, actor="config_info").info(module.params["names"])
     module.exit_json(**result)
 
 

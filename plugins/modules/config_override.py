@@ -215,68 +215,40 @@ violations:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
-from ansible_collections.ceptra.backfill.plugins.module_utils._config_ledger import (
-    ConfigManagerError,
-    Window,
-)
-from ansible_collections.ceptra.backfill.plugins.module_utils._config_manager import (
-    ConfigManager,
-)
+from ansible_collections.ceptra.backfill.plugins.module_utils._config_ledger import Window
+from ansible_collections.ceptra.backfill.plugins.module_utils._config_manager import ConfigManager
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 
 
 def main():
     """Run the module."""
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        name={"type": "str", "required": True},
-        state={"type": "str", "choices": ["present", "absent"], "default": "present"},
-        settings={"type": "dict"},
-        valid_for={"type": "str"},
-        expires_at={"type": "raw"},
-        extend={"type": "bool", "default": False},
-        reason={"type": "str"},
-        actor={"type": "str"},
-        audit={"type": "bool", "default": True},
-        bundle_src={"type": "path"},
-        bundle_content={"type": "raw"},
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
+    module = CeptraModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "settings": {"type": "dict"},
+            "valid_for": {"type": "str"},
+            "expires_at": {"type": "raw"},
+            "extend": {"type": "bool", "default": False},
+            "reason": {"type": "str"},
+            "actor": {"type": "str"},
+            "audit": {"type": "bool", "default": True},
+            "bundle_src": {"type": "path"},
+            "bundle_content": {"type": "raw"},
+        },
         mutually_exclusive=[["valid_for", "expires_at"], ["bundle_src", "bundle_content"]],
         required_if=[["state", "present", ["settings"]], ["state", "present", ["valid_for", "expires_at"], True]],
-        required_together=connection_required_together(),
-        supports_check_mode=True,
     )
     params = module.params
-    client = client_from_module(module)
-    manager = ConfigManager(client, actor=params["actor"], check_mode=module.check_mode,
-                            audit=params["audit"])
+    manager = ConfigManager(module.client, actor=params["actor"], check_mode=module.check_mode, audit=params["audit"])
     doing = "%s override %s" % ("stage" if params["state"] == "present" else "revert", params["name"])
-    try:
+    with module.reporting(doing, warnings=manager.warnings):
         if params["state"] == "present":
             window = Window(valid_for=params["valid_for"], expires_at=params["expires_at"], extend=params["extend"])
             result = manager.stage(params["name"], params["settings"], window, reason=params["reason"],
                                    bundle_src=params["bundle_src"], bundle_content=params["bundle_content"])
         else:
             result = manager.revert(params["name"])
-    except ConfigManagerError as err:
-        details = dict(err.details)
-        for warning in details.pop("warnings", []) + manager.warnings:
-            module.warn(warning)
-        module.fail_json(msg="Could not %s: %s" % (doing, err.message), **details)
-    except CeptraError as err:
-        fail_with_error(module, err, doing)
-    finally:
-        client.close()
     for warning in result.pop("warnings"):
         module.warn(warning)
     diff = result.pop("diff")

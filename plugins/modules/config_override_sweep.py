@@ -92,38 +92,17 @@ now:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
-from ansible_collections.ceptra.backfill.plugins.module_utils._config_ledger import ConfigManagerError
-from ansible_collections.ceptra.backfill.plugins.module_utils._config_manager import (
-    ConfigManager,
-)
+from ansible_collections.ceptra.backfill.plugins.module_utils._config_manager import ConfigManager
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 
 
 def main():
     """Run the module."""
-    argument_spec = connection_argument_spec()
-    argument_spec.update(actor={"type": "str"}, audit={"type": "bool", "default": True})
-    module = AnsibleModule(argument_spec=argument_spec, required_together=connection_required_together(),
-                           supports_check_mode=True)
-    client = client_from_module(module)
-    manager = ConfigManager(client, actor=module.params["actor"], check_mode=module.check_mode,
-                            audit=module.params["audit"])
-    try:
+    module = CeptraModule(argument_spec={"actor": {"type": "str"}, "audit": {"type": "bool", "default": True}})
+    with module.reporting("sweep expired overrides"):
+        manager = ConfigManager(module.client, actor=module.params["actor"], check_mode=module.check_mode,
+                                audit=module.params["audit"])
         result = manager.sweep()
-    except ConfigManagerError as err:
-        module.fail_json(msg="Could not sweep expired overrides: %s" % err.message, **err.details)
-    except CeptraError as err:
-        fail_with_error(module, err, "sweep expired overrides")
-    finally:
-        client.close()
     for warning in result.pop("warnings"):
         module.warn(warning)
     if result["failed"]:

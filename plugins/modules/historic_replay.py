@@ -291,15 +291,8 @@ assigned_partitions:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli as replay_entry
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-)
 
 RUN_OPTIONS = ("run_id", "apply_lag_threshold_ms", "replication_lag_threshold_ms", "critical_factor", "throttle",
                "initial_rate", "max_rate", "max_window", "batch_events", "max_parallel_partitions",
@@ -308,11 +301,43 @@ RUN_OPTIONS = ("run_id", "apply_lag_threshold_ms", "replication_lag_threshold_ms
                "durability_wait_s")
 
 
+def _check_mode_result(run, params):
+    """The plan, shaped like a run's result: what a real run would do, nothing sent."""
+    plan = run.plan()
+    parts = plan["partitions"].values()
+    return dict(changed=plan["events_remaining"] > 0, done=plan["done"], plan=plan, partitions=plan["partitions"],
+                events_done=sum(p["events_done"] for p in parts), events_total=sum(p["events_total"] for p in parts),
+                events_sent=0, duplicates_skipped=sum(p["duplicates_skipped"] for p in parts), rate_eps=None,
+                eta_s=plan["estimated_duration_s"], stopped=[p["report"] for p in parts if p["report"]],
+                dedup="replay_session" if params["use_replay_sessions"] else "event_id", aborted=None)
+
+
+def _failure(result, params):
+    """Why the task fails after a run (None when it does not): an error, failed or stopped partitions, an abort."""
+    run_id = params["run_id"]
+    if result.get("error"):
+        return "historic_replay run %s failed: %s" % (run_id, result["error"])
+    failed = [p for p in result["partitions"].values() if p["status"] == "failed"]
+    if failed:
+        reasons = "; ".join("%s: %s" % (p["part_id"], (p.get("report") or {}).get("message")) for p in failed)
+        return ("historic_replay run %s: partition(s) failed: %s. Fix the cause and rerun the task to resume from the "
+                "cursors" % (run_id, reasons))
+    if result.get("aborted"):
+        return ("historic_replay run %s aborted: %s. Check the cluster's apply and replication lag, then rerun the "
+                "task to resume from the cursors" % (run_id, result["aborted"]))
+    if result["done"] and result["stopped"] and params["fail_on_stopped"]:
+        names = "; ".join("partition %s at event %s (position %s): %s %s" % (
+            r.get("part_id"), r.get("event_id"), r.get("position"), r.get("reason"), r.get("message"))
+            for r in result["stopped"])
+        return ("historic_replay run %s finished, but partition(s) stopped: %s. Fix the cause and rerun with "
+                "retry_stopped=true" % (run_id, names))
+    return None
+
+
 def main():
     """Run the module."""
-    argument_spec = connection_argument_spec()
-    argument_spec.update(replay_entry.module_argument_spec())
-    argument_spec.update(
+    spec = replay_entry.module_argument_spec()
+    spec.update(
         time_budget={"type": "float", "default": 60},
         apply_lag_threshold_ms={"type": "float", "default": 200},
         replication_lag_threshold_ms={"type": "float", "default": 250},
@@ -339,65 +364,29 @@ def main():
         fail_on_stopped={"type": "bool", "default": True},
         durability_wait_s={"type": "float", "default": 300},
     )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_together=connection_required_together() + [["worker_hosts", "this_host"]],
-        required_if=[["on_bad_row", "dead_letter", ["dead_letter_path"]]],
-        supports_check_mode=True,
-    )
+    module = CeptraModule(argument_spec=spec, required_together=[["worker_hosts", "this_host"]],
+                          required_if=[["on_bad_row", "dead_letter", ["dead_letter_path"]]])
     params = module.params
     config = {key: params[key] for key in RUN_OPTIONS}
     config["part_ids"] = params["partitions"]
     config["dead_letter_path"] = params["dead_letter_path"]
-    client = client_from_module(module)
-    try:
-        run = replay_entry.open_run(config, client, replay_entry.source_spec_from_params(params),
+    with module.reporting("replay run %s" % params["run_id"]):
+        run = replay_entry.open_run(config, module.client, replay_entry.source_spec_from_params(params),
                                     params["cursor_store"], params["worker_hosts"], params["this_host"],
-                                    register_workers=not module.check_mode,
-                                    reassign_workers=params["reassign_workers"])
-    except ReplayError as exc:
-        client.close()
-        module.fail_json(msg="historic_replay: %s" % exc)
-    try:
-        assigned = list(run.cfg["part_ids"])
-        if module.check_mode:
-            plan = run.plan()
-            module.exit_json(changed=plan["events_remaining"] > 0, done=plan["done"], plan=plan,
-                             partitions=plan["partitions"], events_done=sum(p["events_done"] for p in plan["partitions"].values()),
-                             events_total=sum(p["events_total"] for p in plan["partitions"].values()),
-                             events_sent=0, duplicates_skipped=sum(p["duplicates_skipped"] for p in plan["partitions"].values()),
-                             rate_eps=None, eta_s=plan["estimated_duration_s"],
-                             stopped=[p["report"] for p in plan["partitions"].values() if p["report"]],
-                             dedup="replay_session" if params["use_replay_sessions"] else "event_id",
-                             aborted=None, assigned_partitions=assigned)
-        budget = params["time_budget"] or None
-        result = run.run(time_budget_s=budget)
-    except ReplayError as exc:
-        module.fail_json(msg="historic_replay: %s" % exc)
-    finally:
-        replay_entry.close_run(run)
-        client.close()
+                                    register_workers=not module.check_mode, reassign_workers=params["reassign_workers"])
+        try:
+            assigned = list(run.cfg["part_ids"])
+            if module.check_mode:
+                module.exit_json(assigned_partitions=assigned, **_check_mode_result(run, params))
+            result = run.run(time_budget_s=params["time_budget"] or None)
+        finally:
+            replay_entry.close_run(run)
     for warning in result.pop("warnings"):
         module.warn(warning)
     result["assigned_partitions"] = assigned
-    if result.get("error"):
-        module.fail_json(msg="historic_replay run %s failed: %s" % (params["run_id"], result["error"]), **result)
-    failed = [p for p in result["partitions"].values() if p["status"] == "failed"]
-    if failed:
-        module.fail_json(msg="historic_replay run %s: partition(s) failed: %s. Fix the cause and rerun the task to "
-                         "resume from the cursors" % (params["run_id"], "; ".join(
-                             "%s: %s" % (p["part_id"], (p.get("report") or {}).get("message")) for p in failed)),
-                         **result)
-    if result.get("aborted"):
-        module.fail_json(msg="historic_replay run %s aborted: %s. Check the cluster's apply and replication lag, "
-                         "then rerun the task to resume from the cursors" % (params["run_id"], result["aborted"]),
-                         **result)
-    if result["done"] and result["stopped"] and params["fail_on_stopped"]:
-        names = "; ".join("partition %s at event %s (position %s): %s %s" % (
-            r.get("part_id"), r.get("event_id"), r.get("position"), r.get("reason"), r.get("message"))
-            for r in result["stopped"])
-        module.fail_json(msg="historic_replay run %s finished, but partition(s) stopped: %s. Fix the cause and "
-                         "rerun with retry_stopped=true" % (params["run_id"], names), **result)
+    failure = _failure(result, params)
+    if failure:
+        module.fail_json(msg=failure, **result)
     module.exit_json(**result)
 
 

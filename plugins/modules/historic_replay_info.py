@@ -129,54 +129,41 @@ stopped:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
+from ansible_collections.ceptra.backfill.plugins.module_utils._readiness import partition_lags
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli as replay_entry
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-)
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.throttle import read_partition_lags
+
+
+def _add_lags(module, plan):
+    """Current apply and replication lag per partition, from /readyz (a warning when it cannot be read)."""
+    try:
+        lags = partition_lags(module.client)
+    except CeptraError as err:   # progress is still useful without the cluster
+        module.warn("could not read lags from the cluster: %s" % err.message)
+        lags = {}
+    for part_id, entry in plan["partitions"].items():
+        entry["apply_lag_ms"], entry["replication_lag_ms"] = lags.get(part_id, (None, None))
 
 
 def main():
     """Run the module."""
-    argument_spec = connection_argument_spec()
-    argument_spec.update(replay_entry.module_argument_spec())
-    argument_spec.update(include_lag={"type": "bool", "default": True})
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_together=connection_required_together() + [["worker_hosts", "this_host"]],
-        supports_check_mode=True,
-    )
+    spec = replay_entry.module_argument_spec()
+    spec.update(include_lag={"type": "bool", "default": True})
+    module = CeptraModule(argument_spec=spec, required_together=[["worker_hosts", "this_host"]])
     params = module.params
     config = {"run_id": params["run_id"], "part_ids": params["partitions"], "estimated_rate": params["estimated_rate"]}
-    client = client_from_module(module)
-    try:
-        run = replay_entry.open_run(config, client, replay_entry.source_spec_from_params(params),
+    with module.reporting("read the progress of replay run %s" % params["run_id"]):
+        run = replay_entry.open_run(config, module.client, replay_entry.source_spec_from_params(params),
                                     params["cursor_store"], params["worker_hosts"], params["this_host"],
                                     register_workers=False)
-    except ReplayError as exc:
-        client.close()
-        module.fail_json(msg="historic_replay_info: %s" % exc)
-    try:
-        plan = run.plan()
-        paused = bool(run.store.is_paused(params["run_id"]))
-    except ReplayError as exc:
-        module.fail_json(msg="historic_replay_info: %s" % exc)
-    finally:
-        replay_entry.close_run(run)
-    if params["include_lag"]:
         try:
-            lags = read_partition_lags(client)
-        except Exception as exc:  # progress is still useful without the cluster
-            module.warn("could not read lags from the cluster: %s" % getattr(exc, "message", exc))
-            lags = {}
-        for part_id, entry in plan["partitions"].items():
-            entry["apply_lag_ms"], entry["replication_lag_ms"] = lags.get(part_id, (None, None))
-    client.close()
+            plan = run.plan()
+            paused = bool(run.store.is_paused(params["run_id"]))
+        finally:
+            replay_entry.close_run(run)
+        if params["include_lag"]:
+            _add_lags(module, plan)
     parts = plan["partitions"]
     module.exit_json(
         changed=False, done=plan["done"], paused=paused,

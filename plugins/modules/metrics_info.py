@@ -82,16 +82,8 @@ missing:
   sample: ["ceptra_finalized_horizon_stall"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
 from ansible_collections.ceptra.backfill.plugins.module_utils._metrics import canonical_name, read_series, series_key
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 
 DEFAULT_NAMES = [
     "apply_lag_ms", "replication_lag_ms", "ceptra_definition_warmup_pending", "ceptra_finalized_horizon_stall",
@@ -125,19 +117,13 @@ def summarize(samples, wanted_partitions=None):
 
 
 def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(names={"type": "list", "elements": "str"}, partitions={"type": "list", "elements": "str"})
-    module = AnsibleModule(argument_spec=argument_spec, required_together=connection_required_together(),
-                           supports_check_mode=True)
+    """Run the module."""
+    module = CeptraModule(argument_spec={"names": {"type": "list", "elements": "str"},
+                                         "partitions": {"type": "list", "elements": "str"}})
     names = module.params["names"] or DEFAULT_NAMES
     select_all = "*" in names
-    client = client_from_module(module)
-    try:
-        response = client.request("GET", "metrics", headers={"Accept": "text/plain"})
-    except CeptraError as err:
-        fail_with_error(module, err, "read the cluster metrics (/metrics)")
-    finally:
-        client.close()
+    with module.reporting("read the cluster metrics (/metrics)"):
+        response = module.client.request("GET", "metrics", headers={"Accept": "text/plain"})
     samples = read_series(response.text, None if select_all else names)
     wanted = set(module.params["partitions"]) if module.params["partitions"] else None
     partitions, cluster, metrics = summarize(samples, wanted)

@@ -86,15 +86,7 @@ dest:
 import os
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 from ansible_collections.ceptra.backfill.plugins.module_utils._snapshot import (
     SnapshotError,
     digests_of_text,
@@ -118,29 +110,33 @@ def _write_atomically(module, dest, text):
     module.atomic_move(tmp_path, dest)
 
 
+def _save(module, dest, snapshots, result):
+    """Write the snapshot file when its content changes; adds ``dest``, ``changed`` and ``diff``."""
+    text = render_snapshot_file(snapshots)
+    try:
+        before = read_text_or_none(dest)
+    except SnapshotError as err:
+        module.fail_from(err, "read %s" % dest)
+    result["dest"] = dest
+    if before != text:
+        result["changed"] = True
+        result["diff"] = {"before_header": dest, "after_header": dest,
+                          "before": {"digests": digests_of_text(before)},
+                          "after": {"digests": digests_of_text(text)}}
+        if not module.check_mode:
+            _write_atomically(module, dest, text)
+
+
 def main():
     """Run the module."""
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        part_ids={"type": "list", "elements": "str"},
-        dest={"type": "path"},
-        return_snapshots={"type": "bool", "default": True},
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_together=connection_required_together(),
-        supports_check_mode=True,
-    )
+    module = CeptraModule(argument_spec={
+        "part_ids": {"type": "list", "elements": "str"},
+        "dest": {"type": "path"},
+        "return_snapshots": {"type": "bool", "default": True},
+    })
     params = module.params
-    client = client_from_module(module)
-    try:
-        snapshots = fetch_snapshots(client, params["part_ids"])
-    except SnapshotError as err:
-        module.fail_json(msg=str(err))
-    except CeptraError as err:
-        fail_with_error(module, err, "export the metrics snapshots")
-    finally:
-        client.close()
+    with module.reporting("export the metrics snapshots"):
+        snapshots = fetch_snapshots(module.client, params["part_ids"])
     result = {
         "changed": False,
         "digests": {part_id: snap.get("digest") for part_id, snap in snapshots.items()},
@@ -148,21 +144,8 @@ def main():
     }
     if params["return_snapshots"]:
         result["snapshots"] = snapshots
-    dest = params["dest"]
-    if dest:
-        text = render_snapshot_file(snapshots)
-        try:
-            before = read_text_or_none(dest)
-        except SnapshotError as err:
-            module.fail_json(msg=str(err))
-        result["dest"] = dest
-        if before != text:
-            result["changed"] = True
-            result["diff"] = {"before_header": dest, "after_header": dest,
-                              "before": {"digests": digests_of_text(before)},
-                              "after": {"digests": digests_of_text(text)}}
-            if not module.check_mode:
-                _write_atomically(module, dest, text)
+    if params["dest"]:
+        _save(module, params["dest"], snapshots, result)
     module.exit_json(**result)
 
 

@@ -143,23 +143,19 @@ readiness:
     not_ready_partitions: ["3"]
 """
 
-import time
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import RETRYABLE_STATUSES, CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
+from ansible_collections.ceptra.backfill.plugins.module_utils._client import RETRYABLE_STATUSES
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 from ansible_collections.ceptra.backfill.plugins.module_utils._readiness import (
     describe_not_ready,
     fetch_readiness,
     normalize_reason,
 )
+from ansible_collections.ceptra.backfill.plugins.module_utils._wait import poll_until
 
 try:
     import jmespath
@@ -209,73 +205,71 @@ def check_condition(doc, wait_for, partitions=None, reasons=None, expression=Non
     raise ValueError(wait_for)
 
 
+def _compile(module, params):
+    """The compiled jmespath expression for ``wait_for: jmespath`` (None otherwise); fails the task when unusable."""
+    if params["wait_for"] != "jmespath":
+        return None
+    if jmespath is None:
+        module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
+    try:
+        return jmespath.compile(params["jmespath"])
+    except jmespath.exceptions.JMESPathError as exc:
+        module.fail_json(msg="The jmespath expression %r is not valid: %s" % (params["jmespath"], exc))
+    return None  # not reached: fail_json exits
+
+
+def _looker(module, params, expression):
+    """One look for poll_until: ``(met, (readiness document or None, what is missing, read error or None))``.
+
+    Outages are expected while waiting (that is often why we wait) and are looked past;
+    any other failed read (401, 403, 404, TLS) will not fix itself and ends the wait.
+    """
+    def look():
+        try:
+            doc = fetch_readiness(module.client)
+        except CeptraError as err:
+            if params["wait_for"] == "none" or (err.status is not None and err.status not in RETRYABLE_STATUSES):
+                raise
+            return False, (None, "", err)
+        try:
+            met, still = check_condition(doc, params["wait_for"], params["partitions"], params["reasons"], expression)
+        except JMESPATH_ERRORS as exc:
+            module.fail_json(msg="The jmespath expression %r failed on the readiness document: %s"
+                             % (params["jmespath"], exc))
+        return met, (doc, still, None)
+    return look
+
+
 def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        wait_for={"type": "str", "default": "none",
-                  "choices": ["none", "ready", "partitions_ready", "reasons_clear", "jmespath"]},
-        partitions={"type": "list", "elements": "str"},
-        reasons={"type": "list", "elements": "str"},
-        jmespath={"type": "str"},
-        wait_timeout={"type": "int", "default": 300},
-        wait_interval={"type": "float", "default": 2},
-    )
-    module = AnsibleModule(argument_spec=argument_spec, required_together=connection_required_together(),
-                           required_if=[("wait_for", "jmespath", ["jmespath"])], supports_check_mode=True)
+    """Run the module."""
+    module = CeptraModule(argument_spec={
+        "wait_for": {"type": "str", "default": "none",
+                     "choices": ["none", "ready", "partitions_ready", "reasons_clear", "jmespath"]},
+        "partitions": {"type": "list", "elements": "str"},
+        "reasons": {"type": "list", "elements": "str"},
+        "jmespath": {"type": "str"},
+        "wait_timeout": {"type": "int", "default": 300},
+        "wait_interval": {"type": "float", "default": 2},
+    }, required_if=[("wait_for", "jmespath", ["jmespath"])])
     params = module.params
-    wait_for = params["wait_for"]
     if params["wait_timeout"] < 0:
         module.fail_json(msg="wait_timeout must be 0 or more seconds, got %s" % params["wait_timeout"])
     if params["wait_interval"] <= 0:
         module.fail_json(msg="wait_interval must be greater than 0 seconds, got %s" % params["wait_interval"])
-    expression = None
-    if wait_for == "jmespath":
-        if jmespath is None:
-            module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
-        try:
-            expression = jmespath.compile(params["jmespath"])
-        except jmespath.exceptions.JMESPathError as exc:
-            module.fail_json(msg="The jmespath expression %r is not valid: %s" % (params["jmespath"], exc))
-
-    client = client_from_module(module)
-    started = time.monotonic()
-    deadline = started + params["wait_timeout"]
-    polls = 0
-    last_error = None
-    try:
-        while True:
-            polls += 1
-            doc = None
-            try:
-                doc = fetch_readiness(client)
-            except CeptraError as err:
-                # Outages are expected while waiting (that is often why we wait); anything
-                # else (401, 403, 404, TLS) will not fix itself.
-                if wait_for == "none" or (err.status is not None and err.status not in RETRYABLE_STATUSES):
-                    fail_with_error(module, err, "read the cluster readiness (/readyz)")
-                last_error = err
-            if doc is not None:
-                try:
-                    met, still = check_condition(doc, wait_for, params["partitions"], params["reasons"], expression)
-                except JMESPATH_ERRORS as exc:
-                    module.fail_json(msg="The jmespath expression %r failed on the readiness document: %s"
-                                     % (params["jmespath"], exc))
-                if met:
-                    module.exit_json(changed=False, ready=doc["ready"], not_ready_partitions=doc["not_ready_partitions"],
-                                     condition_met=True, waited=round(time.monotonic() - started, 3), polls=polls,
-                                     readiness=doc)
-            now = time.monotonic()
-            if now >= deadline:
-                waited = round(now - started, 1)
-                if doc is None:
-                    fail_with_error(module, last_error, "wait for %s within %ss (the last read failed)" % (wait_for, waited),
-                                    condition_met=False, polls=polls)
-                module.fail_json(msg="Timed out after %ss waiting for %s: %s" % (waited, _what(wait_for, params), still),
-                                 condition_met=False, ready=doc["ready"], not_ready_partitions=doc["not_ready_partitions"],
-                                 waited=waited, polls=polls, readiness=doc)
-            time.sleep(min(params["wait_interval"], max(deadline - now, 0.0)))
-    finally:
-        client.close()
+    look = _looker(module, params, _compile(module, params))
+    with module.reporting("read the cluster readiness (/readyz)"):
+        poll = poll_until(look, params["wait_timeout"], params["wait_interval"])
+    doc, still, error = poll.value
+    if poll.done:
+        module.exit_json(changed=False, ready=doc["ready"], not_ready_partitions=doc["not_ready_partitions"],
+                         condition_met=True, waited=round(poll.waited, 3), polls=poll.polls, readiness=doc)
+    waited = round(poll.waited, 1)
+    if doc is None:
+        module.fail_from(error, "wait for %s within %ss (the last read failed)" % (params["wait_for"], waited),
+                         condition_met=False, polls=poll.polls)
+    module.fail_json(msg="Timed out after %ss waiting for %s: %s" % (waited, _what(params["wait_for"], params), still),
+                     condition_met=False, ready=doc["ready"], not_ready_partitions=doc["not_ready_partitions"],
+                     waited=waited, polls=poll.polls, readiness=doc)
 
 
 def _what(wait_for, params):

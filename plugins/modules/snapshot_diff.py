@@ -173,33 +173,18 @@ right:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient, CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
+from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule, connection_argument_spec
 from ansible_collections.ceptra.backfill.plugins.module_utils._snapshot import (
-    SnapshotError,
     diff_snapshots,
     fetch_snapshot,
     load_snapshot_file,
     summarize_diff,
 )
 
-OTHER_OPTIONS = {
-    "url": {"type": "str", "required": True},
-    "token": {"type": "str", "no_log": True},
-    "client_cert": {"type": "path"},
-    "client_key": {"type": "path", "no_log": False},
-    "ca_path": {"type": "path"},
-    "validate_certs": {"type": "bool", "default": True},
-    "timeout": {"type": "int", "default": 30},
-    "retries": {"type": "int", "default": 5},
-}
+# The second cluster's connection: the shared options, given inline (no environment, no routes).
+OTHER_OPTIONS = {name: {key: value for key, value in spec.items() if key != "fallback"}
+                 for name, spec in connection_argument_spec().items() if name != "routes"}
 
 
 def _side(module, clients, src, part_id, remote, label_url):
@@ -209,54 +194,45 @@ def _side(module, clients, src, part_id, remote, label_url):
         return load_snapshot_file(src, part_id), label
     if part_id is None:
         module.fail_json(msg="part_id is required to read a live snapshot (or give left_src/right_src files)")
-    if remote not in clients:
-        if remote == "main":
-            clients[remote] = client_from_module(module)
-        else:
-            clients[remote] = CeptraClient(**module.params["other"])
-    return fetch_snapshot(clients[remote], part_id), "partition %s of %s" % (part_id, label_url)
+    if remote == "main":
+        client = module.client
+    else:
+        if "other" not in clients:
+            clients["other"] = CeptraClient.from_options(module.params["other"])
+        client = clients["other"]
+    return fetch_snapshot(client, part_id), "partition %s of %s" % (part_id, label_url)
 
 
 def main():
     """Run the module."""
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        part_id={"type": "str"},
-        other_part_id={"type": "str"},
-        left_src={"type": "path"},
-        right_src={"type": "path"},
-        other={"type": "dict", "options": OTHER_OPTIONS},
-        sections={"type": "list", "elements": "str", "default": ["metrics", "late"]},
-        tolerance={"type": "float", "default": 0},
-        max_differences={"type": "int", "default": 100},
-        fail_on_difference={"type": "bool", "default": False},
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=[["other", "right_src"]],
-        required_together=connection_required_together(),
-        supports_check_mode=True,
-    )
+    module = CeptraModule(argument_spec={
+        "part_id": {"type": "str"},
+        "other_part_id": {"type": "str"},
+        "left_src": {"type": "path"},
+        "right_src": {"type": "path"},
+        "other": {"type": "dict", "options": OTHER_OPTIONS},
+        "sections": {"type": "list", "elements": "str", "default": ["metrics", "late"]},
+        "tolerance": {"type": "float", "default": 0},
+        "max_differences": {"type": "int", "default": 100},
+        "fail_on_difference": {"type": "bool", "default": False},
+    }, mutually_exclusive=[["other", "right_src"]])
     params = module.params
     right_part_id = params["other_part_id"] if params["other_part_id"] is not None else params["part_id"]
     if (not params["left_src"] and not params["right_src"] and not params["other"]
             and right_part_id == params["part_id"]):
         module.fail_json(msg="nothing to compare: partition %s against itself. Set other_part_id, other (a second "
                              "cluster), left_src or right_src (a saved snapshot file)" % params["part_id"])
-    clients = {}
+    others = {}
     try:
-        left, left_label = _side(module, clients, params["left_src"], params["part_id"], "main", params["url"])
-        remote = "other" if params["other"] else "main"
-        right_url = params["other"]["url"] if params["other"] else params["url"]
-        right, right_label = _side(module, clients, params["right_src"], right_part_id, remote, right_url)
-        diff = diff_snapshots(left, right, sections=params["sections"], tolerance=params["tolerance"],
-                              max_entries=params["max_differences"])
-    except SnapshotError as err:
-        module.fail_json(msg=str(err))
-    except CeptraError as err:
-        fail_with_error(module, err, "read the snapshots to compare")
+        with module.reporting("read the snapshots to compare"):
+            left, left_label = _side(module, others, params["left_src"], params["part_id"], "main", params["url"])
+            remote = "other" if params["other"] else "main"
+            right_url = params["other"]["url"] if params["other"] else params["url"]
+            right, right_label = _side(module, others, params["right_src"], right_part_id, remote, right_url)
+            diff = diff_snapshots(left, right, sections=params["sections"], tolerance=params["tolerance"],
+                                  max_entries=params["max_differences"])
     finally:
-        for client in clients.values():
+        for client in others.values():
             client.close()
     result = dict(diff, changed=False, left=left_label, right=right_label,
                   msg=summarize_diff(diff, left_label, right_label))

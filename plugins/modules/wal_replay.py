@@ -115,49 +115,27 @@ would_start:
   type: bool
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.ceptra.backfill.plugins.module_utils._activation import run_wal_replay
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._common import (
-    client_from_module,
-    connection_argument_spec,
-    connection_required_together,
-    fail_with_error,
-)
-from ansible_collections.ceptra.backfill.plugins.module_utils._definitions import ControlPlaneError
+from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 
 
 def main():
     """Run the module."""
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        part_ids={"type": "list", "elements": "str"},
-        needs_replay_only={"type": "bool", "default": False},
-        bundle_id={"type": "str"},
-        reason={"type": "str", "default": "ceptra.backfill.wal_replay"},
-        wait={"type": "bool", "default": True},
-        wait_timeout={"type": "int", "default": 600},
-        wait_interval={"type": "float", "default": 2},
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_together=connection_required_together(),
-        supports_check_mode=True,
-    )
+    module = CeptraModule(argument_spec={
+        "part_ids": {"type": "list", "elements": "str"},
+        "needs_replay_only": {"type": "bool", "default": False},
+        "bundle_id": {"type": "str"},
+        "reason": {"type": "str", "default": "ceptra.backfill.wal_replay"},
+        "wait": {"type": "bool", "default": True},
+        "wait_timeout": {"type": "int", "default": 600},
+        "wait_interval": {"type": "float", "default": 2},
+    })
     params = module.params
-    client = client_from_module(module)
-    try:
-        result = run_wal_replay(client, part_ids=params["part_ids"], needs_replay_only=params["needs_replay_only"],
+    with module.reporting("run the WAL replay job"):
+        result = run_wal_replay(module.client, part_ids=params["part_ids"], needs_replay_only=params["needs_replay_only"],
                                 bundle_id=params["bundle_id"], reason=params["reason"], wait=params["wait"],
                                 timeout=params["wait_timeout"], interval=params["wait_interval"],
                                 check_mode=module.check_mode)
-    except ControlPlaneError as err:
-        module.fail_json(msg=err.message, **err.details)
-    except CeptraError as err:
-        fail_with_error(module, err, "run the WAL replay job")
-    finally:
-        client.close()
     module.exit_json(**result)
 
 

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli as cli
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli
 
 from ..test_support.control_plane import ControlPlane
 from ..test_support.replay_fakes import HISTORY_SCHEMA as SCHEMA

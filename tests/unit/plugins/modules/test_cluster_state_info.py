@@ -18,8 +18,6 @@ STATE = {
 }
 
 
-
-
 def test_returns_cluster_and_sorted_partitions(server, run_module):
     server.on("GET", "/v1/state", Reply(200, STATE))
     failed, result = run_module(cluster_state_info, {"url": server.url, "token": "t"})

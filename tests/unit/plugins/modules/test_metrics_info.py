@@ -42,7 +42,7 @@ def test_default_selection_resolves_aliases(server, run_module):
 
 def test_names_and_partitions_filter(server, run_module):
     failed, result = run_module(metrics_info, {"url": server.url, "names": ["clustor_apply_lag_ms", "nope_total"],
-                                                  "partitions": ["1"]})
+                                               "partitions": ["1"]})
     assert result["partitions"] == {"1": {"apply_lag_ms": pytest.approx(340.0)}}
     assert result["metrics"] == {"apply_lag_ms": {"1": pytest.approx(340.0)}}
     assert result["missing"] == ["nope_total"]

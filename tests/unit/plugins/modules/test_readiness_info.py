@@ -20,8 +20,6 @@ def readyz(ready_parts, reasons=None, threshold=0.99):
             "reasons": [] if ratio >= threshold else ["insufficient_healthy_partitions"], "partitions": partitions}
 
 
-
-
 def args(server, **extra):
     base = {"url": server.url, "token": "unit-test-token", "wait_interval": 0.01, "wait_timeout": 5}
     base.update(extra)

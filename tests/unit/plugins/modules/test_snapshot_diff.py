@@ -2,6 +2,7 @@
 
 import json
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient
 from ansible_collections.ceptra.backfill.plugins.modules import metrics_snapshot, snapshot_diff
 
 from ..test_support.control_plane import plane_with_snapshots as cluster_with
@@ -34,12 +35,14 @@ def test_snapshot_diff_saved_file_against_live(tmp_path, run_module):
 def test_snapshot_diff_second_cluster(monkeypatch, run_module):
     main, other = cluster_with([1.0]), cluster_with([1.0])
     other.snapshots["0"]["metrics"]["extra"] = {"raw": {"": {"5": {"sum": 1.0}}}}
-    monkeypatch.setattr(snapshot_diff, "CeptraClient", lambda **kwargs: other)
+    built = []
+    monkeypatch.setattr(CeptraClient, "from_options", classmethod(lambda cls, options: built.append(options) or other))
     args = {"part_id": "0", "other": {"url": "http://127.0.0.1:2", "token": "other-secret"}}
     failed, result = run_module(snapshot_diff, args, main)
     assert not failed and result["equal"] is False
     assert result["only_right"][0]["metric"] == "extra" and result["right"] == "partition 0 of http://127.0.0.1:2"
     assert "other-secret" not in json.dumps(result)
+    assert [o["url"] for o in built] == ["http://127.0.0.1:2"] and other.closed
 
 
 def test_snapshot_diff_against_itself_is_refused(run_module):
