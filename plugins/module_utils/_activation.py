@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions
 from ansible_collections.ceptra.backfill.plugins.module_utils._definitions import (
     FAILED,
     NEEDS_REPLAY,
@@ -263,10 +264,7 @@ def start_replay_job(client, part_ids, reason):
 def replay_progress(job):
     """Per-partition ``{from_index, to_index, replayed_index, done}`` of a replay job document."""
     progress = {}
-    partitions = job.get("partitions") or {}
-    items = partitions.items() if isinstance(partitions, dict) else (
-        (p.get("part_id", p.get("partition_id")), p) for p in partitions if isinstance(p, dict))
-    for part_id, info in items:
+    for part_id, info in _partitions.items(job.get("partitions")):
         info = info if isinstance(info, dict) else {}
         to_index = info.get("to_index")
         replayed = info.get("replayed_index")

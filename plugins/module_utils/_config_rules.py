@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 
+from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions
 from ansible_collections.ceptra.backfill.plugins.module_utils._config_ledger import ConfigManagerError
 
 LANE_MAX_PER_PARTITION = 64
@@ -182,10 +183,7 @@ def refuse(violations, warnings=None):
 def partition_ids(client):
     """Ids (as strings) of the cluster's partitions from GET /v1/state."""
     state = client.get_json("state") or {}
-    parts = state.get("partitions") or []
-    if isinstance(parts, dict):
-        return sorted(str(key) for key in parts)
-    return [str(item.get("part_id")) for item in parts if isinstance(item, dict)]
+    return _partitions.sort_ids(part_id for part_id, _entry in _partitions.items(state.get("partitions")))
 
 
 def dedup_shrink_violations(client, leaves, config):
@@ -199,10 +197,10 @@ def dedup_shrink_violations(client, leaves, config):
         return []
     state = client.get_json("state") or {}
     full = []
-    for part in state.get("partitions") or []:
+    for part_id, part in _partitions.sorted_items(state.get("partitions")):
         dedup = part.get("dedup") if isinstance(part, dict) else None
         if isinstance(dedup, dict) and dedup.get("capacity") and dedup.get("occupancy", 0) / dedup["capacity"] > 0.7:
-            full.append("%s (%s/%s)" % (part.get("part_id"), dedup.get("occupancy"), dedup["capacity"]))
+            full.append("%s (%s/%s)" % (part_id, dedup.get("occupancy"), dedup["capacity"]))
     if full:
         return [{"path": "dedup_capacity_per_partition",
                  "message": "may not shrink while dedup occupancy is over 70%% on partition(s) %s" % ", ".join(full)}]

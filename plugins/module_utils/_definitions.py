@@ -18,6 +18,7 @@ import time
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 
 try:
@@ -235,19 +236,6 @@ def ensure_bundle(client, bundle, state="present", check_mode=False):
 # --------------------------------------------------------------------------- shadow warmup
 
 
-def _partition_items(partitions):
-    """Yield (part_id, info) from a partitions map, or a list of {part_id|partition_id, ...}."""
-    if isinstance(partitions, dict):
-        for part_id, info in partitions.items():
-            yield str(part_id), info if isinstance(info, dict) else {}
-    elif isinstance(partitions, list):
-        for info in partitions:
-            if isinstance(info, dict):
-                part_id = info.get("part_id", info.get("partition_id"))
-                if part_id is not None:
-                    yield str(part_id), info
-
-
 def classify_shadow(info):
     """Classify one partition's shadow of a bundle: ready, pending, needs_replay or failed."""
     cep_state = info.get("cep_shadow_state")
@@ -261,13 +249,7 @@ def classify_shadow(info):
     return PENDING
 
 
-def _part_sort_key(part_id):
-    return (0, int(part_id), "") if part_id.isdigit() else (1, 0, part_id)
-
-
-def sort_part_ids(part_ids):
-    """Partition ids in natural order ("2" before "10")."""
-    return sorted({str(p) for p in part_ids}, key=_part_sort_key)
+sort_part_ids = _partitions.sort_ids
 
 
 def shadow_summary(bundle_entry, part_ids=None):
@@ -277,7 +259,8 @@ def shadow_summary(bundle_entry, part_ids=None):
     reported under ``unknown_partitions``.
     """
     partitions = {}
-    for part_id, info in _partition_items(bundle_entry.get("partitions")):
+    for part_id, info in _partitions.items(bundle_entry.get("partitions")):
+        info = info if isinstance(info, dict) else {}
         partitions[part_id] = {
             "shadow_apply_state": info.get("shadow_apply_state"),
             "cep_shadow_state": info.get("cep_shadow_state"),

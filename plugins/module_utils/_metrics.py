@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 import re
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._partitions import LABEL_KEYS
+
 # canonical name -> (spellings in milliseconds or unit-less, legacy spellings in seconds).
 # The canonical name itself is always accepted. Sources: the contract's table (section 2)
 # and shared/reference/telemetry-catalog.json.
@@ -71,8 +73,8 @@ METRIC_ALIASES = {
     for canonical, (ms_names, seconds_names) in _ALIAS_SOURCE.items()
 }
 
-# Label spellings: accepted name -> canonical name.
-LABEL_ALIASES = {"partition_id": "part_id", "partition": "part_id"}
+# Label spellings: accepted name -> canonical name (the partition label's spellings are _partitions').
+LABEL_ALIASES = {name: "part_id" for name in LABEL_KEYS if name != "part_id"}
 
 # spelling -> (canonical, factor to milliseconds, preference rank: lower wins when both are exposed)
 _SPELLINGS = {}

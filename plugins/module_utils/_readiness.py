@@ -22,6 +22,7 @@ Unknown fields are ignored (never an error).
 
 from __future__ import annotations
 
+from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions as _partitions_mod
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._metrics import resolve_name
 
@@ -128,27 +129,11 @@ def _partition(entry, shadow_only=False) -> dict:
     }
 
 
-def _partition_id(entry, fallback):
-    if isinstance(entry, dict):
-        for key in ("part_id", "partition_id", "id", "partition"):
-            if entry.get(key) is not None:
-                return str(entry[key])
-    return str(fallback)
-
-
 def _partitions(body: dict) -> dict:
-    partitions = {}
-    value = body.get("partitions")
-    if isinstance(value, dict):
-        for pid, entry in value.items():
-            partitions[str(pid)] = _partition(entry)
-    elif isinstance(value, list):
-        for index, entry in enumerate(value):
-            partitions[_partition_id(entry, index)] = _partition(entry)
+    partitions = {pid: _partition(entry) for pid, entry in _partitions_mod.items(body.get("partitions"))}
     clustor = body.get("readiness")
     if isinstance(clustor, list):
-        for index, entry in enumerate(clustor):
-            pid = _partition_id(entry, index)
+        for pid, entry in _partitions_mod.items(clustor):
             merged = _partition(entry, shadow_only=True)
             if pid in partitions:
                 # both present: a partition is ready only if both views say so
@@ -171,10 +156,6 @@ def _threshold(body: dict) -> dict:
     else:
         ratio = _number(value)
     return {"healthy_partition_ratio": DEFAULT_HEALTHY_PARTITION_RATIO if ratio is None else ratio}
-
-
-def _sort_key(pid):
-    return (0, int(pid), pid) if pid.isdigit() else (1, 0, pid)
 
 
 def _barrier_id(body: dict):
@@ -219,7 +200,7 @@ def normalize_readiness(body, http_status=None) -> dict:
         "http_status": http_status,
         "threshold": threshold,
         "reasons": _reasons(body.get("reasons")),
-        "partitions": {pid: partitions[pid] for pid in sorted(partitions, key=_sort_key)},
+        "partitions": {pid: partitions[pid] for pid in _partitions_mod.sort_ids(partitions)},
     })
     doc["not_ready_partitions"] = [pid for pid in doc["partitions"] if not doc["partitions"][pid]["ready"]]
     return doc

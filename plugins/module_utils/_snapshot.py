@@ -16,6 +16,7 @@ import json
 import math
 import os
 
+from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 
 # Level names of the ``metrics`` tree; deeper values (a pane's monoid state) compare whole.
@@ -162,11 +163,10 @@ def cluster_partitions(client):
     """Partition ids and test mode from /v1/state: ``(part_ids, test_mode)``."""
     state = client.get_json("state") or {}
     cluster = state.get("cluster") if isinstance(state.get("cluster"), dict) else {}
-    part_ids = [str(p.get("part_id", p.get("partition_id"))) for p in state.get("partitions") or []
-                if isinstance(p, dict) and p.get("part_id", p.get("partition_id")) is not None]
+    part_ids = [part_id for part_id, _entry in _partitions.items(state.get("partitions"))]
     if not part_ids and isinstance(cluster.get("partitions"), int):
         part_ids = [str(i) for i in range(cluster["partitions"])]
-    return sorted(part_ids, key=_key_order), cluster.get("test_mode")
+    return _partitions.sort_ids(part_ids), cluster.get("test_mode")
 
 
 def fetch_snapshot(client, part_id):
@@ -223,9 +223,9 @@ def snapshots_from_document(document, origin="file"):
     if isinstance(document, dict) and isinstance(document.get("snapshots"), dict):
         return {str(k): v for k, v in document["snapshots"].items()}
     if isinstance(document, dict) and "metrics" in document:
-        return {str(document.get("part_id", "")): document}
+        return {_partitions.entry_id(document, ""): document}
     if isinstance(document, list) and all(isinstance(s, dict) and "metrics" in s for s in document):
-        return {str(s.get("part_id", i)): s for i, s in enumerate(document)}
+        return dict(_partitions.items(document))
     raise SnapshotError("%s holds neither a saved snapshot file ({\"snapshots\": {...}}) nor a metrics snapshot "
                         "({\"metrics\": ...})" % origin)
 

@@ -77,24 +77,14 @@ unavailable_windows:
   sample: {"3": [{"start_ts_ns": 1732600000000000000, "end_ts_ns": 1732600060000000000}]}
 """
 
+from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions
 from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 
 
 def _partition_list(value):
-    """Partitions as a list with part_id set (the contract's array, or an id-keyed object)."""
-    if isinstance(value, dict):
-        value = [dict(entry, part_id=str(pid)) if isinstance(entry, dict) else {"part_id": str(pid)}
-                 for pid, entry in value.items()]
-    out = []
-    for index, entry in enumerate(value if isinstance(value, list) else []):
-        if not isinstance(entry, dict):
-            continue
-        entry = dict(entry)
-        pid = entry.get("part_id", entry.get("partition_id", index))
-        entry["part_id"] = str(pid)
-        out.append(entry)
-    out.sort(key=lambda p: (0, int(p["part_id"]), "") if p["part_id"].isdigit() else (1, 0, p["part_id"]))
-    return out
+    """Partitions as a list in partition order, each with ``part_id`` set (from either shape of /v1/state)."""
+    return [dict(entry if isinstance(entry, dict) else {}, part_id=part_id)
+            for part_id, entry in _partitions.sorted_items(value)]
 
 
 def main():

@@ -84,6 +84,7 @@ missing:
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._metrics import canonical_name, read_series, series_key
 from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
+from ansible_collections.ceptra.backfill.plugins.module_utils._partitions import sort_ids
 
 DEFAULT_NAMES = [
     "apply_lag_ms", "replication_lag_ms", "ceptra_definition_warmup_pending", "ceptra_finalized_horizon_stall",
@@ -112,7 +113,7 @@ def summarize(samples, wanted_partitions=None):
             entry.setdefault(name, {})[series_key(other)] = value
         else:
             entry[name] = value
-    ordered = {pid: partitions[pid] for pid in sorted(partitions, key=lambda p: (0, int(p), p) if p.isdigit() else (1, 0, p))}
+    ordered = {pid: partitions[pid] for pid in sort_ids(partitions)}
     return ordered, cluster, metrics
 
 

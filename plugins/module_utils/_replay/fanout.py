@@ -18,6 +18,7 @@ from the shared cursor store anyway, so moving a partition costs nothing).
 
 from __future__ import annotations
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._partitions import sort_ids
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
 
 
@@ -25,15 +26,10 @@ class FanoutError(ReplayError, ValueError):
     """Bad fan-out input; the message says what to fix."""
 
 
-def _natural_key(part_id):
-    text = str(part_id)
-    return (0, int(text), "") if text.isdigit() else (1, 0, text)
-
-
 def _sorted_partitions(part_ids):
     if isinstance(part_ids, (str, bytes)) or part_ids is None:
         raise FanoutError("part_ids must be a list of partition ids, got %r" % (part_ids,))
-    return sorted({str(p) for p in part_ids}, key=_natural_key)
+    return sort_ids(part_ids)
 
 
 def assignment_table(part_ids, worker_hosts):

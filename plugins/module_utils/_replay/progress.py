@@ -20,6 +20,7 @@ import time
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._audit import write_record
+from ansible_collections.ceptra.backfill.plugins.module_utils._partitions import sort_ids
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 
 EWMA_ALPHA = 0.3
@@ -121,7 +122,7 @@ class ProgressTracker(object):
     def snapshot(self):
         """A JSON-ready dict: totals plus one entry per partition."""
         with self._lock:
-            parts = {pid: p.as_dict() for pid, p in sorted(self.parts.items(), key=lambda kv: _part_key(kv[0]))}
+            parts = {pid: self.parts[pid].as_dict() for pid in sort_ids(self.parts)}
             sent, nbytes = self.events_sent, self.bytes_sent
         done = sum(p["events_done"] for p in parts.values())
         total = sum(p["events_total"] or 0 for p in parts.values())
@@ -133,10 +134,6 @@ class ProgressTracker(object):
                 "eta_s": max(etas) if etas and len(etas) == len(parts) else None,
                 "elapsed_s": round(self.clock() - self.started, 1),
                 "partitions": parts}
-
-
-def _part_key(part_id):
-    return (0, int(part_id), "") if str(part_id).isdigit() else (1, 0, str(part_id))
 
 
 def format_progress_line(snap):

@@ -19,6 +19,7 @@ import time
 from typing import NamedTuple
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as enc
+from ansible_collections.ceptra.backfill.plugins.module_utils._partitions import sort_ids
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sql import is_identifier
 
@@ -92,12 +93,6 @@ def validate_identifier(name, what, allow_schema=False):
     return name
 
 
-def natural_key(part_id):
-    """Sort key putting "2" before "10" (numeric ids first, then the rest by text)."""
-    text = str(part_id)
-    return (0, int(text), "") if text.isdigit() else (1, 0, text)
-
-
 def _json_safe(value):
     """Position values must survive a JSON round trip through the cursor store."""
     if value is None or isinstance(value, (int, float, str)):
@@ -166,7 +161,7 @@ def _normalize_spec(spec):
     if part_ids is not None:
         if isinstance(part_ids, (str, bytes)) or not hasattr(part_ids, "__iter__"):
             raise SourceError("historic source: part_ids must be a list of partition ids")
-        part_ids = sorted({str(p) for p in part_ids}, key=natural_key)
+        part_ids = sort_ids(part_ids)
     out["part_ids"] = part_ids
     max_bytes = spec.get("max_event_bytes", DEFAULT_MAX_EVENT_BYTES) or DEFAULT_MAX_EVENT_BYTES
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024:

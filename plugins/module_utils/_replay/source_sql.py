@@ -23,9 +23,10 @@ import sqlite3
 import threading
 import time
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._partitions import sort_ids
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as enc
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import (
-    PSYCOPG_MISSING, EventRows, SourceError, _before, _json_safe, natural_key)
+    PSYCOPG_MISSING, EventRows, SourceError, _before, _json_safe)
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sql import pg_identifier, sqlite_quote
 
 try:
@@ -144,7 +145,7 @@ class HistoricSource(EventRows):
         query = self._compose("SELECT DISTINCT {p} FROM {t} WHERE {p} IS NOT NULL",
                               p=self._col("part_id"), t=self._ident(self.table))
         rows = self._run(query, [])
-        return sorted({str(row[0]) for row in rows}, key=natural_key)
+        return sort_ids(row[0] for row in rows)
 
     def _check_order_keys(self, part_id):
         """Refuse a partition with rows whose ordering key is NULL: they have no place in the order."""
