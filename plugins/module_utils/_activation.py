@@ -25,6 +25,7 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._definitions impor
     sort_part_ids,
 )
 from ansible_collections.ceptra.backfill.plugins.module_utils._readiness import normalize_readiness
+from ansible_collections.ceptra.backfill.plugins.module_utils._wait import poll_until
 
 BARRIER_OPEN_STATES = ("pending",)
 BARRIER_END_STATES = ("committed", "aborted", "expired")
@@ -112,17 +113,21 @@ def find_open_barrier(client, definitions, bundle_id, include_committed=False):
 
 def wait_for_barrier(client, barrier, timeout, interval, sleep=time.sleep, clock=time.monotonic):
     """Poll the barrier until it leaves ``pending``; raise ControlPlaneError on abort/expiry/timeout."""
-    deadline = clock() + timeout
     barrier_id = barrier.get("barrier_id")
-    while barrier.get("state") in BARRIER_OPEN_STATES:
-        if clock() >= deadline:
-            raise ControlPlaneError(
-                "timed out after %ss waiting for activation barrier %s to commit; partitions still missing: %s"
-                % (timeout, barrier_id, ", ".join(sort_part_ids(barrier.get("missing_partitions") or [])) or "none named"),
-                barrier=barrier)
-        sleep(interval)
-        barrier = dict(get_barrier(client, barrier_id))
-        barrier.setdefault("barrier_id", barrier_id)
+
+    def look():
+        fresh = dict(get_barrier(client, barrier_id))
+        fresh.setdefault("barrier_id", barrier_id)
+        return fresh.get("state") not in BARRIER_OPEN_STATES, fresh
+
+    poll = poll_until(look, timeout, interval, first=(barrier.get("state") not in BARRIER_OPEN_STATES, barrier),
+                      sleep=sleep, clock=clock)
+    barrier = poll.value
+    if not poll.done:
+        raise ControlPlaneError(
+            "timed out after %ss waiting for activation barrier %s to commit; partitions still missing: %s"
+            % (timeout, barrier_id, ", ".join(sort_part_ids(barrier.get("missing_partitions") or [])) or "none named"),
+            barrier=barrier)
     if barrier.get("state") != "committed":
         raise ControlPlaneError("activation barrier %s ended %s instead of committing (missing partitions: %s)"
                                 % (barrier_id, barrier.get("state"),
@@ -279,18 +284,22 @@ def replay_progress(job):
 
 def wait_for_replay_job(client, job, timeout, interval, sleep=time.sleep, clock=time.monotonic):
     """Poll the replay job until it completes; raise ControlPlaneError when it fails or times out."""
-    deadline = clock() + timeout
     job_id = job["job_id"]
-    while job.get("state") not in REPLAY_END_STATES:
-        if clock() >= deadline:
-            progress = replay_progress(job)
-            lagging = ["%s (replayed %s of %s)" % (p, v["replayed_index"], v["to_index"])
-                       for p, v in sorted(progress.items()) if not v["done"]]
-            raise ControlPlaneError("timed out after %ss waiting for WAL replay job %s; unfinished: %s"
-                                    % (timeout, job_id, ", ".join(lagging) or "none named"), job=job)
-        sleep(interval)
-        job = dict(client.get_json("replay_job", params={"job_id": job_id}) or {})
-        job.setdefault("job_id", job_id)
+
+    def look():
+        fresh = dict(client.get_json("replay_job", params={"job_id": job_id}) or {})
+        fresh.setdefault("job_id", job_id)
+        return fresh.get("state") in REPLAY_END_STATES, fresh
+
+    poll = poll_until(look, timeout, interval, first=(job.get("state") in REPLAY_END_STATES, job),
+                      sleep=sleep, clock=clock)
+    job = poll.value
+    if not poll.done:
+        progress = replay_progress(job)
+        lagging = ["%s (replayed %s of %s)" % (p, v["replayed_index"], v["to_index"])
+                   for p, v in sorted(progress.items()) if not v["done"]]
+        raise ControlPlaneError("timed out after %ss waiting for WAL replay job %s; unfinished: %s"
+                                % (timeout, job_id, ", ".join(lagging) or "none named"), job=job)
     if job.get("state") == "failed":
         why = job.get("error") or "the cluster gave no error text"
         raise ControlPlaneError("WAL replay job %s failed: %s" % (job_id, why), job=job,

@@ -12,6 +12,7 @@ methods of ``_client.CeptraClient``, so unit tests can pass a fake.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -20,6 +21,7 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
+from ansible_collections.ceptra.backfill.plugins.module_utils._wait import poll_until
 
 try:
     import yaml
@@ -310,12 +312,11 @@ def wait_for_shadow(client, bundle_id, part_ids=None, wait_for="settled", timeou
     needs a WAL replay ends the wait at once with an error naming what to do.
     Raises ControlPlaneError naming the partitions still pending when ``timeout`` passes.
     """
-    deadline = clock() + timeout
-    polls = 0
-    while True:
-        polls += 1
+    numbers = itertools.count(1)
+
+    def look():
         summary = bundle_shadow(client, bundle_id, part_ids)
-        summary["polls"] = polls
+        summary["polls"] = next(numbers)
         if summary["unknown_partitions"]:
             raise ControlPlaneError("bundle %s lists no shadow for partition(s) %s"
                                     % (bundle_id, ", ".join(summary["unknown_partitions"])), shadow=summary)
@@ -326,14 +327,15 @@ def wait_for_shadow(client, bundle_id, part_ids=None, wait_for="settled", timeou
                 "ceptra.backfill.wal_replay for the ones that need a WAL replay, and exclude failed "
                 "ones at activation or abort it" % (bundle_id, describe_partitions(summary, sort_part_ids(stuck))),
                 shadow=summary)
-        if not summary["pending_partitions"] and (wait_for != "ready" or summary["all_ready"]):
-            return summary
-        if clock() >= deadline:
-            raise ControlPlaneError(
-                "timed out after %ss waiting for the shadow warmup of bundle %s; still warming: %s"
-                % (timeout, bundle_id, describe_partitions(summary, summary["pending_partitions"])),
-                shadow=summary)
-        sleep(interval)
+        return not summary["pending_partitions"] and (wait_for != "ready" or summary["all_ready"]), summary
+
+    poll = poll_until(look, timeout, interval, sleep=sleep, clock=clock)
+    summary = poll.value
+    if not poll.done:
+        raise ControlPlaneError(
+            "timed out after %ss waiting for the shadow warmup of bundle %s; still warming: %s"
+            % (timeout, bundle_id, describe_partitions(summary, summary["pending_partitions"])), shadow=summary)
+    return summary
 
 
 def bundle_shadow(client, bundle_id, part_ids=None):

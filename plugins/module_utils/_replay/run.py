@@ -23,6 +23,8 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._replay.reader imp
     AdaptivePageReader, dead_letter_write, jsonable_position as _jsonable)
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import progress as progress_mod
 from ansible_collections.ceptra.backfill.plugins.module_utils._audit import operator_identity
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
+from ansible_collections.ceptra.backfill.plugins.module_utils._wait import poll_until
 from ansible_collections.ceptra.backfill.plugins.module_utils._readiness import (
     looks_like_readiness,
     normalize_readiness,
@@ -569,22 +571,24 @@ class ReplayRun(object):
         self._interruptible_sleep(0.05)
 
     def _wait_durability(self, part_id):
-        """PERMANENT_DURABILITY: wait (bounded) until the partition's readiness has no
-        durability fence; True when it cleared."""
-        deadline = self.clock() + float(self.cfg["durability_wait_s"])
+        """PERMANENT_DURABILITY: wait (at most durability_wait_s) until the partition's readiness
+        names no durability fence; True when it cleared."""
         self.progress.update(part_id, status="fenced")
-        while not self._stop.is_set() and self.clock() < deadline:
-            self._interruptible_sleep(0.5)
-            try:
-                response = self.client.request("GET", "readyz", expected=(200, 503))
-            except Exception:  # unreachable for a moment: keep waiting until the deadline
-                continue
-            if response.status != 200 and not looks_like_readiness(response.json):
-                continue        # a 503 error body (overload), not a readiness answer
-            # every readiness variant (list/dict partitions, reason objects, aliases)
-            doc = normalize_readiness(response.json, response.status)
-            entry = doc["partitions"].get(str(part_id))
-            if entry is None or "durability_fence" not in entry["reasons"]:
-                self.progress.update(part_id, status="running")
-                return True
-        return False
+        poll = poll_until(lambda: (self._fence_cleared(part_id), None), float(self.cfg["durability_wait_s"]), 0.5,
+                          first=(False, None), stop=self._stop.is_set, sleep=self._interruptible_sleep,
+                          clock=self.clock)
+        if poll.done:
+            self.progress.update(part_id, status="running")
+        return poll.done
+
+    def _fence_cleared(self, part_id):
+        """One look at /readyz: True when the partition reports no durability fence."""
+        try:
+            response = self.client.request("GET", "readyz", expected=(200, 503))
+        except CeptraError:  # unreachable for a moment: keep waiting until the deadline
+            return False
+        if response.status != 200 and not looks_like_readiness(response.json):
+            return False        # a 503 error body (overload), not a readiness answer
+        # every readiness variant (list/dict partitions, reason objects, aliases)
+        entry = normalize_readiness(response.json, response.status)["partitions"].get(str(part_id))
+        return entry is None or "durability_fence" not in entry["reasons"]
