@@ -292,99 +292,30 @@ assigned_partitions:
 """
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli as replay_entry
-
-RUN_OPTIONS = ("run_id", "apply_lag_threshold_ms", "replication_lag_threshold_ms", "critical_factor", "throttle",
-               "initial_rate", "max_rate", "max_window", "batch_events", "max_parallel_partitions",
-               "use_replay_sessions", "pause_file", "on_bad_row", "max_event_bytes", "metrics_textfile",
-               "pushgateway_url", "audit_file", "operator", "cp_audit", "retry_stopped", "estimated_rate",
-               "durability_wait_s")
-
-
-def _check_mode_result(run, params):
-    """The plan, shaped like a run's result: what a real run would do, nothing sent."""
-    plan = run.plan()
-    parts = plan["partitions"].values()
-    return dict(changed=plan["events_remaining"] > 0, done=plan["done"], plan=plan, partitions=plan["partitions"],
-                events_done=sum(p["events_done"] for p in parts), events_total=sum(p["events_total"] for p in parts),
-                events_sent=0, duplicates_skipped=sum(p["duplicates_skipped"] for p in parts), rate_eps=None,
-                eta_s=plan["estimated_duration_s"], stopped=[p["report"] for p in parts if p["report"]],
-                dedup="replay_session" if params["use_replay_sessions"] else "event_id", aborted=None)
-
-
-def _failure(result, params):
-    """Why the task fails after a run (None when it does not): an error, failed or stopped partitions, an abort."""
-    run_id = params["run_id"]
-    if result.get("error"):
-        return "historic_replay run %s failed: %s" % (run_id, result["error"])
-    failed = [p for p in result["partitions"].values() if p["status"] == "failed"]
-    if failed:
-        reasons = "; ".join("%s: %s" % (p["part_id"], (p.get("report") or {}).get("message")) for p in failed)
-        return ("historic_replay run %s: partition(s) failed: %s. Fix the cause and rerun the task to resume from the "
-                "cursors" % (run_id, reasons))
-    if result.get("aborted"):
-        return ("historic_replay run %s aborted: %s. Check the cluster's apply and replication lag, then rerun the "
-                "task to resume from the cursors" % (run_id, result["aborted"]))
-    if result["done"] and result["stopped"] and params["fail_on_stopped"]:
-        names = "; ".join("partition %s at event %s (position %s): %s %s" % (
-            r.get("part_id"), r.get("event_id"), r.get("position"), r.get("reason"), r.get("message"))
-            for r in result["stopped"])
-        return ("historic_replay run %s finished, but partition(s) stopped: %s. Fix the cause and rerun with "
-                "retry_stopped=true" % (run_id, names))
-    return None
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import engine
 
 
 def main():
     """Run the module."""
-    spec = replay_entry.module_argument_spec()
-    spec.update(
-        time_budget={"type": "float", "default": 60},
-        apply_lag_threshold_ms={"type": "float", "default": 200},
-        replication_lag_threshold_ms={"type": "float", "default": 250},
-        critical_factor={"type": "float", "default": 5},
-        throttle={"type": "bool", "default": True},
-        initial_rate={"type": "float", "default": 500},
-        max_rate={"type": "float"},
-        max_window={"type": "int", "default": 1024},
-        batch_events={"type": "int", "default": 2000},
-        max_parallel_partitions={"type": "int", "default": 8},
-        use_replay_sessions={"type": "bool", "default": True},
-        pause_file={"type": "path"},
-        on_bad_row={"type": "str", "choices": ["stop", "dead_letter"], "default": "stop"},
-        dead_letter_path={"type": "path"},
-        max_event_bytes={"type": "int", "default": 1048576},
-        find_copies={"type": "bool", "default": True},
-        metrics_textfile={"type": "path"},
-        pushgateway_url={"type": "str"},
-        audit_file={"type": "path"},
-        operator={"type": "str"},
-        cp_audit={"type": "bool", "default": True},
-        retry_stopped={"type": "bool", "default": False},
-        reassign_workers={"type": "bool", "default": False},
-        fail_on_stopped={"type": "bool", "default": True},
-        durability_wait_s={"type": "float", "default": 300},
-    )
-    module = CeptraModule(argument_spec=spec, required_together=[["worker_hosts", "this_host"]],
+    module = CeptraModule(argument_spec=engine.module_argument_spec(run=True),
+                          required_together=[["worker_hosts", "this_host"]],
                           required_if=[["on_bad_row", "dead_letter", ["dead_letter_path"]]])
     params = module.params
-    config = {key: params[key] for key in RUN_OPTIONS}
-    config["part_ids"] = params["partitions"]
-    config["dead_letter_path"] = params["dead_letter_path"]
     with module.reporting("replay run %s" % params["run_id"]):
-        run = replay_entry.open_run(config, module.client, replay_entry.source_spec_from_params(params),
-                                    params["cursor_store"], params["worker_hosts"], params["this_host"],
-                                    register_workers=not module.check_mode, reassign_workers=params["reassign_workers"])
+        run = engine.open_run(engine.config_from_params(params), module.client, engine.source_spec_from_params(params),
+                              params["cursor_store"], params["worker_hosts"], params["this_host"],
+                              register_workers=not module.check_mode, reassign_workers=params["reassign_workers"])
         try:
-            assigned = list(run.cfg["part_ids"])
+            assigned = list(run.cfg.part_ids)
             if module.check_mode:
-                module.exit_json(assigned_partitions=assigned, **_check_mode_result(run, params))
+                module.exit_json(assigned_partitions=assigned, **engine.check_mode_result(run))
             result = run.run(time_budget_s=params["time_budget"] or None)
         finally:
-            replay_entry.close_run(run)
+            engine.close_run(run)
     for warning in result.pop("warnings"):
         module.warn(warning)
     result["assigned_partitions"] = assigned
-    failure = _failure(result, params)
+    failure = engine.run_failure(result, params["run_id"], params["fail_on_stopped"])
     if failure:
         module.fail_json(msg=failure, **result)
     module.exit_json(**result)

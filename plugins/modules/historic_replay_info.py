@@ -132,7 +132,7 @@ stopped:
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 from ansible_collections.ceptra.backfill.plugins.module_utils._readiness import partition_lags
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli as replay_entry
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import engine
 
 
 def _add_lags(module, plan):
@@ -148,20 +148,19 @@ def _add_lags(module, plan):
 
 def main():
     """Run the module."""
-    spec = replay_entry.module_argument_spec()
+    spec = engine.module_argument_spec()
     spec.update(include_lag={"type": "bool", "default": True})
     module = CeptraModule(argument_spec=spec, required_together=[["worker_hosts", "this_host"]])
     params = module.params
     config = {"run_id": params["run_id"], "part_ids": params["partitions"], "estimated_rate": params["estimated_rate"]}
     with module.reporting("read the progress of replay run %s" % params["run_id"]):
-        run = replay_entry.open_run(config, module.client, replay_entry.source_spec_from_params(params),
-                                    params["cursor_store"], params["worker_hosts"], params["this_host"],
-                                    register_workers=False)
+        run = engine.open_run(config, module.client, engine.source_spec_from_params(params), params["cursor_store"],
+                              params["worker_hosts"], params["this_host"], register_workers=False)
         try:
             plan = run.plan()
             paused = bool(run.store.is_paused(params["run_id"]))
         finally:
-            replay_entry.close_run(run)
+            engine.close_run(run)
         if params["include_lag"]:
             _add_lags(module, plan)
     parts = plan["partitions"]

@@ -1,200 +1,134 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 ceptra.backfill contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Internal to ceptra.backfill (not a public API): the replay entry points.
+"""Internal to ceptra.backfill (not a public API): the replay command line, for long runs outside Ansible.
 
-Helpers shared by the modules and the command line (``open_run``, ``close_run``,
-``module_argument_spec``...), and the command line itself:
+From a checkout, after ``scripts/bootstrap`` (or the README's first commands)::
 
-    python -m ansible_collections.ceptra.backfill.plugins.module_utils._replay.cli \\
-        run|plan|status|pause|resume --run-id ID --source history.db --cursor-store cursors.db ...
+    scripts/ceptra-replay run|plan|status|pause|resume --run-id ID --source history.db --cursor-store cursors.db ...
+
+Wherever the collection is installed (its collections path on ``PYTHONPATH``, e.g.
+``~/.ansible/collections``)::
+
+    python -m ansible_collections.ceptra.backfill.plugins.module_utils._replay.cli run ...
 
 ``run`` prints one progress line per second (events done/total, rate, ETA, lag per
 partition). SIGINT/SIGTERM finish the in-flight batch, commit the cursor and exit with a
 resume hint (exit code 3). Connection options come from ``--url``/``--token`` or the
-``CEPTRA_*`` environment variables (as for the modules).
+``CEPTRA_*`` environment variables (as for the modules). Exit codes: 0 done, 1 failed,
+2 bad input, 3 not finished (resume), 4 finished with stopped partitions.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import sys
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay import progress as progress_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as runner_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import engine
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import progress as progress_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import open_cursor_store
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_STOPPED = 0, 1, 2, 3, 4
+# How this command was started, for the usage text and resume hints (scripts/ceptra-replay sets it).
+COMMAND = os.environ.get("CEPTRA_REPLAY_COMMAND") or \
+    "python -m ansible_collections.ceptra.backfill.plugins.module_utils._replay.cli"
 
 
-# ---------------------------------------------------------------- shared by the CLI and the modules
-def open_run(config, client, source_spec, cursor_store_spec, worker_hosts=None, this_host=None,
-             progress_callback=None, register_workers=True, reassign_workers=False):
-    """Open the source and cursor store from their specs, apply the fan-out assignment and
-    return a ready ``ReplayRun`` (call ``close_run`` afterwards).
-
-    With ``worker_hosts`` the list is checked against (and, with ``register_workers``,
-    recorded as) the run's worker group in the cursor store: ``fanout.check_worker_group``.
-
-    Raises ReplayConfigError / SourceError / CursorStoreError / FanoutError with readable
-    messages; callers turn them into ``fail_json`` or a CLI error.
-    """
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import open_cursor_store
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.fanout import (
-        assign_partitions, check_worker_group)
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source
-
-    cfg = runner_mod.build_config(config)
-    source = open_source(source_spec)
-    try:
-        store = open_cursor_store(cursor_store_spec)
-    except Exception:
-        source.close()
-        raise
-    try:
-        part_ids = cfg["part_ids"] if cfg["part_ids"] is not None else source.partitions()
-        if worker_hosts:
-            if not this_host:
-                raise runner_mod.ReplayConfigError("worker_hosts needs this_host (this worker's name from that list)")
-            part_ids = assign_partitions(part_ids, worker_hosts, this_host)
-            check_worker_group(store, cfg["run_id"], worker_hosts, register=register_workers,
-                               replace=reassign_workers)
-        cfg["part_ids"] = [str(p) for p in part_ids]
-        return runner_mod.ReplayRun(cfg, client, source, store, source_factory=lambda: open_source(source_spec),
-                                    progress_callback=progress_callback)
-    except Exception:
-        source.close()
-        store.close()
-        raise
-
-
-def close_run(run):
-    """Close the run's shared source and cursor store."""
-    for obj in (run.source, run.store):
-        try:
-            obj.close()
-        except Exception:  # closing must not hide the run's own result
-            pass
-
-
-def module_argument_spec():
-    """Options shared by the historic_replay and historic_replay_info modules (without connection options)."""
-    return {
-        "source": {"type": "dict", "required": True, "no_log": False},
-        "cursor_store": {"type": "dict", "required": True, "no_log": False},
-        "run_id": {"type": "str", "required": True},
-        "partitions": {"type": "list", "elements": "str"},
-        "window_start_ns": {"type": "int"},
-        "window_end_ns": {"type": "int"},
-        "order_by": {"type": "str", "choices": ["raft_index", "event_time"]},
-        "worker_hosts": {"type": "list", "elements": "str"},
-        "this_host": {"type": "str"},
-        "estimated_rate": {"type": "float", "default": 2000},
-    }
-
-
-def source_spec_from_params(params):
-    """The source spec with the module's window/order/partition options applied."""
-    spec = dict(params["source"])
-    if params.get("order_by"):
-        spec["order_by"] = params["order_by"]
-    if params.get("window_start_ns") is not None or params.get("window_end_ns") is not None:
-        spec["window"] = {"start_ns": params.get("window_start_ns"), "end_ns": params.get("window_end_ns")}
-    if params.get("partitions"):
-        spec["part_ids"] = list(params["partitions"])
-    # the operator's size limit and copy detection reach the source's own checks
-    # (a key given inside O(source) wins)
-    if params.get("max_event_bytes") is not None:
-        spec.setdefault("max_event_bytes", params["max_event_bytes"])
-    if params.get("find_copies") is not None:
-        spec.setdefault("find_copies", params["find_copies"])
-    return spec
-
-
-# ---------------------------------------------------------------- command line
+class UsageError(engine.ReplayError):
+    """Bad command-line input; the message says what to fix."""
 
 
 def _csv(text):
     return [item.strip() for item in text.split(",") if item.strip()] if text else None
 
 
+def _store_options(p):
+    p.add_argument("--run-id", required=True, help="name of the replay run (cursor key)")
+    p.add_argument("--cursor-store", help="SQLite cursor file (default when no --cursor-dsn)")
+    p.add_argument("--cursor-dsn", help="PostgreSQL DSN of a shared cursor store")
+    p.add_argument("--cursor-table", default=None, help="cursor table in PostgreSQL")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _source_options(p):
+    p.add_argument("--source", help="SQLite file with the historic events")
+    p.add_argument("--source-dsn", help="PostgreSQL DSN of the historic events")
+    p.add_argument("--table", default=None, help="historic table (default ceptra_history)")
+    p.add_argument("--columns", default=None, help="JSON column mapping {logical: physical}")
+    p.add_argument("--order-by", choices=("raft_index", "event_time"), default=None)
+    p.add_argument("--window-start-ns", type=int, default=None)
+    p.add_argument("--window-end-ns", type=int, default=None)
+    p.add_argument("--partitions", type=_csv, default=None, help="comma-separated part ids")
+    p.add_argument("--worker-hosts", type=_csv, default=None, help="comma-separated worker group")
+    p.add_argument("--this-host", default=None, help="this worker's name in --worker-hosts")
+    p.add_argument("--estimated-rate", type=float, default=None, help="events/s per partition for plans")
+
+
+# Options of ``run`` that take a value: flag, type, help (None: the run's default applies).
+RUN_VALUE_OPTIONS = (
+    ("--url", str, "cluster URL (else $CEPTRA_URL)"),
+    ("--token", str, "bearer token (else $CEPTRA_TOKEN)"),
+    ("--ca-path", str, None), ("--client-cert", str, None), ("--client-key", str, None),
+    ("--time-budget", float, "seconds, then stop cleanly"),
+    ("--apply-lag-threshold-ms", float, None), ("--replication-lag-threshold-ms", float, None),
+    ("--critical-factor", float, None), ("--initial-rate", float, None), ("--max-rate", float, None),
+    ("--max-parallel-partitions", int, None), ("--batch-events", int, None), ("--max-window", int, None),
+    ("--pause-file", str, None),
+    ("--dead-letter", str, "JSONL file for bad rows"),
+    ("--max-event-bytes", int, "events larger than this (serialised) are bad rows (default %d)"
+     % engine.DEFAULTS.max_event_bytes),
+    ("--metrics-textfile", str, None), ("--pushgateway-url", str, None), ("--audit-file", str, None),
+    ("--operator", str, None),
+)
+# Switches of ``run``: flag, help.
+RUN_SWITCHES = (
+    ("--no-throttle", "send as fast as the cluster acks"),
+    ("--no-replay-sessions", "event_id dedup only"),
+    ("--no-find-copies", "do not look for later copies of an event in the history (they are sent, "
+                         "and deduplicated by the cluster only within its retry window)"),
+    ("--retry-stopped", None),
+    ("--reassign-workers", "record --worker-hosts as the run's worker group, replacing the one it started with "
+                           "(stop every worker of the run first)"),
+    ("--no-cp-audit", "skip summary records in the CP audit log"),
+    ("--quiet", "no progress lines"),
+)
+
+
+def _run_options(p):
+    for flag, kind, text in RUN_VALUE_OPTIONS:
+        p.add_argument(flag, type=kind, default=None, help=text)
+    p.add_argument("--on-bad-row", choices=engine.BAD_ROW_POLICIES, default=None)
+    for flag, text in RUN_SWITCHES:
+        p.add_argument(flag, action="store_true", help=text)
+
+
 def build_parser():
+    """The argument parser of every command."""
     parser = argparse.ArgumentParser(
-        prog="ceptra-replay", description="Replay historic events into a CEPtra cluster (resumable, lag-aware).")
+        prog=COMMAND, description="Replay historic events into a CEPtra cluster (resumable, lag-aware).")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p, needs_source=True):
-        p.add_argument("--run-id", required=True, help="name of the replay run (cursor key)")
-        p.add_argument("--cursor-store", help="SQLite cursor file (default when no --cursor-dsn)")
-        p.add_argument("--cursor-dsn", help="PostgreSQL DSN of a shared cursor store")
-        p.add_argument("--cursor-table", default=None, help="cursor table in PostgreSQL")
-        if needs_source:
-            p.add_argument("--source", help="SQLite file with the historic events")
-            p.add_argument("--source-dsn", help="PostgreSQL DSN of the historic events")
-            p.add_argument("--table", default=None, help="historic table (default ceptra_history)")
-            p.add_argument("--columns", default=None, help="JSON column mapping {logical: physical}")
-            p.add_argument("--order-by", choices=("raft_index", "event_time"), default=None)
-            p.add_argument("--window-start-ns", type=int, default=None)
-            p.add_argument("--window-end-ns", type=int, default=None)
-            p.add_argument("--partitions", type=_csv, default=None, help="comma-separated part ids")
-            p.add_argument("--worker-hosts", type=_csv, default=None, help="comma-separated worker group")
-            p.add_argument("--this-host", default=None, help="this worker's name in --worker-hosts")
-            p.add_argument("--estimated-rate", type=float, default=None, help="events/s per partition for plans")
-        p.add_argument("--json", action="store_true", help="print the result as JSON")
-
     run = sub.add_parser("run", help="replay (to completion, or for --time-budget seconds)")
-    common(run)
-    run.add_argument("--url", default=None, help="cluster URL (else $CEPTRA_URL)")
-    run.add_argument("--token", default=None, help="bearer token (else $CEPTRA_TOKEN)")
-    run.add_argument("--ca-path", default=None)
-    run.add_argument("--client-cert", default=None)
-    run.add_argument("--client-key", default=None)
-    run.add_argument("--time-budget", type=float, default=None, help="seconds, then stop cleanly")
-    run.add_argument("--apply-lag-threshold-ms", type=float, default=None)
-    run.add_argument("--replication-lag-threshold-ms", type=float, default=None)
-    run.add_argument("--critical-factor", type=float, default=None)
-    run.add_argument("--initial-rate", type=float, default=None)
-    run.add_argument("--max-rate", type=float, default=None)
-    run.add_argument("--no-throttle", action="store_true", help="send as fast as the cluster acks")
-    run.add_argument("--no-replay-sessions", action="store_true", help="event_id dedup only")
-    run.add_argument("--max-parallel-partitions", type=int, default=None)
-    run.add_argument("--batch-events", type=int, default=None)
-    run.add_argument("--max-window", type=int, default=None)
-    run.add_argument("--pause-file", default=None)
-    run.add_argument("--on-bad-row", choices=("stop", "dead_letter"), default=None)
-    run.add_argument("--dead-letter", default=None, help="JSONL file for bad rows")
-    run.add_argument("--max-event-bytes", type=int, default=None,
-                     help="events larger than this (serialised) are bad rows (default 1048576)")
-    run.add_argument("--no-find-copies", action="store_true",
-                     help="do not look for later copies of an event in the history (they are sent, "
-                          "and deduplicated by the cluster only within its retry window)")
-    run.add_argument("--metrics-textfile", default=None)
-    run.add_argument("--pushgateway-url", default=None)
-    run.add_argument("--audit-file", default=None)
-    run.add_argument("--operator", default=None)
-    run.add_argument("--retry-stopped", action="store_true")
-    run.add_argument("--reassign-workers", action="store_true",
-                     help="record --worker-hosts as the run's worker group, replacing the one it started with "
-                          "(stop every worker of the run first)")
-    run.add_argument("--no-cp-audit", action="store_true", help="skip summary records in the CP audit log")
-    run.add_argument("--quiet", action="store_true", help="no progress lines")
-
-    plan = sub.add_parser("plan", help="what a run would do (nothing is sent)")
-    common(plan)
-    status = sub.add_parser("status", help="progress from the cursor store and the source")
-    common(status)
+    for name, text in (("run", None), ("plan", "what a run would do (nothing is sent)"),
+                       ("status", "progress from the cursor store and the source")):
+        p = run if name == "run" else sub.add_parser(name, help=text)
+        _store_options(p)
+        _source_options(p)
+    _run_options(run)
     for name in ("pause", "resume"):
         p = sub.add_parser(name, help="%s every worker of the run (cursor-store flag)" % name)
-        common(p, needs_source=False)
+        _store_options(p)
         p.add_argument("--reason", default="")
     return parser
 
 
 def source_spec(args):
+    """The source spec of the command line's options."""
     if bool(args.source) == bool(args.source_dsn):
         raise UsageError("give exactly one of --source (SQLite file) or --source-dsn (PostgreSQL)")
     spec = {"type": "sqlite", "path": args.source} if args.source else {"type": "postgresql", "dsn": args.source_dsn}
@@ -219,6 +153,7 @@ def source_spec(args):
 
 
 def cursor_spec(args):
+    """The cursor store spec of the command line's options."""
     if args.cursor_dsn:
         spec = {"type": "postgresql", "dsn": args.cursor_dsn}
         if args.cursor_table:
@@ -230,6 +165,7 @@ def cursor_spec(args):
 
 
 def run_config(args):
+    """The run options of the command line's options (None: the default)."""
     cfg = {"run_id": args.run_id, "part_ids": args.partitions, "estimated_rate": args.estimated_rate}
     if args.command != "run":
         return cfg
@@ -248,10 +184,6 @@ def run_config(args):
     return cfg
 
 
-class UsageError(ReplayError):
-    """Bad command-line input; the message says what to fix."""
-
-
 def resume_hint(argv):
     """The command that continues this run (same arguments, without --time-budget)."""
     args, skip = [], False
@@ -265,21 +197,12 @@ def resume_hint(argv):
         if item.startswith("--time-budget="):
             continue
         args.append(item)
-    return "python -m ansible_collections.ceptra.backfill.plugins.module_utils._replay.cli " + " ".join(
-        shlex.quote(a) for a in args)
+    return COMMAND + " " + " ".join(shlex.quote(a) for a in args)
 
 
 def _client(args):
-    from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient
     return CeptraClient.from_env(url=args.url, token=args.token, ca_path=args.ca_path,
                                  client_cert=args.client_cert, client_key=args.client_key)
-
-
-class _NoClient(object):
-    """Stands in for the client in plan/status: they never talk to the cluster."""
-
-    def __getattr__(self, name):
-        raise RuntimeError("plan/status do not contact the cluster")
 
 
 def main(argv=None, out=sys.stdout, err=sys.stderr):
@@ -288,25 +211,8 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     args = build_parser().parse_args(argv)
     try:
         if args.command in ("pause", "resume"):
-            from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import open_cursor_store
-            store = open_cursor_store(cursor_spec(args))
-            try:
-                store.set_paused(args.run_id, args.command == "pause", args.reason)
-            finally:
-                store.close()
-            out.write("run %s %s\n" % (args.run_id, "paused" if args.command == "pause" else "resumed"))
-            return EXIT_DONE
-        client = _client(args) if args.command == "run" else _NoClient()
-
-        def show(snap):
-            if not args.quiet:
-                err.write(progress_mod.format_progress_line(snap) + "\n")
-                err.flush()
-        run = open_run(run_config(args), client, source_spec(args), cursor_spec(args),
-                       args.worker_hosts, args.this_host,
-                       progress_callback=show if args.command == "run" else None,
-                       register_workers=args.command == "run",
-                       reassign_workers=getattr(args, "reassign_workers", False))
+            return _pause_or_resume(args, out)
+        run = _open(args, err)
     except CeptraError as exc:  # bad options, an unreadable source or store, a bad --url
         err.write("error: %s\n" % exc.message)
         return EXIT_USAGE
@@ -320,7 +226,29 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
             return EXIT_DONE
         return _run(run, args, argv, out, err)
     finally:
-        close_run(run)
+        engine.close_run(run)
+
+
+def _pause_or_resume(args, out):
+    store = open_cursor_store(cursor_spec(args))
+    try:
+        store.set_paused(args.run_id, args.command == "pause", args.reason)
+    finally:
+        store.close()
+    out.write("run %s %s\n" % (args.run_id, "paused" if args.command == "pause" else "resumed"))
+    return EXIT_DONE
+
+
+def _open(args, err):
+    """The run for ``run``, ``plan`` or ``status`` (only ``run`` builds a client: the others never call the cluster)."""
+    def show(snap):
+        if not args.quiet:
+            err.write(progress_mod.format_progress_line(snap) + "\n")
+            err.flush()
+    running = args.command == "run"
+    return engine.open_run(run_config(args), _client(args) if running else None, source_spec(args), cursor_spec(args),
+                           args.worker_hosts, args.this_host, progress_callback=show if running else None,
+                           register_workers=running, reassign_workers=getattr(args, "reassign_workers", False))
 
 
 def _print_plan(plan, out):

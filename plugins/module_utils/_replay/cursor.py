@@ -26,20 +26,9 @@ import threading
 import time
 from typing import NamedTuple
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import sql
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sql import is_identifier, pg_identifier
 
-try:
-    import psycopg
-    from psycopg import sql as pg_sql
-except ImportError:  # pragma: no cover - depends on the environment
-    psycopg = None
-    pg_sql = None
-
-PSYCOPG_MISSING = (
-    "the PostgreSQL cursor store needs the Python package psycopg 3 on every replay worker: "
-    "pip install 'psycopg[binary]'"
-)
 DEFAULT_TABLE = "ceptra_replay_cursors"
 BUSY_TIMEOUT_S = 30.0
 
@@ -49,7 +38,11 @@ class CursorStoreError(ReplayError):
 
 
 class Cursor(NamedTuple):
-    """Progress of one partition in one run (``position`` None = nothing acknowledged yet)."""
+    """Progress of one partition in one run (``position`` None = nothing acknowledged yet).
+
+    ``status`` is ``pending``, ``running``, ``done`` or ``stopped:<report JSON>`` (see
+    :func:`stopped_status` / :func:`parse_status`).
+    """
     position: tuple | None
     seq: int
     events_done: int
@@ -57,6 +50,25 @@ class Cursor(NamedTuple):
     status: str
     updated_at: float
     counts: dict | None = None   # rows passed without sending: {"duplicates_skipped": n, "dead_lettered": n}
+
+
+STOPPED_PREFIX = "stopped:"
+
+
+def stopped_status(report):
+    """The status of a partition that stopped, carrying its report (event, position, reason, message)."""
+    return STOPPED_PREFIX + json.dumps(report, sort_keys=True)
+
+
+def parse_status(status):
+    """Split a cursor status into ``(state, report dict or None)``."""
+    status = status or "pending"
+    if status.startswith(STOPPED_PREFIX):
+        try:
+            return "stopped", json.loads(status[len(STOPPED_PREFIX):])
+        except ValueError:
+            return "stopped", {"message": status[len(STOPPED_PREFIX):]}
+    return status, None
 
 
 def _position_to_json(position):
@@ -85,8 +97,8 @@ def _row_to_cursor(row):
                   float(updated_at), _counts_from_json(counts))
 
 
-# The columns of a cursor row, in Cursor order (``counts`` was added later: stores created
-# before it get the column on open, see _add_counts_column).
+# The columns of a cursor row, in Cursor order. Stores created before ``counts`` existed get
+# the column when they are opened (SqliteCursorStore._add_counts_column, PostgresCursorStore).
 CURSOR_COLUMNS = "position, seq, events_done, bytes_done, status, updated_at, counts"
 
 
@@ -99,7 +111,7 @@ def _check_cursor(cursor):
 
 
 def _validate_table(name):
-    if not is_identifier(name, allow_schema=True):
+    if not sql.is_identifier(name, allow_schema=True):
         raise CursorStoreError(
             "cursor store: table %r is not a valid SQL identifier: use letters, digits and underscores, "
             "not starting with a digit (optionally schema.table)" % (name,))
@@ -287,17 +299,13 @@ class PostgresCursorStore(CursorStore):
     """Cursor store in a PostgreSQL table (and ``<table>_pause``), shared by workers on many hosts."""
 
     def __init__(self, dsn, table, connect_timeout=10):
-        if psycopg is None:
-            raise CursorStoreError(PSYCOPG_MISSING)
-        self.dsn = dsn
+        sql.require_psycopg(CursorStoreError, "the PostgreSQL cursor store", "on every replay worker")
         self.table = table
-        self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
-        self._cursors = pg_identifier(table)
-        self._pause = pg_identifier(table + "_pause")  # same schema, table name + "_pause"
-        self._workers = pg_identifier(table + "_workers")
-        self._conn = None
-        self._connect()
+        self._cursors = sql.pg_identifier(table)
+        self._pause = sql.pg_identifier(table + "_pause")  # same schema, table name + "_pause"
+        self._workers = sql.pg_identifier(table + "_workers")
+        self._pg = sql.PgConnection(dsn, connect_timeout, CursorStoreError, "cursor store", " table %s" % table)
         self._execute(
             "CREATE TABLE IF NOT EXISTS {c} ("
             " run_id TEXT NOT NULL, part_id TEXT NOT NULL, position TEXT, seq BIGINT NOT NULL,"
@@ -317,41 +325,12 @@ class PostgresCursorStore(CursorStore):
             "CREATE TABLE IF NOT EXISTS {w} ("
             " run_id TEXT PRIMARY KEY, hosts TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)", ())
 
-    def _describe(self):
-        try:
-            info = psycopg.conninfo.conninfo_to_dict(self.dsn)
-        except psycopg.Error:
-            return "PostgreSQL"
-        # The password stays out of every message.
-        return "PostgreSQL %s:%s/%s table %s" % (info.get("host", "localhost"), info.get("port", 5432),
-                                                 info.get("dbname", ""), self.table)
-
-    def _connect(self):
-        try:
-            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=self.connect_timeout)
-        except psycopg.Error as exc:
-            raise CursorStoreError("cursor store: cannot connect to %s: %s" % (self._describe(), str(exc).strip()))
-
     def _execute(self, template, params, fetch=False):
-        query = pg_sql.SQL(template).format(c=self._cursors, p=self._pause, w=self._workers)
+        query = sql.pg_sql.SQL(template).format(c=self._cursors, p=self._pause, w=self._workers)
+        # Two workers racing CREATE TABLE IF NOT EXISTS: the loser's UniqueViolation means the table exists.
+        tolerate = (sql.psycopg.errors.UniqueViolation,) if template.startswith("CREATE TABLE") else ()
         with self._lock:
-            for attempt in (1, 2):
-                try:
-                    cur = self._conn.execute(query, params)
-                    return cur.fetchall() if fetch else None
-                except psycopg.errors.UniqueViolation:
-                    # Two workers racing CREATE TABLE IF NOT EXISTS: the table exists now.
-                    if template.startswith("CREATE TABLE"):
-                        return None
-                    raise
-                except psycopg.OperationalError as exc:
-                    # A dropped connection is retried once; every statement here is idempotent.
-                    if attempt == 2 or not self._conn.closed:
-                        raise CursorStoreError("cursor store %s: %s" % (self._describe(), str(exc).strip()))
-                    time.sleep(0.5)
-                    self._connect()
-                except psycopg.Error as exc:
-                    raise CursorStoreError("cursor store %s: %s" % (self._describe(), str(exc).strip()))
+            return self._pg.execute(query, params, fetch=fetch, tolerate=tolerate)
 
     def load(self, run_id, part_id):
         rows = self._execute("SELECT " + CURSOR_COLUMNS + " FROM {c}"
@@ -398,5 +377,4 @@ class PostgresCursorStore(CursorStore):
 
     def close(self):
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
+            self._pg.close()

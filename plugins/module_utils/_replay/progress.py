@@ -1,27 +1,25 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 ceptra.backfill contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Internal to ceptra.backfill (not a public API): replay progress, metrics and audit.
+"""Internal to ceptra.backfill (not a public API): replay progress and metrics.
 
-- ``ProgressTracker``: per-partition events done/total, position, EWMA rate, ETA, lag.
-- ``write_metrics_textfile`` / ``push_metrics``: Prometheus text (node_exporter textfile
-  collector, atomic rename; optional Pushgateway PUT).
-- ``BatchAuditLog``: local append-only JSONL, one record per replay batch.
-- ``cp_audit``: summary records (run start/end, partition completion) in the CP audit log.
+- ``ProgressTracker``: per-partition events done/total, position, EWMA rate, ETA, lag;
+  ``format_progress_line`` is the command line's line per second.
+- ``render_metrics`` / ``write_metrics_textfile`` / ``push_metrics``: Prometheus text
+  (node_exporter textfile collector, atomic rename; optional Pushgateway PUT).
+
+The audit trail of a run is in ``audit``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._audit import write_record
 from ansible_collections.ceptra.backfill.plugins.module_utils._partitions import sort_ids
-from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 
 EWMA_ALPHA = 0.3
 
@@ -216,53 +214,3 @@ def push_metrics(url, run_id, text, timeout=5):
         return resp.status
     finally:
         resp.close()
-
-
-class BatchAuditLog(object):
-    """Local append-only JSONL audit: one record per replay batch (thread-safe)."""
-
-    def __init__(self, path, run_id, operator):
-        self.path = path
-        self.run_id = run_id
-        self.operator = operator
-        self._lock = threading.Lock()
-        self._handle = open(path, "a") if path else None
-
-    def record(self, part_id, first, last, events, nbytes, started_at, outcome, **extra):
-        """Append one batch record; ``first``/``last`` are HistoricEvents (or None)."""
-        if self._handle is None:
-            return
-        rec = {
-            "ts": time.time(), "run_id": self.run_id, "part_id": str(part_id), "operator": self.operator,
-            "first_position": list(first.position) if first is not None and first.position is not None else None,
-            "last_position": list(last.position) if last is not None and last.position is not None else None,
-            "seq_first": first.seq if first is not None else None,
-            "seq_last": last.seq if last is not None else None,
-            "events": events, "bytes": nbytes, "started_at": started_at, "outcome": outcome,
-        }
-        rec.update(extra)
-        line = json.dumps(rec, sort_keys=True, default=str) + "\n"
-        with self._lock:
-            self._handle.write(line)
-            self._handle.flush()
-
-    def close(self):
-        if self._handle is not None:
-            with self._lock:
-                try:
-                    os.fsync(self._handle.fileno())
-                except OSError:
-                    pass
-                self._handle.close()
-                self._handle = None
-
-
-def cp_audit(client, details, warnings):
-    """Write a ``replay`` summary record to the CP audit log. Failure (e.g. an ingest-only
-    identity, which may not write audit records) becomes a warning, not a failed run."""
-    try:
-        write_record(client, "replay", details)
-        return True
-    except CeptraError as exc:
-        warnings.append("could not write the CP audit record (%s): %s" % (details.get("event"), exc.message))
-        return False

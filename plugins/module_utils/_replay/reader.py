@@ -1,24 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026 ceptra.backfill contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Internal to ceptra.backfill (not a public API): how the replay runner reads a partition's
-rows and sets bad rows aside.
+"""Internal to ceptra.backfill (not a public API): how a partition's replay reads its pages.
 
-- ``AdaptivePageReader``: pages read inline while other partitions are in flight, one step
-  ahead in a background thread (``PageReader``) once the partition runs alone.
-- ``dead_letter_write``: one fsynced JSON line per bad row (``on_bad_row: dead_letter``).
-
-Both work per page or per bad row, never per sent event: the runner's per-event loop is in
-``run`` and ``wire``.
+``AdaptivePageReader`` reads pages inline while other partitions are in flight, and one
+step ahead in a background thread (``PageReader``) once the partition runs alone. Both
+work per page, never per event: the per-event loop is in ``partition`` and ``wire``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import queue
 import threading
-import time
 
 
 class AdaptivePageReader(object):
@@ -102,26 +95,3 @@ class PageReader(object):
     def close(self):
         self._stop.set()
         self._thread.join(timeout=5)
-
-
-def dead_letter_write(path, part_id, position, error, raw_row):
-    """One JSON line per bad row, fsynced; the source module's writer when present."""
-    try:
-        from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import dead_letter_write as write
-    except ImportError:
-        write = None
-    if write is not None:
-        return write(path, part_id, position, error, raw_row)
-    record = {"time_ns": time.time_ns(), "part_id": str(part_id), "position": jsonable_position(position),
-              "error": error, "row": raw_row}
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def jsonable_position(position):
-    """A source position as JSON (a tuple becomes a list; None stays None)."""
-    if position is None:
-        return None
-    return list(position) if isinstance(position, (list, tuple)) else position

@@ -13,12 +13,15 @@ from __future__ import annotations
 import random
 import time
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as encode_mod
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
 
 DEFAULT_BACKOFF_MS = 50          # contract: 25-50 ms when the cluster gives no hint
 TRANSPORT_RETRY_LIMIT = 8        # consecutive failed requests before the partition gives up
 NOT_LEADER_RETRY_LIMIT = 20
+# Answers to a whole request that no retry fixes (identity, rights, route, content type): the run stops.
+FATAL_STATUSES = (400, 401, 403, 404, 405, 415)
 
 
 class SenderFatal(ReplayError):
@@ -118,6 +121,8 @@ class PartitionSender(object):
         self._committed_ahead = set()
         self._gap_fixed = set()
         self._later_permanent = None   # (index, response) of a permanent refusal behind a retryable one
+        self._transport_failures = 0   # failed requests in a row (this send)
+        self._not_leader = 0           # NOT_LEADER answers in a row (this send)
 
     # ------------------------------------------------------------------ helpers
     def _follow_hint(self, resp, shrink=False):
@@ -157,90 +162,106 @@ class PartitionSender(object):
             lines = list(lines)   # gap resends may replace lines; keep the caller's list intact
         self._committed_ahead = set()
         self._gap_fixed = set()
+        self._transport_failures = 0
+        self._not_leader = 0
         start = 0
-        transport_failures = 0
-        not_leader = 0
-        total = len(events)
-        while start < total:
+        while start < len(events):
             if self.should_stop():
                 result.interrupted = True
                 return result
-            end = min(total, start + self.window)
+            end = min(len(events), start + self.window)
             result.requests += 1
-            try:
-                # post_lines: the shared client's exchange, answers parsed line by line in C
-                responses = encode_mod.post_lines(self.client, self.route, lines[start:end],
-                                                  params={"part_id": self.part_id})
-            except Exception as exc:  # CeptraError from the shared client, after its own retries
-                status = getattr(exc, "status", None)
-                if status in (400, 401, 403, 404, 405, 415):
-                    raise SenderFatal("append stream for partition %s refused: %s"
-                                      % (self.part_id, getattr(exc, "message", str(exc))))
-                if status == 413:
-                    # the request as a whole is too large: send smaller requests
-                    self.window = max(1, (end - start) // 2)
-                    if end - start > 1:
-                        continue
-                transport_failures += 1
-                result.retries += 1
-                if transport_failures > TRANSPORT_RETRY_LIMIT:
-                    result.stop = self._report(events[start], "TransportError", "TRANSPORT",
-                                               "append stream failed %d times in a row: %s"
-                                               % (transport_failures, getattr(exc, "message", exc)))
-                    return result
-                self._backoff_wait()
+            responses = self._post(events, lines, start, end, result)
+            if result.stop is not None:
+                return result
+            if responses is None:
                 continue
-            transport_failures = 0
             self._later_permanent = None
             advanced, action, resp = self._scan(events, lines, start, end, responses, result)
             start += advanced
-            if action != "permanent" and self._later_permanent is not None:
-                # A retryable answer came first, but a later event of the request was refused
-                # permanently: stop here. Resending would send events after a permanent refusal.
-                index, refusal = self._later_permanent
-                result.stop = self._stop_report(events, index, refusal)
+            if not self._follow_up(action, resp, events, lines, start, result):
                 return result
-            if self._committed_ahead and self.use_sessions and action in ("transient", "not_leader", "durability"):
-                self._fix_gaps(events, lines, start)
-            if action == "ok":
-                not_leader = 0
-                continue
-            if action == "transient":
-                self.transient_total += 1
-                result.retries += 1
-                self._backoff_wait()
-                continue
-            if action == "not_leader":
-                self.not_leader_total += 1
-                not_leader += 1
-                result.retries += 1
-                if not_leader > NOT_LEADER_RETRY_LIMIT:
-                    result.stop = self._report(events[start], "PermanentDurability",
-                                               resp.get("cep_status_reason"),
-                                               "leader kept moving: %d NOT_LEADER answers in a row" % not_leader)
-                    return result
-                if self.resolve_leader is not None:
-                    self.resolve_leader(self.part_id, resp.get("cep_status_reason"))
-                else:
-                    self._backoff_wait()
-                continue
-            if action == "durability":
-                self.durability_pauses += 1
-                result.retries += 1
-                cleared = self.wait_durability(self.part_id) if self.wait_durability else False
-                if cleared:
-                    continue
-                if self.should_stop():
-                    result.interrupted = True
-                    return result
-                result.stop = self._report(events[start], "PermanentDurability", "PERMANENT_DURABILITY",
-                                           "partition refused appends (durability fence) and readiness "
-                                           "did not clear in time; rerun to resume from the cursor")
-                return result
-            # permanent: stop this partition, nothing after the event is sent (ever: no resend)
-            result.stop = self._stop_report(events, start, resp)
-            return result
         return result
+
+    def _post(self, events, lines, start, end, result):
+        """One request for ``events[start:end]``: the answers, or None when it failed and is to be
+        sent again (``result.stop`` is set when the partition gives up)."""
+        try:
+            # post_lines: the shared client's exchange, answers parsed line by line in C
+            responses = encode_mod.post_lines(self.client, self.route, lines[start:end], params={"part_id": self.part_id})
+        except CeptraError as exc:   # from the shared client, after its own retries
+            if exc.status in FATAL_STATUSES:
+                raise SenderFatal("append stream for partition %s refused: %s" % (self.part_id, exc.message))
+            if exc.status == 413:
+                self.window = max(1, (end - start) // 2)    # the request as a whole is too large
+                if end - start > 1:
+                    return None
+            self._transport_failures += 1
+            result.retries += 1
+            if self._transport_failures > TRANSPORT_RETRY_LIMIT:
+                result.stop = self._report(events[start], "TransportError", "TRANSPORT",
+                                           "append stream failed %d times in a row: %s"
+                                           % (self._transport_failures, exc.message))
+            else:
+                self._backoff_wait()
+            return None
+        self._transport_failures = 0
+        return responses
+
+    def _follow_up(self, action, resp, events, lines, start, result):
+        """Act on how a request ended; False when the partition stops (``result.stop`` set)."""
+        if action != "permanent" and self._later_permanent is not None:
+            # A retryable answer came first, but a later event of the request was refused
+            # permanently: stop here. Resending would send events after a permanent refusal.
+            index, refusal = self._later_permanent
+            result.stop = self._stop_report(events, index, refusal)
+            return False
+        if self._committed_ahead and self.use_sessions and action in ("transient", "not_leader", "durability"):
+            self._fix_gaps(events, lines, start)
+        if action == "ok":
+            self._not_leader = 0
+            return True
+        if action == "transient":
+            self.transient_total += 1
+            result.retries += 1
+            self._backoff_wait()
+            return True
+        if action == "not_leader":
+            return self._on_not_leader(events[start], resp, result)
+        if action == "durability":
+            return self._on_fence(events[start], result)
+        # permanent: stop this partition, nothing after the event is sent (ever: no resend)
+        result.stop = self._stop_report(events, start, resp)
+        return False
+
+    def _on_not_leader(self, event, resp, result):
+        """NOT_LEADER: find the new leader (or back off) and send again, up to NOT_LEADER_RETRY_LIMIT times in a row."""
+        self.not_leader_total += 1
+        self._not_leader += 1
+        result.retries += 1
+        if self._not_leader > NOT_LEADER_RETRY_LIMIT:
+            result.stop = self._report(event, "PermanentDurability", resp.get("cep_status_reason"),
+                                       "leader kept moving: %d NOT_LEADER answers in a row" % self._not_leader)
+            return False
+        if self.resolve_leader is not None:
+            self.resolve_leader(self.part_id, resp.get("cep_status_reason"))
+        else:
+            self._backoff_wait()
+        return True
+
+    def _on_fence(self, event, result):
+        """The durability fence: wait for readiness to clear it; stop the partition when it does not."""
+        self.durability_pauses += 1
+        result.retries += 1
+        if self.wait_durability is not None and self.wait_durability(self.part_id):
+            return True
+        if self.should_stop():
+            result.interrupted = True
+            return False
+        result.stop = self._report(event, "PermanentDurability", "PERMANENT_DURABILITY",
+                                   "partition refused appends (durability fence) and readiness "
+                                   "did not clear in time; rerun to resume from the cursor")
+        return False
 
     def _stop_report(self, events, index, resp):
         """The stop report for a permanent refusal of ``events[index]``."""

@@ -4,7 +4,7 @@
 """Historic source backends: one query builder, two dialects, keyset paging.
 
 Two backends share one query builder: SQLite (stdlib ``sqlite3``, the embedded default)
-and PostgreSQL (psycopg 3, imported only when used). Reading is keyset pagination::
+and PostgreSQL (psycopg 3, through ``sql.PgConnection``). Reading is keyset pagination::
 
     SELECT ... FROM t WHERE part_id = ? [AND window] AND (k1, k2, ..) > (?, ?, ..)
     ORDER BY k1, k2, .. LIMIT n + 1
@@ -12,7 +12,7 @@ and PostgreSQL (psycopg 3, imported only when used). Reading is keyset paginatio
 so no call ever holds more than one page, a restart resumes from a position with no
 server-side state, and every statement is short (no long-lived transaction on the source).
 User-supplied names (table, columns) are validated against a strict identifier pattern and
-quoted; every value is a bound parameter. Open sources with ``source.open_source``.
+quoted; every value is a bound parameter. Open a source with ``source.open_source``.
 """
 
 from __future__ import annotations
@@ -21,20 +21,12 @@ import operator
 import os
 import sqlite3
 import threading
-import time
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._partitions import sort_ids
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as enc
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import (
-    PSYCOPG_MISSING, EventRows, SourceError, _before, _json_safe)
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sql import pg_identifier, sqlite_quote
-
-try:
-    import psycopg
-    from psycopg import sql as pg_sql
-except ImportError:  # pragma: no cover - depends on the environment
-    psycopg = None
-    pg_sql = None
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import sql
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import (
+    EventRows, SourceError, _before, _json_safe)
 
 COPY_LOOKUP_CHUNK = 4000  # events per duplicate lookup (SQLite allows 32766 parameters)
 
@@ -350,7 +342,7 @@ class SqliteSource(HistoricSource):
         return self._raw("rowid") if column is None else self._ident(column)
 
     def _ident(self, name):
-        return sqlite_quote(name)
+        return sql.sqlite_quote(name)
 
     def _raw(self, text):
         return text
@@ -421,39 +413,22 @@ class PostgresSource(HistoricSource):
     """
 
     def __init__(self, spec):
-        if psycopg is None:
-            raise SourceError(PSYCOPG_MISSING)
-        self.dsn = spec["dsn"]
-        self._conn = None
+        sql.require_psycopg(SourceError, "the PostgreSQL historic source", "on the host that runs the replay")
         super(PostgresSource, self).__init__(spec)
-        self._connect()
+        self._pg = sql.PgConnection(spec["dsn"], int(spec.get("connect_timeout", 10)), SourceError, "historic source")
         self._probe()
 
-    def _describe(self):
-        try:
-            info = psycopg.conninfo.conninfo_to_dict(self.dsn)
-        except psycopg.Error:
-            return "PostgreSQL"
-        # Never echo the password: name the server and database only.
-        return "PostgreSQL %s:%s/%s" % (info.get("host", "localhost"), info.get("port", 5432), info.get("dbname", ""))
-
-    def _connect(self):
-        try:
-            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(self.spec.get("connect_timeout", 10)))
-        except psycopg.Error as exc:
-            raise SourceError("historic source: cannot connect to %s: %s" % (self._describe(), str(exc).strip()))
-
     def _ident(self, name):
-        return pg_identifier(name)
+        return sql.pg_identifier(name)
 
     def _raw(self, text):
-        return pg_sql.SQL(text)
+        return sql.pg_sql.SQL(text)
 
     def _join(self, fragments, sep=", "):
-        return pg_sql.SQL(sep).join(fragments)
+        return sql.pg_sql.SQL(sep).join(fragments)
 
     def _compose(self, template, **fragments):
-        return pg_sql.SQL(template).format(**fragments)
+        return sql.pg_sql.SQL(template).format(**fragments)
 
     def _copies_query(self, where, keys, wanted):
         # Two array parameters (a page of 1000 as 2000 placeholders costs more to parse than
@@ -478,28 +453,15 @@ class PostgresSource(HistoricSource):
         return query, [times, ids]
 
     def _execute(self, query, params):
-        text = query.as_string(self._conn)
-        self.statements = (self.statements + [text])[-20:]
-        for attempt in (1, 2):
-            try:
-                return self._conn.execute(query, params).fetchall()
-            except psycopg.OperationalError as exc:
-                # One reconnect: long runs outlive idle-connection timeouts and failovers.
-                if attempt == 2 or not self._conn.closed:
-                    raise SourceError("historic source %s: query failed: %s" % (self._describe(), str(exc).strip()))
-                time.sleep(0.5)
-                self._connect()
-            except psycopg.Error as exc:
-                raise SourceError("historic source %s: query failed: %s" % (self._describe(), str(exc).strip()))
+        self.statements = (self.statements + [self._pg.as_string(query)])[-20:]
+        return self._pg.execute(query, params)
 
     def _probe(self):
         query = self._compose("SELECT {s} FROM {t} LIMIT 0", s=self._select_list(), t=self._ident(self.table))
         try:
-            self._conn.execute(query)
-        except psycopg.Error as exc:
-            raise SourceError("historic source %s: table %s with columns %s is not readable: %s"
-                              % (self._describe(), self.table, _mapping_text(self.columns), str(exc).strip()))
+            self._pg.conn.execute(query)
+        except sql.psycopg.Error as exc:
+            raise self._pg.failed(exc, "table %s with columns %s is not readable" % (self.table, _mapping_text(self.columns)))
 
     def close(self):
-        if self._conn is not None:
-            self._conn.close()
+        self._pg.close()

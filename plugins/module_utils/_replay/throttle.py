@@ -19,10 +19,8 @@ import threading
 import time
 
 from ansible_collections.ceptra.backfill.plugins.module_utils import _readiness
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayConfigError, ReplayError
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import DEFAULTS, ReplayConfigError, ReplayError
 
-DEFAULT_APPLY_LAG_THRESHOLD_MS = 200.0
-DEFAULT_REPLICATION_LAG_THRESHOLD_MS = 250.0
 # Events per request = this many seconds of the current rate: small bursts keep the
 # apply-lag saw-tooth (and so its noise in the controller) small.
 BATCH_SECONDS = 0.025
@@ -35,10 +33,10 @@ class ThrottleAbort(ReplayError):
 class ThrottleSettings(object):
     """Tuning of the controller. Defaults follow the operations guide (200 ms / 250 ms)."""
 
-    def __init__(self, apply_lag_threshold_ms=DEFAULT_APPLY_LAG_THRESHOLD_MS,
-                 replication_lag_threshold_ms=DEFAULT_REPLICATION_LAG_THRESHOLD_MS,
-                 setpoint_ratio=0.4, critical_factor=5.0, critical_polls=10,
-                 initial_rate=500.0, min_rate=20.0, max_rate=None, poll_interval_s=0.1,
+    def __init__(self, apply_lag_threshold_ms=DEFAULTS.apply_lag_threshold_ms,
+                 replication_lag_threshold_ms=DEFAULTS.replication_lag_threshold_ms,
+                 setpoint_ratio=DEFAULTS.setpoint_ratio, critical_factor=DEFAULTS.critical_factor, critical_polls=10,
+                 initial_rate=DEFAULTS.initial_rate, min_rate=20.0, max_rate=DEFAULTS.max_rate, poll_interval_s=0.1,
                  increase_factor=1.25, gain=0.3, slope_gain=1.0,
                  smoothing=1.0, slope_baseline_s=0.2, pause_cut=0.75, min_factor=0.5):
         if apply_lag_threshold_ms <= 0 or replication_lag_threshold_ms <= 0:

@@ -36,7 +36,7 @@ import gc
 import json
 from json.encoder import encode_basestring
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient, CeptraError
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
 
 try:  # optional accelerator; the standard library is enough
@@ -179,39 +179,25 @@ def ready_lines(events, suffix, max_bytes):
     """
     lines = []
     append = lines.append
-    try:
-        for event in events:
-            wire = event.wire
-            if wire is None or event.error is not None or event.duplicate_of is not None:
-                break
-            line = wire + b"}" if suffix is None else b"%s%s%d}" % (wire, suffix, event.seq)
-            if len(line) > max_bytes:
-                break
-            append(line)
-    except AttributeError:   # an event type without wire/duplicate_of (test doubles): general path
-        pass
+    for event in events:
+        wire = event.wire
+        if wire is None or event.error is not None or event.duplicate_of is not None:
+            break
+        line = wire + b"}" if suffix is None else b"%s%s%d}" % (wire, suffix, event.seq)
+        if len(line) > max_bytes:
+            break
+        append(line)
     return lines
-
-
-def _fast_transport(client):
-    """True when ``client`` is a CeptraClient whose ``post_ndjson`` is the library's own
-    (not a subclass override or a test double), so its ``post_ndjson_raw`` gives the same
-    exchange; anything else is called through its own ``post_ndjson``."""
-    return (isinstance(client, CeptraClient) and type(client).post_ndjson is CeptraClient.post_ndjson
-            and "post_ndjson" not in vars(client))
 
 
 def post_lines(client, route, lines, params=None):
     """POST NDJSON ``lines`` through the shared client; returns the answers, one per line.
 
     The same exchange as ``CeptraClient.post_ndjson`` (route table, headers, retries,
-    errors), sent with ``CeptraClient.post_ndjson_raw`` and the answer parsed by
-    ``parse_response_body`` (the public post_ndjson decodes every answer line with
-    json.loads, which costs more than the rest of the exchange). Any other client object
-    (a subclass overriding post_ndjson, a test double) is called through its own ``post_ndjson``.
+    errors), sent with ``post_ndjson_raw`` and the answer parsed by ``parse_response_body``
+    (``post_ndjson`` decodes every answer line with json.loads, which costs more than the
+    rest of the exchange).
     """
-    if not _fast_transport(client):
-        return client.post_ndjson(route, lines, params=params)
     payload = b"\n".join(lines) + b"\n" if lines else b""
     response = client.post_ndjson_raw(route, payload, params=params)
     try:

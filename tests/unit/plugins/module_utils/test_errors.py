@@ -47,7 +47,7 @@ def test_a_failed_call_reports_the_step_and_the_call():
 
 def test_domain_errors_report_their_details_and_their_own_context():
     from ansible_collections.ceptra.backfill.plugins.module_utils._definitions import ControlPlaneError
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import SourceError
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import SourceError
 
     err = ControlPlaneError("bundle b@1 is not on the cluster", msg="ignored", barrier={"state": "pending"},
                             warnings=["w"])

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cli, engine
 
 from ..test_support.control_plane import ControlPlane
 from ..test_support.replay_fakes import HISTORY_SCHEMA as SCHEMA
@@ -109,11 +109,11 @@ def test_fan_out_replays_only_this_hosts_share(env):
 def test_operator_size_limit_and_copy_detection_reach_the_source_spec():
     params = {"source": {"type": "sqlite", "path": "/tmp/h.db"}, "order_by": None, "window_start_ns": None,
               "window_end_ns": None, "partitions": None, "max_event_bytes": 4096, "find_copies": False}
-    spec = cli.source_spec_from_params(params)
+    spec = engine.source_spec_from_params(params)
     assert spec["max_event_bytes"] == 4096 and spec["find_copies"] is False
     # a key inside the source dict wins over the module option
     params["source"] = {"type": "sqlite", "path": "/tmp/h.db", "max_event_bytes": 2048}
-    assert cli.source_spec_from_params(params)["max_event_bytes"] == 2048
+    assert engine.source_spec_from_params(params)["max_event_bytes"] == 2048
     args = cli.build_parser().parse_args(["run", "--run-id", "r", "--source", "/tmp/h.db", "--cursor-store", "c.db",
                                           "--max-event-bytes", "8192", "--no-find-copies"])
     spec = cli.source_spec(args)
@@ -135,7 +135,7 @@ def test_source_size_check_uses_the_operators_limit(env, tmp_path):
     conn.close()
     params = {"source": {"type": "sqlite", "path": history}, "order_by": "raft_index", "window_start_ns": None,
               "window_end_ns": None, "partitions": None, "max_event_bytes": 2048, "find_copies": True}
-    source = src.open_source(cli.source_spec_from_params(params))
+    source = src.open_source(engine.source_spec_from_params(params))
     try:
         [event] = source.read("0", None, 0, 10)
     finally:

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cursor as cursor_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import sql as sql_mod
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import (
     Cursor, CursorStoreError, open_cursor_store)
 
@@ -159,7 +159,7 @@ def test_bad_store_spec_is_refused(spec, message):
 
 
 def test_psycopg_missing_gives_the_install_hint(monkeypatch):
-    monkeypatch.setattr(cursor_mod, "psycopg", None)
+    monkeypatch.setattr(sql_mod, "psycopg", None)
     with pytest.raises(CursorStoreError, match=r"pip install 'psycopg\[binary\]'"):
         open_cursor_store({"type": "postgresql", "dsn": "dbname=never-connected"})
 

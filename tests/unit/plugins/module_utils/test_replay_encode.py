@@ -143,20 +143,20 @@ def test_post_lines_turns_a_bad_answer_into_a_client_error(monkeypatch):
                     "content_type": "application/x-ndjson"}
 
 
-def test_post_lines_uses_a_test_double_or_subclass_as_it_is():
-    class Double(object):
-        def post_ndjson(self, route, lines, *, params=None):
-            return [{"status": "Healthy", "route": route, "n": len(lines), "params": params}]
-
-    assert enc.post_lines(Double(), "append_stream", [b"{}"], params={"part_id": "0"}) == [
-        {"status": "Healthy", "route": "append_stream", "n": 1, "params": {"part_id": "0"}}]
-    from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient
+def test_post_lines_sends_through_the_clients_raw_exchange():
+    from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient, Headers, Response
 
     class Sub(CeptraClient):
-        def post_ndjson(self, route, lines, *, params=None, query=None, expected=None):
-            return ["overridden"]
+        """Any client with the shared client's interface: post_lines uses its post_ndjson_raw."""
 
-    assert enc.post_lines(Sub("http://127.0.0.1:9"), "append_stream", [b"{}"]) == ["overridden"]
+        def post_ndjson_raw(self, route, body, *, params=None, query=None, expected=None):
+            self.sent = (route, body, params)
+            return Response(200, Headers(), b'{"status":"Healthy","n":1}\n')
+
+    client = Sub("http://127.0.0.1:9")
+    assert enc.post_lines(client, "append_stream", [b"{}", b"[]"], params={"part_id": "0"}) == [
+        {"status": "Healthy", "n": 1}]
+    assert client.sent == ("append_stream", b"{}\n[]\n", {"part_id": "0"})
 
 
 def test_bulk_gc_raises_the_threshold_only_inside_and_restores_it():
@@ -193,5 +193,6 @@ def test_ready_lines_stop_at_the_first_event_that_needs_the_general_path():
     assert enc.ready_lines([Ev("0", 3, wire, None, (1,))], suffix, 4096) == []
     too_long = len(enc.line_for(wire, suffix, 1)) - 1
     assert enc.ready_lines(good, suffix, too_long) == []
-    OldShape = namedtuple("OldShape", "part_id seq event error")          # no wire: general path
-    assert enc.ready_lines(good + [OldShape("0", 3, {}, None)], suffix, 4096) == enc.ready_lines(good, suffix, 4096)
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import HistoricEvent
+    built_in_memory = HistoricEvent("0", (3,), 3, {"event_id": "m"}, 10, None)   # no wire: the general path
+    assert enc.ready_lines(good + [built_in_memory] + good, suffix, 4096) == enc.ready_lines(good, suffix, 4096)

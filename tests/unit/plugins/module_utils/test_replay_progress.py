@@ -5,6 +5,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._audit import operator_identity
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import audit as replay_audit
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import progress as pg
 
 from ..test_support.control_plane import ControlPlane
@@ -91,7 +92,7 @@ def test_push_to_pushgateway_puts_text():
 def test_batch_audit_log_appends_one_record_per_batch(tmp_path):
     path = tmp_path / "audit.jsonl"
     path.write_text('{"earlier": true}\n')
-    log = pg.BatchAuditLog(str(path), "run-9", "bob@host")
+    log = replay_audit.BatchAuditLog(str(path), "run-9", "bob@host")
     log.record("2", make_event("2", 5), make_event("2", 9), 5, 600, 1.5, "acked", duplicates=0)
     log.close()
     lines = path.read_text().splitlines()
@@ -114,5 +115,5 @@ def test_operator_identity_prefers_option_then_env(monkeypatch):
 
 def test_cp_audit_failure_is_a_warning():
     warnings = []
-    assert not pg.cp_audit(ControlPlane(role="ingest"), {"event": "run_start"}, warnings)
+    assert not replay_audit.cp_audit(ControlPlane(role="ingest"), {"event": "run_start"}, warnings)
     assert "run_start" in warnings[0] and "lacks role operator" in warnings[0]

@@ -5,7 +5,10 @@ import threading
 
 import pytest
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import config
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cursor as cursor_mod
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as rr
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 
 from ..test_support.control_plane import ControlPlane
 from ..test_support.replay_fakes import MemoryCursorStore, MemorySource, bad_row, make_event
@@ -34,14 +37,14 @@ def expected_ids(source, part):
 
 
 def test_config_errors_say_what_to_fix():
-    with pytest.raises(rr.ReplayConfigError, match="run_id is required"):
-        rr.build_config({})
-    with pytest.raises(rr.ReplayConfigError, match="dead_letter_path"):
-        rr.build_config({"run_id": "r", "on_bad_row": "dead_letter"})
-    with pytest.raises(rr.ReplayConfigError, match="on_bad_row must be one of"):
-        rr.build_config({"run_id": "r", "on_bad_row": "skip"})
-    with pytest.raises(rr.ReplayConfigError, match="unknown replay option"):
-        rr.build_config({"run_id": "r", "batchsize": 3})
+    with pytest.raises(config.ReplayConfigError, match="run_id is required"):
+        config.build_config({})
+    with pytest.raises(config.ReplayConfigError, match="dead_letter_path"):
+        config.build_config({"run_id": "r", "on_bad_row": "dead_letter"})
+    with pytest.raises(config.ReplayConfigError, match="on_bad_row must be one of"):
+        config.build_config({"run_id": "r", "on_bad_row": "skip"})
+    with pytest.raises(config.ReplayConfigError, match="unknown replay option"):
+        config.build_config({"run_id": "r", "batchsize": 3})
 
 
 def test_plan_lists_events_ranges_and_estimates_without_sending(tmp_path):
@@ -136,7 +139,7 @@ def test_stop_policy_stops_the_partition_at_the_bad_row_others_finish(tmp_path):
     report = result["stopped"][0]
     assert report["part_id"] == "1" and report["position"] == [8] and report["reason"] == "BAD_ROW"
     cursor = store.load("run-1", "1")
-    assert cursor.position == (7,) and rr.parse_status(cursor.status)[0] == "stopped"
+    assert cursor.position == (7,) and cursor_mod.parse_status(cursor.status)[0] == "stopped"
     assert cluster.applied["0"] == expected_ids(source, "0")
     assert cluster.applied["2"] == expected_ids(source, "2")
 
@@ -192,7 +195,7 @@ def test_pause_file_pauses(tmp_path):
 def test_stop_request_finishes_in_flight_batch_and_commits(tmp_path):
     cluster, source, store = ControlPlane(), source_of(2, 400), MemoryCursorStore()
     run = make_run(cluster, source, store, tmp_path, progress_interval_s=0.0)
-    original = cluster.post_ndjson
+    original = cluster.post_ndjson_raw
     calls = {"n": 0}
 
     def stop_after_some(*a, **kw):
@@ -200,7 +203,7 @@ def test_stop_request_finishes_in_flight_batch_and_commits(tmp_path):
         if calls["n"] == 10:
             threading.Thread(target=run.request_stop).start()
         return original(*a, **kw)
-    cluster.post_ndjson = stop_after_some
+    cluster.post_ndjson_raw = stop_after_some
     result = run.run()
     assert result["interrupted"] and not result["done"]
     for p in ("0", "1"):
@@ -208,7 +211,7 @@ def test_stop_request_finishes_in_flight_batch_and_commits(tmp_path):
         applied = cluster.applied.get(p, [])
         # the cursor covers exactly what the cluster acknowledged
         assert cursor is None or cursor.events_done == len(applied)
-    cluster.post_ndjson = original
+    cluster.post_ndjson_raw = original
     resumed = make_run(cluster, source, store, tmp_path).run()
     assert resumed["done"]
     assert all(cluster.applied[p] == expected_ids(source, p) for p in ("0", "1"))
@@ -226,10 +229,9 @@ def test_critical_lag_aborts_the_run(tmp_path):
 
 def test_fatal_error_stops_the_run_with_the_reason(tmp_path):
     class Refusing(ControlPlane):
-        def post_ndjson(self, *a, **kw):
-            err = RuntimeError("403")
-            err.status, err.message = 403, "identity lacks the ingest role"
-            raise err
+        def post_ndjson_raw(self, *a, **kw):
+            raise CeptraError("POST /v1/partitions/0/append-stream failed with 403: identity lacks the ingest role",
+                              status=403, route="append_stream")
     result = make_run(Refusing(), source_of(2, 5), MemoryCursorStore(), tmp_path).run()
     assert not result["done"] and "ingest role" in result["error"]
 
@@ -258,7 +260,7 @@ def test_source_failure_marks_the_partition_failed_with_the_error(tmp_path):
 def test_duplicate_copies_are_skipped_counted_and_audited_never_stop(tmp_path):
     source = source_of(2, 20)
     # later copies of events 3 and 10 of partition 1 (same event_id), as the source reports them
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import HistoricEvent
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import HistoricEvent
 
     rows = source.events["1"]
     for i in (8, 15):
@@ -286,30 +288,23 @@ def test_duplicate_copies_are_skipped_counted_and_audited_never_stop(tmp_path):
 
 
 def test_durability_wait_reads_every_readiness_variant(tmp_path):
-    class Resp(object):
-        def __init__(self, status, body):
-            self.status, self.json = status, body
-
     answers = [
-        Resp(503, {"error": "overloaded"}),                                   # not a readiness answer
-        Resp(503, {"ready": False, "partitions": [{"partition_id": 1, "reasons": [{"code": "DURABILITY_FENCE"}]}]}),
-        Resp(503, {"ready": False, "partitions": {"1": {"ready": False, "reason": "durability_fence"}}}),
-        Resp(200, {"ready": True, "partitions": [{"partition_id": 1, "ready": True}]}),
+        (503, {"error": "overloaded"}),                                   # not a readiness answer
+        (503, {"ready": False, "partitions": [{"partition_id": 1, "reasons": [{"code": "DURABILITY_FENCE"}]}]}),
+        (503, {"ready": False, "partitions": {"1": {"ready": False, "reason": "durability_fence"}}}),
+        (200, {"ready": True, "partitions": [{"partition_id": 1, "ready": True}]}),
     ]
 
     class Client(ControlPlane):
-        def request(self, method, route, **kw):
-            if route == "readyz":
-                self.readyz_calls = getattr(self, "readyz_calls", 0) + 1
-                return answers.pop(0)
-            return ControlPlane.request(self, method, route, **kw)
+        def _get_readyz(self, call):
+            return answers.pop(0)
 
     client = Client()
     run = rr.ReplayRun({"run_id": "run-1", "throttle": False, "durability_wait_s": 3600}, client,
                        source_of(1, 1), MemoryCursorStore(), lag_fetch=lambda: {}, sleep=lambda s: None)
     run.progress.add("1", 1)
-    assert run._wait_durability("1") is True
-    assert client.readyz_calls == 4 and answers == []
+    assert run.wait_durability("1") is True
+    assert len([c for c in client.calls if c.route == "readyz"]) == 4 and answers == []
     assert run.progress.parts["1"].status == "running"
 
 
@@ -327,16 +322,16 @@ def _sqlite_history(path, rows):
 
 
 class RecordingCluster(ControlPlane):
-    """ControlPlane that also keeps every line it was sent."""
+    """A control plane that also keeps every append-stream line it was sent."""
 
     def __init__(self, **kw):
         ControlPlane.__init__(self, **kw)
         self.lines = []
 
-    def post_ndjson(self, route, lines, **kw):
+    def post_ndjson_raw(self, route, body, **kw):
         with self.lock:
-            self.lines.extend(lines)
-        return ControlPlane.post_ndjson(self, route, lines, **kw)
+            self.lines.extend(line for line in body.split(b"\n") if line)
+        return ControlPlane.post_ndjson_raw(self, route, body, **kw)
 
 
 @pytest.mark.parametrize("parallel", [1, 3])
@@ -396,9 +391,9 @@ def test_adaptive_reader_reads_inline_while_others_run_then_ahead_when_alone():
         return [Ev(x) for x in pages[after]]
 
     alone = [False]
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay import reader as _replay_pages
-    assert rr.AdaptivePageReader is _replay_pages.AdaptivePageReader   # the runner's reader
-    reader = _replay_pages.AdaptivePageReader(read, None, 0, alone=lambda: alone[0])
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay import partition, reader as reader_mod
+    assert partition.AdaptivePageReader is reader_mod.AdaptivePageReader   # a partition's reader
+    reader = reader_mod.AdaptivePageReader(read, None, 0, alone=lambda: alone[0])
     assert [e.position for e in reader.next_page()] == ["a1", "a2"]
     assert calls == [(None, threading.current_thread().name)]            # inline
     alone[0] = True
@@ -413,7 +408,7 @@ def test_skip_and_dead_letter_counts_survive_time_slices_and_restarts(tmp_path):
     # The module replays in time slices (and a worker may die between them): the counts of
     # rows passed without sending are committed with the cursor, so the last slice reports
     # the whole run, not only what it saw itself.
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import HistoricEvent
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import HistoricEvent
 
     source = source_of(1, 30, bad={(0, 20), (0, 25)})
     rows = source.events["0"]

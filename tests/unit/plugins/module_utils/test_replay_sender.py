@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import sender as snd
 
 from ..test_support.control_plane import ControlPlane
@@ -205,11 +206,10 @@ def test_transport_errors_are_retried_then_reported():
 
 
 def test_auth_error_is_fatal_for_the_run():
-    class Refusing(object):
-        def post_ndjson(self, *a, **kw):
-            err = RuntimeError("403")
-            err.status, err.message = 403, "identity lacks the ingest role"
-            raise err
+    class Refusing(ControlPlane):
+        def post_ndjson_raw(self, *a, **kw):
+            raise CeptraError("POST /v1/partitions/0/append-stream failed with 403: identity lacks the ingest role",
+                              status=403, route="append_stream")
     s = snd.PartitionSender(Refusing(), "0", "r", sleep=lambda x: None)
     with pytest.raises(snd.SenderFatal, match="ingest role"):
         s.send([make_event("0", 1)])
@@ -229,7 +229,7 @@ def test_stop_request_interrupts_between_requests():
 
 def test_encode_uses_the_wire_line_of_a_historic_event_and_matches_the_dict_encoding():
     from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as enc
-    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import HistoricEvent
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import HistoricEvent
     event = {"event_id": "h-3-\u00e9", "part_id": "3", "partition_key": "k", "ts_ns": 17, "schema_key": "s",
              "payload": {"metric": "m", "value": 1.5}, "flags": ["LATE", "REPLAY"]}
     dict_only = HistoricEvent("3", (5,), 42, event, 100, None)

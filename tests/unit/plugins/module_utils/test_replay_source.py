@@ -11,9 +11,10 @@ import uuid
 
 import pytest
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay import source as source_mod
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import (
-    HistoricEvent, SourceError, dead_letter_write, open_source)
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import rows as rows_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import sql as sql_mod
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import HistoricEvent, SourceError, dead_letter_write
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source
 
 LOGICAL = ("part_id", "raft_index", "event_time_ns", "event_id", "partition_key", "schema_key", "payload", "flags")
 TYPES = {"part_id": "TEXT", "raft_index": "BIGINT", "event_time_ns": "BIGINT", "event_id": "TEXT",
@@ -230,7 +231,7 @@ def test_source_spec_errors_without_a_database(tmp_path):
 
 
 def test_psycopg_missing_gives_the_install_hint(monkeypatch):
-    monkeypatch.setattr(source_mod, "psycopg", None)
+    monkeypatch.setattr(sql_mod, "psycopg", None)
     with pytest.raises(SourceError, match=r"pip install 'psycopg\[binary\]'"):
         open_source({"type": "postgresql", "dsn": "dbname=never-connected"})
 
@@ -425,7 +426,7 @@ def json_backend(request, monkeypatch):
     if request.param == "stdlib":
         monkeypatch.setattr(enc, "orjson", None)
         monkeypatch.setattr(enc, "_fast_loads", enc._stdlib_parse_any)
-        monkeypatch.setattr(source_mod, "_fast_loads", enc._stdlib_parse_any)
+        monkeypatch.setattr(rows_mod, "_fast_loads", enc._stdlib_parse_any)
     elif enc.orjson is None:
         pytest.skip("orjson is not installed")  # the stdlib variant still runs
     return request.param

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import Cursor, CursorStore
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import HistoricEvent
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import HistoricEvent
 
 HISTORY_SCHEMA = """
 CREATE TABLE ceptra_history (
