@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab"))
 
 from ceptra_lab.configview import ConfigView  # noqa: E402
 from ceptra_lab.partition import Partition  # noqa: E402

@@ -19,7 +19,6 @@ import sys
 import time
 import urllib.parse
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab"))
 
 from ceptra_lab.testing import LabProcess  # noqa: E402
 

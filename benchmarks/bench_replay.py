@@ -35,10 +35,6 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(ROOT, "lab"))
 
 from bench_source_read import COLLECTIONS, measure_source_read, seed_sqlite  # noqa: E402
 from ceptra_lab.testing import LabProcess  # noqa: E402

@@ -21,19 +21,19 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 from bench_source_read import seed_sqlite  # noqa: E402
 
 
 class AckEverything(object):
-    """A cluster stand-in: every append is Healthy; nothing is stored."""
+    """A cluster stand-in with the shared client's interface: every append is Healthy; nothing is stored."""
 
-    HEALTHY = {"status": "Healthy", "cep_credit_hint": {"client_window_size": 1024, "retry_backoff_ms": 0}}
+    HEALTHY = json.dumps({"status": "Healthy", "cep_credit_hint": {"client_window_size": 1024,
+                                                                   "retry_backoff_ms": 0}}).encode() + b"\n"
 
-    def post_ndjson(self, route, lines, *, params=None, query=None, expected=(200,)):
-        return [self.HEALTHY] * len(lines)
+    def post_ndjson_raw(self, route, body, *, params=None, query=None, expected=None):
+        from ansible_collections.ceptra.backfill.plugins.module_utils._client import Headers, Response
+        return Response(200, Headers(), self.HEALTHY * body.count(b"\n"))
 
     def get_json(self, route, **kw):
         return {"partitions": [{"part_id": "0", "replay_sessions": {}}]}

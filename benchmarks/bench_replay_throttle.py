@@ -22,9 +22,6 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lab"))
 
 from bench_source_read import seed_sqlite  # noqa: E402
 from ceptra_lab.testing import LabProcess  # noqa: E402
