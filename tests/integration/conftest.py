@@ -1,4 +1,9 @@
-"""Run playbooks against the lab from pytest and collect every task's module result."""
+"""Run playbooks against the lab from pytest and collect every task's module result.
+
+The module tests' tasks are YAML files under targets/<name>/tasks/main.yml, run through
+run_target.yml (``run_target`` fixture); a test passes the lab's URL and token and the
+target's variables, then asserts on each task's result by task name.
+"""
 
 import json
 import os
@@ -12,6 +17,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = os.path.join(REPO, ".build", "collections")
 CALLBACKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "callback_plugins")
+# The play that runs one target's tasks (targets/<name>/tasks/main.yml) against a cluster.
+RUN_TARGET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_target.yml")
 
 
 @dataclass
@@ -79,6 +86,18 @@ def run_playbook(tmp_path):
         if results_file.exists():
             records = [json.loads(line) for line in results_file.read_text().splitlines() if line.strip()]
         return PlaybookResult(proc.returncode, proc.stdout, proc.stderr, records)
+
+    return run
+
+
+@pytest.fixture
+def run_target(run_playbook):
+    """Return run(target, extravars, check=False, diff=False, verbosity=0, env=None, inventory=None):
+    run_target.yml for targets/<target>; ``extravars`` hold ceptra_url and ceptra_token (or the
+    ceptra_client_cert/_key and ceptra_ca_path of mutual TLS) and the target's own variables."""
+
+    def run(target, extravars, **options):
+        return run_playbook(RUN_TARGET, extravars=dict(extravars, target=target), **options)
 
     return run
 

@@ -1,37 +1,22 @@
-"""Config manager against the lab through ansible-playbook: stage, rerun, revert, expiry sweep, refusals."""
+"""Config manager against the lab through ansible-playbook: stage, rerun, revert, expiry sweep, refusals.
+
+The tasks are the config_* targets under targets/ (run_target.yml runs them).
+"""
 
 import json
 import time
 
 import pytest
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/ceptra.backfill.cp:
-      url: "{{ ceptra_url }}"
-      token: "{{ ceptra_token }}"
-  tasks:
-%s
-"""
+
+def override(lab_vars, name, settings, valid_for="1h", **extra):
+    """Extra vars of the config_override target."""
+    return dict(lab_vars, override_name=name, override_settings=settings, override_valid_for=valid_for, **extra)
 
 
-def play(*tasks):
-    """A one-play playbook with the given task snippets (YAML text, already indented)."""
-    return PLAY % "\n".join(tasks)
-
-
-def override_task(name, settings, state="present", task="override", **options):
-    body = {"name": name, "state": state}
-    if settings is not None:
-        body["settings"] = settings
-    body.update(options)
-    return "    - name: %s\n      ceptra.backfill.config_override: %s\n      ignore_errors: true" % (task, json.dumps(body))
-
-
-def sweep_task(task="sweep"):
-    return "    - name: %s\n      ceptra.backfill.config_override_sweep: {}\n      ignore_errors: true" % task
+def named(lab_vars, name):
+    """Extra vars of the config_revert target."""
+    return dict(lab_vars, override_name=name)
 
 
 def config_of(lab):
@@ -46,18 +31,18 @@ def config_writes(lab):
     return len(body["records"])
 
 
-def test_stage_check_real_rerun_then_revert(lab, lab_vars, run_playbook):
+def test_stage_check_real_rerun_then_revert(lab, lab_vars, run_target):
     settings = {"metrics": {"anti_cheat_flags": {"lateness_allowance_ms": 600000}}, "dedup_capacity_per_partition": 2000000}
-    stage = play(override_task("it-stage", settings, valid_for="2h", reason="integration"))
+    stage = override(lab_vars, "it-stage", settings, valid_for="2h", override_reason="integration")
     version0, config0 = config_of(lab)
 
-    checked = run_playbook(stage, extravars=lab_vars, check=True, diff=True)
+    checked = run_target("config_override", stage, check=True, diff=True)
     result = checked.results["override"]
     assert checked.rc == 0, checked.stdout
     assert result["changed"] is True and config_of(lab)[0] == version0
     assert result["diff"]["after"]["config"]["dedup_capacity_per_partition"] == 2000000
 
-    real = run_playbook(stage, extravars=lab_vars)
+    real = run_target("config_override", stage)
     result = real.results["override"]
     assert real.rc == 0 and result["changed"] is True and result["action"] == "created"
     version1, config1 = config_of(lab)
@@ -67,45 +52,45 @@ def test_stage_check_real_rerun_then_revert(lab, lab_vars, run_playbook):
     assert entry["before"]["dedup_capacity_per_partition"] == config0["dedup_capacity_per_partition"]
     assert entry["config_version_after"] == version1 and entry["reason"] == "integration"
 
-    again = run_playbook(stage, extravars=lab_vars)
+    again = run_target("config_override", stage)
     assert again.results["override"]["changed"] is False and config_of(lab)[0] == version1
 
-    revert = play(override_task("it-stage", None, state="absent", task="revert"))
-    checked = run_playbook(revert, extravars=lab_vars, check=True)
+    revert = named(lab_vars, "it-stage")
+    checked = run_target("config_revert", revert, check=True)
     assert checked.results["revert"]["changed"] is True and config_of(lab)[0] == version1
-    done = run_playbook(revert, extravars=lab_vars)
+    done = run_target("config_revert", revert)
     assert done.results["revert"]["changed"] is True and done.results["revert"]["conflicts"] == []
     restored = config_of(lab)[1]
     assert restored == config0
-    assert run_playbook(revert, extravars=lab_vars).results["revert"]["changed"] is False
+    assert run_target("config_revert", revert).results["revert"]["changed"] is False
 
     status, _headers, body = lab.request("GET", "/v1/audit?kind=override", role="observer")
     actions = [rec["details"]["action"] for rec in body["records"] if rec["details"].get("name") == "it-stage"]
     assert actions == ["created", "reverted"]
 
 
-def test_valid_for_1s_is_reverted_by_the_sweep(lab, lab_vars, run_playbook):
+def test_valid_for_1s_is_reverted_by_the_sweep(lab, lab_vars, run_target):
     _version, config0 = config_of(lab)
-    staged = run_playbook(play(override_task("it-short", {"watermark_guard_ms": 900}, valid_for="1s")), extravars=lab_vars)
+    staged = run_target("config_override", override(lab_vars, "it-short", {"watermark_guard_ms": 900}, valid_for="1s"))
     assert staged.results["override"]["changed"] is True
     assert config_of(lab)[1]["watermark_guard_ms"] == 900
     time.sleep(1.5)
-    swept = run_playbook(play(sweep_task(), "    - name: info\n      ceptra.backfill.config_info: {}"), extravars=lab_vars)
+    swept = run_target("config_sweep_and_info", lab_vars)
     result = swept.results["sweep"]
     assert swept.rc == 0 and result["changed"] is True and "it-short" in result["reverted"]
     assert config_of(lab)[1]["watermark_guard_ms"] == config0["watermark_guard_ms"]
     assert "it-short" not in [o["name"] for o in swept.results["info"]["overrides"]]
-    idle = run_playbook(play(sweep_task()), extravars=lab_vars)
+    idle = run_target("config_sweep", lab_vars)
     assert idle.results["sweep"]["changed"] is False
 
 
-def test_revert_after_someone_changed_a_key_reports_the_conflict(lab, lab_vars, run_playbook):
+def test_revert_after_someone_changed_a_key_reports_the_conflict(lab, lab_vars, run_target):
     settings = {"max_future_skew_ms": 9000, "partitions": {"2": {"lateness_allowance_ms": 120000}}}
-    staged = run_playbook(play(override_task("it-conflict", settings, valid_for="1h")), extravars=lab_vars)
+    staged = run_target("config_override", override(lab_vars, "it-conflict", settings))
     assert staged.results["override"]["changed"] is True
     status, _h, _b = lab.request("PATCH", "/v1/config", body={"max_future_skew_ms": 7000}, role="operator")
     assert status == 200
-    reverted = run_playbook(play(override_task("it-conflict", None, state="absent", task="revert")), extravars=lab_vars)
+    reverted = run_target("config_revert", named(lab_vars, "it-conflict"))
     result = reverted.results["revert"]
     assert result["changed"] is True
     assert [c["key"] for c in result["conflicts"]] == ["max_future_skew_ms"]
@@ -116,17 +101,16 @@ def test_revert_after_someone_changed_a_key_reports_the_conflict(lab, lab_vars, 
     assert "it-conflict" not in config["annotations"].get("ceptra.backfill/overrides", {})
 
 
-def test_two_overrides_on_different_keys_revert_independently(lab, lab_vars, run_playbook):
+def test_two_overrides_on_different_keys_revert_independently(lab, lab_vars, run_target):
     _version, config0 = config_of(lab)
-    run_playbook(play(override_task("it-a", {"metrics": {"m_a": {"correction_horizon_ms": 7200000}}}, valid_for="1h", task="a"),
-                      override_task("it-b", {"raw_retention_ms": 172800000}, valid_for="1h", task="b")),
-                 extravars=lab_vars)
-    first = run_playbook(play(override_task("it-a", None, state="absent", task="revert a")), extravars=lab_vars)
-    assert first.results["revert a"]["changed"] is True and first.results["revert a"]["conflicts"] == []
+    run_target("config_two_overrides", dict(lab_vars, a_name="it-a", a_settings={"metrics": {"m_a": {"correction_horizon_ms": 7200000}}},
+                                            b_name="it-b", b_settings={"raw_retention_ms": 172800000}))
+    first = run_target("config_revert", named(lab_vars, "it-a"))
+    assert first.results["revert"]["changed"] is True and first.results["revert"]["conflicts"] == []
     config = config_of(lab)[1]
     assert "m_a" not in config["metrics"] and config["raw_retention_ms"] == 172800000
     assert list(config["annotations"]["ceptra.backfill/overrides"]) == ["it-b"]
-    run_playbook(play(override_task("it-b", None, state="absent", task="revert b")), extravars=lab_vars)
+    run_target("config_revert", named(lab_vars, "it-b"))
     assert config_of(lab)[1] == config0
 
 
@@ -150,27 +134,21 @@ workflow:
 """
 
 
+# The tasks of the config_refusals target, and what each refusal says.
 REFUSALS = [
-    ("bound", {"checkpoint_full_interval_ms": 5000}, {}, "[15000, 300000]"),
-    ("flow", {"partition_flow": {"max_event_bytes": 1024}}, {}, "[65536, 8388608]"),
-    ("domain", {"lane_domains": {"player_id": {"max_per_partition": 100}}}, {}, "100 lanes"),
-    ("bundle", {"lane_domains": {"queue": {"max_per_partition": 8}}}, {"bundle": True},
-     "flags_by_queue by (player_id, queue) would project 128"),
+    ("bound", "[15000, 300000]"),
+    ("flow", "[65536, 8388608]"),
+    ("domain", "100 lanes"),
+    ("bundle", "flags_by_queue by (player_id, queue) would project 128"),
 ]
 
 
-def test_refused_before_any_patch(lab, lab_vars, run_playbook, tmp_path):
+def test_refused_before_any_patch(lab, lab_vars, run_target, tmp_path):
     bundle = tmp_path / "lanes.yaml"
     bundle.write_text(LANES_BUNDLE)
-    tasks = []
-    for task, settings, extra, _needle in REFUSALS:
-        options = {"valid_for": "1h"}
-        if extra.get("bundle"):
-            options["bundle_src"] = str(bundle)
-        tasks.append(override_task("it-refused-" + task, settings, task=task, **options))
     writes, (version, _config) = config_writes(lab), config_of(lab)
-    refused = run_playbook(play(*tasks), extravars=lab_vars)
-    for task, _settings, _extra, needle in REFUSALS:
+    refused = run_target("config_refusals", dict(lab_vars, bundle_src=str(bundle)))
+    for task, needle in REFUSALS:
         result = refused.results[task]
         assert refused.status(task) == "failed" and needle in result["msg"], result
         assert "refused before anything was sent" in result["msg"]
@@ -178,11 +156,10 @@ def test_refused_before_any_patch(lab, lab_vars, run_playbook, tmp_path):
     assert config_writes(lab) == writes and config_of(lab)[0] == version
 
 
-def test_observer_gets_a_clear_permission_error(lab, lab_vars, run_playbook):
+def test_observer_gets_a_clear_permission_error(lab, lab_vars, run_target):
     version = config_of(lab)[0]
     observer = dict(lab_vars, ceptra_token=lab.tokens["observer"])
-    denied = run_playbook(play(override_task("it-observer", {"watermark_guard_ms": 300}, valid_for="1h")),
-                          extravars=observer, verbosity=3)
+    denied = run_target("config_override", override(observer, "it-observer", {"watermark_guard_ms": 300}), verbosity=3)
     result = denied.results["override"]
     assert denied.status("override") == "failed" and result["status"] == 403, result
     assert "Could not stage override it-observer" in result["msg"] and "operator" in result["msg"]
@@ -190,31 +167,23 @@ def test_observer_gets_a_clear_permission_error(lab, lab_vars, run_playbook):
     assert config_of(lab)[0] == version
 
 
-def test_mutual_tls_operator_stages_and_observer_is_refused(lab_factory, run_playbook, tmp_path):
+def test_mutual_tls_operator_stages_and_observer_is_refused(lab_factory, run_target, tmp_path):
     from ceptra_lab.certs import write_certs
 
     certs = tmp_path / "certs"
     write_certs(str(certs))
     tls_lab = lab_factory(partitions=2, test_mode=True, tls_dir=str(certs))
-    task = override_task("it-mtls", {"watermark_guard_ms": 400}, valid_for="1h")
-    mtls_play = """
-- hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/ceptra.backfill.cp:
-      url: "{{ ceptra_url }}"
-      client_cert: "{{ certs }}/{{ role }}.pem"
-      client_key: "{{ certs }}/{{ role }}-key.pem"
-      ca_path: "{{ certs }}/ca.pem"
-  tasks:
-%s
-""" % task
-    base = {"ceptra_url": tls_lab.url, "certs": str(certs)}
-    denied = run_playbook(mtls_play, extravars=dict(base, role="observer"))
+
+    def as_role(role):
+        return override({"ceptra_url": tls_lab.url, "ceptra_client_cert": str(certs / (role + ".pem")),
+                         "ceptra_client_key": str(certs / (role + "-key.pem")), "ceptra_ca_path": str(certs / "ca.pem")},
+                        "it-mtls", {"watermark_guard_ms": 400})
+
+    denied = run_target("config_override", as_role("observer"))
     result = denied.results["override"]
     assert denied.status("override") == "failed" and result["status"] == 403
     assert "spiffe://ceptra.lab/role/observer" in result["msg"] and "lacks role operator" in result["msg"]
-    staged = run_playbook(mtls_play, extravars=dict(base, role="operator"))
+    staged = run_target("config_override", as_role("operator"))
     assert staged.status("override") == "ok" and staged.results["override"]["changed"] is True
     assert staged.results["override"]["override"]["after"] == {"watermark_guard_ms": 400}
 
@@ -277,7 +246,7 @@ workflow:
 """
 
 
-def test_lane_budget_with_an_active_bundle(lab_factory, run_playbook, tmp_path):
+def test_lane_budget_with_an_active_bundle(lab_factory, run_target, tmp_path):
     bundle_path = str(tmp_path / "active.yaml")
     with open(bundle_path, "w", encoding="utf-8") as handle:
         handle.write(ACTIVE_BUNDLE)
@@ -294,11 +263,7 @@ def test_lane_budget_with_an_active_bundle(lab_factory, run_playbook, tmp_path):
     assert barrier.get("state") == "committed", barrier
     lab_vars = {"ceptra_url": active_lab.url, "ceptra_token": active_lab.tokens["operator"]}
     writes = config_writes(active_lab)
-    lanes = run_playbook(play(
-        override_task("it-lanes-over", {"lane_domains": {"player_id": {"max_per_partition": 70}}}, task="over",
-                      valid_for="1h", bundle_src=bundle_path),
-        override_task("it-lanes-near", {"lane_domains": {"player_id": {"max_per_partition": 50}}}, task="near",
-                      valid_for="1h", bundle_src=bundle_path)), extravars=lab_vars)
+    lanes = run_target("config_lane_budget", dict(lab_vars, bundle_src=bundle_path))
     over, near = lanes.results["over"], lanes.results["near"]
     assert lanes.status("over") == "failed"
     assert "metric anti_cheat_flags by (player_id) would project 70 lanes" in over["msg"]

@@ -2,7 +2,8 @@
 
 For every state-changing module (bundle, activation, wal_replay, metrics_snapshot): check mode
 reports the change and changes nothing; the real run changes it; the same run again reports
-``changed: false``. Bundles come from /work/shared/reference/bundles (read at test time).
+``changed: false``. The tasks are the targets under targets/ (run_target.yml runs them);
+bundles come from ../shared/reference/bundles (read at test time).
 """
 
 import json
@@ -19,23 +20,6 @@ COLLECTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.pa
 SHARED = os.environ["CEPTRA_SHARED"]   # reference material beside the checkout (root conftest.py)
 BUNDLES = os.path.join(SHARED, "reference/bundles")
 GAMING = os.path.join(BUNDLES, "gaming_cheat_detection.yaml")
-
-PLAY_HEADER = """
-- name: Control-plane modules against the lab
-  hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/ceptra.backfill.cp:
-      url: "{{ ceptra_url }}"
-      token: "{{ ceptra_token }}"
-  tasks:
-"""
-
-
-def playbook(tasks):
-    """A one-play playbook whose tasks are the given YAML text (indented under ``tasks:``)."""
-    body = "\n".join("    " + line if line.strip() else line for line in tasks.strip("\n").splitlines())
-    return PLAY_HEADER + body + "\n"
 
 
 def call(lab, method, path, body=None, role="admin"):
@@ -95,39 +79,9 @@ def assert_ok(run, *tasks):
 
 # ------------------------------------------------------------------------------------------ bundle + activation
 
-BUNDLE_AND_ACTIVATE = """
-- name: validate
-  ceptra.backfill.bundle: {src: "{{ bundle_src }}", state: validated}
-- name: upload in check mode
-  ceptra.backfill.bundle: {src: "{{ bundle_src }}"}
-  check_mode: true
-- name: list after check mode
-  ceptra.backfill.bundle_info:
-- name: upload
-  ceptra.backfill.bundle: {src: "{{ bundle_src }}"}
-  register: uploaded
-- name: upload again
-  ceptra.backfill.bundle: {src: "{{ bundle_src }}"}
-- name: wait for shadows
-  ceptra.backfill.bundle_info: {bundle_id: "{{ uploaded.bundle_id }}", wait: true, wait_for: ready, wait_interval: 0.1, wait_timeout: 30}
-- name: activate in check mode
-  ceptra.backfill.activation: {bundle_id: "{{ uploaded.bundle_id }}"}
-  check_mode: true
-- name: info after check-mode activation
-  ceptra.backfill.bundle_info: {bundle_id: "{{ uploaded.bundle_id }}"}
-- name: activate
-  ceptra.backfill.activation: {bundle_id: "{{ uploaded.bundle_id }}", wait_interval: 0.1, wait_timeout: 30}
-- name: activate again
-  ceptra.backfill.activation: {bundle_id: "{{ uploaded.bundle_id }}"}
-- name: rejected reference bundle
-  ceptra.backfill.bundle: {src: "{{ rejected_src }}", state: validated}
-  ignore_errors: true
-"""
-
-
-def test_bundle_then_activation_check_real_rerun(lab_factory, run_playbook):
+def test_bundle_then_activation_check_real_rerun(lab_factory, run_target):
     lab = lab_factory(partitions=4, test_mode=True)
-    run = run_playbook(playbook(BUNDLE_AND_ACTIVATE), extravars=operator_vars(
+    run = run_target("bundle_activation", operator_vars(
         lab, bundle_src=GAMING, rejected_src=os.path.join(BUNDLES, "iot_workflow.yaml")), diff=True)
     assert_ok(run, "validate", "upload in check mode", "upload", "upload again", "wait for shadows",
               "activate in check mode", "activate", "activate again")
@@ -152,14 +106,10 @@ def test_bundle_then_activation_check_real_rerun(lab_factory, run_playbook):
     assert lab.tokens["operator"] not in run.stdout
 
 
-def test_whole_playbook_in_check_mode_changes_nothing(lab_factory, run_playbook):
+def test_whole_playbook_in_check_mode_changes_nothing(lab_factory, run_target):
     lab = lab_factory(partitions=2, test_mode=True)
-    tasks = """
-- name: upload
-  ceptra.backfill.bundle: {src: "{{ bundle_src }}"}
-"""
-    run = run_playbook(playbook(tasks), extravars=operator_vars(lab, bundle_src=os.path.join(BUNDLES, "supply_chain_workflow.yaml")),
-                       check=True)
+    run = run_target("bundle_upload", operator_vars(lab, bundle_src=os.path.join(BUNDLES, "supply_chain_workflow.yaml")),
+                     check=True)
     assert_ok(run, "upload")
     assert run.results["upload"]["changed"] is True
     assert call(lab, "GET", "/v1/definitions", role="observer")["bundles"] == []
@@ -167,46 +117,12 @@ def test_whole_playbook_in_check_mode_changes_nothing(lab_factory, run_playbook)
 
 # ------------------------------------------------------------------------------------------ upgrade: false
 
-NEEDS_REPLAY_FLOW = """
-- name: upload
-  ceptra.backfill.bundle: {src: "{{ bundle_src }}"}
-  register: uploaded
-- name: wait settled
-  ceptra.backfill.bundle_info: {bundle_id: "{{ uploaded.bundle_id }}", wait: true, wait_interval: 0.1, wait_timeout: 30}
-- name: activate before replay
-  ceptra.backfill.activation: {bundle_id: "{{ uploaded.bundle_id }}", wait_timeout: 5}
-  ignore_errors: true
-- name: activate without waiting
-  ceptra.backfill.activation: {bundle_id: "{{ uploaded.bundle_id }}", wait: false}
-- name: abort check
-  ceptra.backfill.activation: {bundle_id: "{{ uploaded.bundle_id }}", abort: true}
-  check_mode: true
-- name: abort
-  ceptra.backfill.activation: {bundle_id: "{{ uploaded.bundle_id }}", abort: true}
-- name: abort again
-  ceptra.backfill.activation: {bundle_id: "{{ uploaded.bundle_id }}", abort: true}
-- name: replay check
-  ceptra.backfill.wal_replay: {needs_replay_only: true, bundle_id: "{{ uploaded.bundle_id }}"}
-  check_mode: true
-- name: info after replay check
-  ceptra.backfill.bundle_info: {bundle_id: "{{ uploaded.bundle_id }}"}
-- name: replay
-  ceptra.backfill.wal_replay: {needs_replay_only: true, bundle_id: "{{ uploaded.bundle_id }}", wait_interval: 0.1, wait_timeout: 60, reason: integration test}
-- name: replay again
-  ceptra.backfill.wal_replay: {needs_replay_only: true, bundle_id: "{{ uploaded.bundle_id }}"}
-- name: wait ready
-  ceptra.backfill.bundle_info: {bundle_id: "{{ uploaded.bundle_id }}", wait: true, wait_for: ready, wait_interval: 0.1, wait_timeout: 30}
-- name: activate
-  ceptra.backfill.activation: {bundle_id: "{{ uploaded.bundle_id }}", wait_interval: 0.1, wait_timeout: 30}
-"""
-
-
-def test_upgrade_false_bundle_needs_wal_replay_before_activation(lab_factory, run_playbook, tmp_path):
+def test_upgrade_false_bundle_needs_wal_replay_before_activation(lab_factory, run_target, tmp_path):
     lab = lab_factory(partitions=4, test_mode=True)
     now = time.time_ns()
     append_events(lab, "0", sample_events("p0", 5, now))
     append_events(lab, "2", sample_events("p2", 3, now))
-    run = run_playbook(playbook(NEEDS_REPLAY_FLOW), extravars=operator_vars(lab, bundle_src=upgrade_false_bundle(tmp_path)))
+    run = run_target("wal_replay_before_activation", operator_vars(lab, bundle_src=upgrade_false_bundle(tmp_path)))
     assert_ok(run, "upload", "wait settled", "activate without waiting", "abort check", "abort", "abort again",
               "replay check", "replay", "replay again", "wait ready", "activate")
     res = run.results
@@ -237,29 +153,13 @@ def test_upgrade_false_bundle_needs_wal_replay_before_activation(lab_factory, ru
 
 # ------------------------------------------------------------------------------------------ shadow failure
 
-FAILED_SHADOW_FLOW = """
-- name: activate blocked
-  ceptra.backfill.activation: {bundle_id: "{{ bundle_id }}", wait_timeout: 5}
-  ignore_errors: true
-- name: activate excluding check
-  ceptra.backfill.activation: {bundle_id: "{{ bundle_id }}", exclude_partitions: ["1"]}
-  check_mode: true
-- name: info after check
-  ceptra.backfill.bundle_info: {bundle_id: "{{ bundle_id }}"}
-- name: activate excluding
-  ceptra.backfill.activation: {bundle_id: "{{ bundle_id }}", exclude_partitions: ["1"], wait_interval: 0.1, wait_timeout: 30}
-- name: activate excluding again
-  ceptra.backfill.activation: {bundle_id: "{{ bundle_id }}", exclude_partitions: ["1"]}
-"""
-
-
-def test_activation_blocked_by_failed_shadow_until_excluded(lab_factory, run_playbook):
+def test_activation_blocked_by_failed_shadow_until_excluded(lab_factory, run_target):
     lab = lab_factory(partitions=4, test_mode=True)
     with open(GAMING, encoding="utf-8") as handle:
         uploaded = call(lab, "POST", "/v1/definitions", yaml.safe_load(handle), role="operator")
     call(lab, "POST", "/v1/test/faults", {"part_id": "1", "shadow_state": "SHADOW_FAILED"})
     time.sleep(0.4)  # let the other shadows warm (lab default 300 ms)
-    run = run_playbook(playbook(FAILED_SHADOW_FLOW), extravars=operator_vars(lab, bundle_id=uploaded["bundle_id"]))
+    run = run_target("activation_excluding_failed_shadow", operator_vars(lab, bundle_id=uploaded["bundle_id"]))
     assert_ok(run, "activate excluding check", "activate excluding", "activate excluding again")
     res = run.results
     assert run.status("activate blocked") == "failed"
@@ -277,34 +177,7 @@ def test_activation_blocked_by_failed_shadow_until_excluded(lab_factory, run_pla
 
 # ------------------------------------------------------------------------------------------ snapshots
 
-SNAPSHOT_FLOW = """
-- name: save check
-  ceptra.backfill.metrics_snapshot: {dest: "{{ dest }}", part_ids: ["0", "1"]}
-  check_mode: true
-- name: save
-  ceptra.backfill.metrics_snapshot: {dest: "{{ dest }}", part_ids: ["0", "1"]}
-- name: save again
-  ceptra.backfill.metrics_snapshot: {dest: "{{ dest }}", part_ids: ["0", "1"]}
-- name: partitions equal
-  ceptra.backfill.snapshot_diff: {part_id: "0", other_part_id: "1", fail_on_difference: true}
-- name: clusters equal
-  ceptra.backfill.snapshot_diff:
-    part_id: "0"
-    other: {url: "{{ other_url }}", token: "{{ other_token }}"}
-"""
-
-SNAPSHOT_AFTER_CHANGE = """
-- name: partitions differ
-  ceptra.backfill.snapshot_diff: {part_id: "0", other_part_id: "1", fail_on_difference: true}
-  ignore_errors: true
-- name: file against live
-  ceptra.backfill.snapshot_diff: {left_src: "{{ dest }}", part_id: "1"}
-- name: save changed
-  ceptra.backfill.metrics_snapshot: {dest: "{{ dest }}", part_ids: ["0", "1"], return_snapshots: false}
-"""
-
-
-def test_snapshots_save_and_diff(lab_factory, run_playbook, tmp_path):
+def test_snapshots_save_and_diff(lab_factory, run_target, tmp_path):
     lab = lab_factory(partitions=2, test_mode=True)
     other = lab_factory(partitions=2, test_mode=True)
     now = time.time_ns()
@@ -314,7 +187,7 @@ def test_snapshots_save_and_diff(lab_factory, run_playbook, tmp_path):
     append_events(other, "0", events[4:] + events[:4])
     dest = str(tmp_path / "snapshots.json")
     extravars = operator_vars(lab, dest=dest, other_url=other.url, other_token=other.tokens["observer"])
-    run = run_playbook(playbook(SNAPSHOT_FLOW), extravars=extravars, verbosity=3)
+    run = run_target("snapshots", extravars, verbosity=3)
     assert_ok(run, "save check", "save", "save again", "partitions equal", "clusters equal")
     res = run.results
     assert res["save check"]["changed"] is True
@@ -329,7 +202,7 @@ def test_snapshots_save_and_diff(lab_factory, run_playbook, tmp_path):
     extra = sample_events("extra", 1, now)
     extra[0]["payload"]["labels"]["player_id"] = "player-new"
     append_events(lab, "1", extra)
-    run = run_playbook(playbook(SNAPSHOT_AFTER_CHANGE), extravars=extravars)
+    run = run_target("snapshots_after_change", extravars)
     assert_ok(run, "file against live", "save changed")
     res = run.results
     assert run.status("partitions differ") == "failed"
@@ -340,14 +213,9 @@ def test_snapshots_save_and_diff(lab_factory, run_playbook, tmp_path):
     assert res["save changed"]["changed"] is True
 
 
-def test_metrics_snapshot_outside_test_mode_says_so(lab_factory, run_playbook):
+def test_metrics_snapshot_outside_test_mode_says_so(lab_factory, run_target):
     lab = lab_factory(partitions=1, test_mode=False)
-    tasks = """
-- name: snapshot
-  ceptra.backfill.metrics_snapshot: {part_ids: ["0"]}
-  ignore_errors: true
-"""
-    run = run_playbook(playbook(tasks), extravars=operator_vars(lab))
+    run = run_target("snapshot_outside_test_mode", operator_vars(lab))
     assert run.status("snapshot") == "failed"
     assert "not in test mode" in run.results["snapshot"]["msg"]
 

@@ -45,24 +45,6 @@ SHARED = os.environ["CEPTRA_SHARED"]   # reference material beside the checkout 
 GAMING = os.path.join(SHARED, "reference/bundles/gaming_cheat_detection.yaml")
 
 
-def replay_play_header(lab, history, cursors, run_id, first_task):
-    """A play against ``lab`` whose first task (named ``first_task``) runs historic_replay over
-    a SQLite history, anchored as ``*args``; the caller appends more arguments and tasks."""
-    return """
-- hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/ceptra.backfill.cp: {url: "%(url)s", token: "%(token)s"}
-  tasks:
-    - name: %(first)s
-      ceptra.backfill.historic_replay: &args
-        source: {type: sqlite, path: "%(history)s"}
-        cursor_store: {type: sqlite, path: "%(cursors)s"}
-        run_id: %(run_id)s
-        order_by: raft_index""" % {"url": lab.url, "token": lab.tokens["operator"], "first": first_task,
-                                   "history": history, "cursors": cursors, "run_id": run_id}
-
-
 def seed_with_copies(path, partitions, per_partition, seed):
     """A seeded SQLite history holding 5 % later copies: (rows, distinct events)."""
     from ceptra_lab.traffic import seed_history
@@ -75,7 +57,7 @@ def seed_with_copies(path, partitions, per_partition, seed):
     return rows, distinct
 
 
-def test_module_replays_everything_while_live_traffic_flows(lab_factory, run_playbook, tmp_path):
+def test_module_replays_everything_while_live_traffic_flows(lab_factory, run_target, tmp_path):
     from ceptra_lab.traffic import live
 
     lab = lab_factory(partitions=4, test_mode=True)
@@ -85,28 +67,10 @@ def test_module_replays_everything_while_live_traffic_flows(lab_factory, run_pla
     feeder = threading.Thread(target=lambda: live_totals.update(
         live(lab.url, lab.tokens["ingest"], rate=300, duration=4, partitions=4, out=io.StringIO())))
     feeder.start()
-    playbook = replay_play_header(lab, history, tmp_path / "cursors.db", "live-mix", "plan") + """
-        time_budget: 1
-        audit_file: "%(audit)s"
-        metrics_textfile: "%(prom)s"
-      check_mode: true
-    - name: replay
-      ceptra.backfill.historic_replay: *args
-      register: replay
-      until: replay is failed or replay.done
-      retries: 100
-      delay: 0
-    - name: again
-      ceptra.backfill.historic_replay: *args
-    - name: info
-      ceptra.backfill.historic_replay_info:
-        source: {type: sqlite, path: "%(history)s"}
-        cursor_store: {type: sqlite, path: "%(cursors)s"}
-        run_id: live-mix
-        order_by: raft_index
-""" % {"history": history, "cursors": tmp_path / "cursors.db", "audit": tmp_path / "audit.jsonl",
-       "prom": tmp_path / "replay.prom"}
-    result = run_playbook(playbook)
+    result = run_target("historic_replay_live", {
+        "ceptra_url": lab.url, "ceptra_token": lab.tokens["operator"], "history": history,
+        "cursors": str(tmp_path / "cursors.db"), "run_id": "live-mix", "audit": str(tmp_path / "audit.jsonl"),
+        "prom": str(tmp_path / "replay.prom")})
     feeder.join()
     assert result.rc == 0, result.stdout + result.stderr
     plan = result.results["plan"]
@@ -152,7 +116,7 @@ def test_copies_in_the_history_are_applied_once_while_live_traffic_flows(lab_fac
     assert sum(applied_counts(lab).values()) == distinct + live_totals["healthy"]
 
 
-def test_skipped_copies_are_counted_over_every_time_slice(lab_factory, run_playbook, tmp_path):
+def test_skipped_copies_are_counted_over_every_time_slice(lab_factory, run_target, tmp_path):
     """The module replays in time slices; the count of copies skipped is kept with the cursor,
     so the final round (and a rerun) reports the whole run's copies, not only its own."""
     lab = lab_factory(partitions=2, test_mode=True)
@@ -160,18 +124,9 @@ def test_skipped_copies_are_counted_over_every_time_slice(lab_factory, run_playb
     rows, distinct = seed_with_copies(history, 2, 800, seed=5)
     copies = rows - distinct
     assert copies > 20
-    playbook = replay_play_header(lab, history, tmp_path / "cursors.db", "copies-in-slices", "replay") + """
-        time_budget: 0.3
-        max_rate: 1000
-        batch_events: 50
-      register: replay
-      until: replay is failed or replay.done
-      retries: 100
-      delay: 0
-    - name: again
-      ceptra.backfill.historic_replay: *args
-"""
-    result = run_playbook(playbook)
+    result = run_target("historic_replay_slices", {
+        "ceptra_url": lab.url, "ceptra_token": lab.tokens["operator"], "history": history,
+        "cursors": str(tmp_path / "cursors.db"), "run_id": "copies-in-slices"})
     assert result.rc == 0, result.stdout + result.stderr
     replay = result.results["replay"]
     assert replay["attempts"] > 2                        # really several slices

@@ -2,6 +2,7 @@
 
 cluster_state_info, readiness_info (reading and waiting), metrics_info, audit (check mode ->
 write -> idempotent rerun) and audit_info, on the spec dialect and the reference dialect.
+The tasks are the targets under targets/ (run_target.yml runs them).
 """
 
 from __future__ import annotations
@@ -10,43 +11,14 @@ import pytest
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient
 
-PLAY_HEAD = """
-- hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/ceptra.backfill.cp:
-      url: "{{ ceptra_url }}"
-      token: "{{ ceptra_token }}"
-  tasks:
-"""
-
-
-def play(tasks: str) -> str:
-    """A one-play playbook whose tasks (indented by 4) share the lab connection defaults."""
-    return PLAY_HEAD + tasks
-
 
 def admin(lab):
     """A client with the lab's admin token, for setting faults."""
     return CeptraClient(lab.url, token=lab.tokens["admin"])
 
 
-def test_read_only_modules_against_the_lab(lab, lab_vars, run_playbook):
-    result = run_playbook(play("""
-    - name: state
-      ceptra.backfill.cluster_state_info:
-    - name: readiness
-      ceptra.backfill.readiness_info:
-        wait_for: ready
-        wait_timeout: 30
-        wait_interval: 0.2
-    - name: metrics
-      ceptra.backfill.metrics_info:
-        names: [apply_lag_seconds, replication_lag_ms, ceptra_partition_ready_ratio]
-    - name: one partition
-      ceptra.backfill.cluster_state_info:
-        partitions: ["2"]
-"""), extravars=lab_vars)
+def test_read_only_modules_against_the_lab(lab, lab_vars, run_target):
+    result = run_target("info_read_only", lab_vars)
     assert result.rc == 0, result.stdout + result.stderr
     state = result.results["state"]
     assert state["changed"] is False
@@ -63,18 +35,11 @@ def test_read_only_modules_against_the_lab(lab, lab_vars, run_playbook):
     assert result.results["one partition"]["partition_ids"] == ["2"]
 
 
-def test_readiness_wait_reports_what_is_not_ready_then_clears(lab, lab_vars, run_playbook):
+def test_readiness_wait_reports_what_is_not_ready_then_clears(lab, lab_vars, run_target):
     client = admin(lab)
     client.request("POST", "test_faults", body={"part_id": "1", "replication_lag_ms": 900})
     try:
-        result = run_playbook(play("""
-    - name: wait for lag to clear
-      ceptra.backfill.readiness_info:
-        wait_for: reasons_clear
-        reasons: [replication_lag]
-        wait_timeout: 1
-        wait_interval: 0.2
-"""), extravars=lab_vars)
+        result = run_target("readiness_lag_times_out", lab_vars)
         assert result.rc != 0
         failed = result.results["wait for lag to clear"]
         assert failed["condition_met"] is False
@@ -83,48 +48,21 @@ def test_readiness_wait_reports_what_is_not_ready_then_clears(lab, lab_vars, run
         assert failed["not_ready_partitions"] == ["1"]
     finally:
         client.request("POST", "test_faults", body={"part_id": "1", "replication_lag_ms": 0})
-    result = run_playbook(play("""
-    - name: wait for lag to clear
-      ceptra.backfill.readiness_info:
-        wait_for: reasons_clear
-        reasons: [replication_lag_exceeded]
-        partitions: ["1"]
-        wait_timeout: 30
-        wait_interval: 0.2
-    - name: jmespath wait
-      ceptra.backfill.readiness_info:
-        wait_for: jmespath
-        jmespath: "partitions.\\"1\\".ready && partition_ready_ratio == `1`"
-        wait_timeout: 30
-        wait_interval: 0.2
-"""), extravars=lab_vars)
+    result = run_target("readiness_lag_clears", lab_vars)
     assert result.rc == 0, result.stdout + result.stderr
     assert result.results["wait for lag to clear"]["condition_met"] is True
     assert result.results["jmespath wait"]["readiness"]["partitions"]["1"]["ready"] is True
 
 
-def test_audit_check_mode_write_and_idempotent_rerun(lab, lab_vars, run_playbook):
-    playbook = play("""
-    - name: record
-      ceptra.backfill.audit:
-        kind: backfill_started
-        record_id: "{{ rid }}"
-        details:
-          incident: INC-4711
-          partitions: ["3"]
-    - name: read back
-      ceptra.backfill.audit_info:
-        kind: backfill_started
-        record_id: "{{ rid }}"
-""")
+def test_audit_check_mode_write_and_idempotent_rerun(lab, lab_vars, run_target):
     extravars = dict(lab_vars, rid="INC-4711-start")
-    checked = run_playbook(playbook, extravars=extravars, check=True, diff=True)
+    checked = run_target("audit_record", extravars, check=True, diff=True)
     assert checked.rc == 0, checked.stdout + checked.stderr
     assert checked.results["record"]["changed"] is True
     assert checked.results["read back"]["count"] == 0  # check mode wrote nothing
     assert "INC-4711" in checked.stdout  # the diff shows the record that would be written
 
-    real = run_playbook(playbook, extravars=extravars)
+    real = run_target("audit_record", extravars)
     assert real.rc == 0, real.stdout + real.stderr
     assert real.results["record"]["changed"] is True
     record = real.results["record"]["record"]
@@ -132,26 +70,15 @@ def test_audit_check_mode_write_and_idempotent_rerun(lab, lab_vars, run_playbook
     assert record["details"] == {"incident": "INC-4711", "partitions": ["3"], "record_id": "INC-4711-start"}
     assert [r["id"] for r in real.results["read back"]["records"]] == [record["id"]]
 
-    again = run_playbook(playbook, extravars=extravars)
+    again = run_target("audit_record", extravars)
     assert again.rc == 0
     assert again.results["record"]["changed"] is False
     assert again.results["read back"]["count"] == 1
 
 
-def test_audit_info_filters_on_lab_records(lab, lab_vars, run_playbook):
+def test_audit_info_filters_on_lab_records(lab, lab_vars, run_target):
     admin(lab).request("POST", "test_outage", body={"part_ids": ["2"], "duration_ms": 50})
-    result = run_playbook(play("""
-    - name: outages
-      ceptra.backfill.audit_info:
-        kind: outage
-    - name: by admin
-      ceptra.backfill.audit_info:
-        actor: spiffe://ceptra.lab/role/admin
-        limit: 1
-    - name: future
-      ceptra.backfill.audit_info:
-        since: "2999-01-01T00:00:00Z"
-"""), extravars=lab_vars)
+    result = run_target("audit_info_filters", lab_vars)
     assert result.rc == 0, result.stdout + result.stderr
     outages = result.results["outages"]["records"]
     assert outages and outages[-1]["details"]["part_ids"] == ["2"]
@@ -160,18 +87,9 @@ def test_audit_info_filters_on_lab_records(lab, lab_vars, run_playbook):
 
 
 @pytest.mark.parametrize("dialect", ["reference"])
-def test_reference_dialect_reads_the_same(lab_factory, run_playbook, dialect):
+def test_reference_dialect_reads_the_same(lab_factory, run_target, dialect):
     ref = lab_factory(partitions=2, extra_args=["--dialect", dialect])
-    result = run_playbook(play("""
-    - name: readiness
-      ceptra.backfill.readiness_info:
-        wait_for: partitions_ready
-        wait_timeout: 30
-        wait_interval: 0.2
-    - name: metrics
-      ceptra.backfill.metrics_info:
-        names: [apply_lag_ms, ceptra_ready_partitions_ratio]
-"""), extravars={"ceptra_url": ref.url, "ceptra_token": ref.tokens["observer"]})
+    result = run_target("info_reference_dialect", {"ceptra_url": ref.url, "ceptra_token": ref.tokens["observer"]})
     assert result.rc == 0, result.stdout + result.stderr
     readiness = result.results["readiness"]["readiness"]
     assert readiness["threshold"] == {"healthy_partition_ratio": 0.99}

@@ -1,4 +1,5 @@
-"""Fan-out through Ansible's own inventory and forks: one play over three worker hosts.
+"""Fan-out through Ansible's own inventory and forks: one play over three worker hosts
+(the replay_fanout target under targets/).
 
 Each host replays the partitions `worker_hosts`/`this_host` assign to it, all sharing one
 PostgreSQL cursor store; together they cover every partition exactly once, the lab applies
@@ -18,44 +19,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUNDLE = os.path.join(os.path.dirname(REPO), "shared", "reference", "bundles", "gaming_cheat_detection.yaml")
 WORKERS = ["worker-a", "worker-b", "worker-c"]
 
-PLAYBOOK = """
-- name: Replay the history, partitions spread over the worker group
-  hosts: replay_workers
-  gather_facts: false
-  module_defaults:
-    group/ceptra.backfill.cp:
-      url: "{{ url }}"
-      token: "{{ token }}"
-  tasks:
-    - name: Replay my share of the partitions
-      ceptra.backfill.historic_replay:
-        source: {type: postgresql, dsn: "{{ dsn }}", table: "{{ history_table }}"}
-        cursor_store: {type: postgresql, dsn: "{{ dsn }}", table: "{{ cursor_table }}"}
-        run_id: fanout
-        worker_hosts: "{{ groups['replay_workers'] }}"
-        this_host: "{{ inventory_hostname }}"
-        time_budget: 5
-      register: replay
-      until: replay is failed or replay.done
-      retries: 60
-      delay: 0
-
-- name: Read the whole run from one host
-  hosts: worker-a
-  gather_facts: false
-  tasks:
-    - name: Progress of every partition from the shared cursor store
-      ceptra.backfill.historic_replay_info:
-        url: "{{ url }}"
-        token: "{{ token }}"
-        source: {type: postgresql, dsn: "{{ dsn }}", table: "{{ history_table }}"}
-        cursor_store: {type: postgresql, dsn: "{{ dsn }}", table: "{{ cursor_table }}"}
-        run_id: fanout
-"""
-
 
 @pytest.mark.postgres
-def test_three_worker_hosts_cover_every_partition_once(lab_factory, run_playbook, tmp_path, pg_dsn):
+def test_three_worker_hosts_cover_every_partition_once(lab_factory, run_target, tmp_path, pg_dsn):
     import psycopg
 
     lab = lab_factory(partitions=8, test_mode=True)
@@ -68,9 +34,9 @@ def test_three_worker_hosts_cover_every_partition_once(lab_factory, run_playbook
     inventory.write_text(yaml.safe_dump({"all": {"children": {"replay_workers": {
         "hosts": {name: dict(host_vars) for name in WORKERS}}}}}))
     try:
-        result = run_playbook(PLAYBOOK, inventory=str(inventory), env={"ANSIBLE_FORKS": "3"},
-                              extravars={"url": lab.url, "token": lab.tokens["operator"], "dsn": pg_dsn,
-                                         "history_table": history, "cursor_table": cursors})
+        extravars = {"ceptra_url": lab.url, "ceptra_token": lab.tokens["operator"], "dsn": pg_dsn,
+                     "history_table": history, "cursor_table": cursors, "target_hosts": "replay_workers"}
+        result = run_target("replay_fanout", extravars, inventory=str(inventory), env={"ANSIBLE_FORKS": "3"})
         assert result.rc == 0, result.stdout[-3000:] + result.stderr[-2000:]
         replays = [rec for rec in result.records if rec["task"] == "Replay my share of the partitions"
                    and rec["status"] == "ok"]
@@ -97,9 +63,7 @@ def test_three_worker_hosts_cover_every_partition_once(lab_factory, run_playbook
         sliced = tmp_path / "slice-2.yml"
         sliced.write_text(yaml.safe_dump({"all": {"children": {"replay_workers": {
             "hosts": {"worker-b": dict(host_vars)}}}}}))
-        result = run_playbook(PLAYBOOK, inventory=str(sliced),
-                              extravars={"url": lab.url, "token": lab.tokens["operator"], "dsn": pg_dsn,
-                                         "history_table": history, "cursor_table": cursors})
+        result = run_target("replay_fanout", extravars, inventory=str(sliced))
         assert result.rc != 0
         failed = [rec for rec in result.records if rec["status"] == "failed"]
         assert [rec["host"] for rec in failed] == ["worker-b"]
