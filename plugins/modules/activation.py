@@ -21,13 +21,9 @@ description:
     exclude them explicitly with O(exclude_partitions), or abort with O(abort=true).
   - When O(wait=true) and targeted partitions need a WAL replay first, the task fails naming
     them (run M(ceptra.backfill.wal_replay)) instead of waiting for a barrier that cannot commit.
-author:
-  - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full

@@ -17,8 +17,6 @@ description:
     C(changed=false). Without O(record_id), the id is derived from O(kind) and O(details), so
     re-running the same task writes the record once. Set O(always_write=true) to write a new
     record on every run.
-author:
-  - ceptra.backfill contributors (@ceptra)
 options:
   kind:
     description:
@@ -42,8 +40,6 @@ options:
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full

@@ -12,8 +12,6 @@ version_added: 0.1.0
 description:
   - Reads C(GET /v1/audit) - config changes, rollbacks, bundle uploads, activations, replay
     jobs, outages and automation records - filtered by time, kind, actor and record id.
-author:
-  - ceptra.backfill contributors (@ceptra)
 options:
   since:
     description:
@@ -39,8 +37,6 @@ extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
   - ceptra.backfill.attributes.info_module
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 """
 
 EXAMPLES = r"""

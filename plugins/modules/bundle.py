@@ -17,13 +17,9 @@ description:
   - After an upload the partitions prepare the bundle in shadow; wait for that with
     M(ceptra.backfill.bundle_info) and activate it with M(ceptra.backfill.activation).
   - A bundle the cluster rejects (HTTP 422) fails the task with every violation's path and message.
-author:
-  - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full

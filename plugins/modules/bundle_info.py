@@ -19,14 +19,10 @@ description:
     C(SHADOW_TIMEOUT); exclude them at activation or abort it).
   - With O(wait=true), polls until the shadow warmup is settled (or ready, see O(wait_for)).
     On timeout the task fails naming the partitions still warming up and their states.
-author:
-  - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
   - ceptra.backfill.attributes.info_module
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 options:
   bundle_id:
     description:

@@ -15,8 +15,6 @@ description:
     finalized horizon, dedup table, replay sessions, unavailable windows).
   - Also returns the outage spans (RV(unavailable_windows)) per partition, the source of the
     missing window of a partial recovery.
-author:
-  - ceptra.backfill contributors (@ceptra)
 options:
   partitions:
     description:
@@ -27,8 +25,6 @@ extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
   - ceptra.backfill.attributes.info_module
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 """
 
 EXAMPLES = r"""

@@ -13,14 +13,10 @@ version_added: 0.1.0
 description:
   - Reads C(GET /v1/config) and returns the config, its version and the overrides staged by
     M(ceptra.backfill.config_override), each with its remaining validity.
-author:
-  - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
   - ceptra.backfill.attributes.info_module
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 options:
   names:
     description:

@@ -27,13 +27,9 @@ description:
     removed.
   - Expired overrides are reverted by M(ceptra.backfill.config_override_sweep); see
     C(docs/config-manager.md) for the ledger format and scheduling.
-author:
-  - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full

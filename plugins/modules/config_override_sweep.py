@@ -19,13 +19,9 @@ description:
     several hosts running it at once cannot revert an override twice (C(If-Match)).
   - The task fails (after trying every expired override) when an override could not be reverted,
     naming it in RV(failed).
-author:
-  - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full

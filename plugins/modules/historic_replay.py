@@ -29,13 +29,9 @@ description:
   - In check mode returns the plan (per partition events, range, estimated duration) and
     sends nothing.
   - See C(docs/replay.md) in the collection for the design, the guarantees and tuning.
-author:
-  - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full

@@ -18,13 +18,9 @@ description:
     C(replication_lag_ms) from the cluster's C(/readyz); a cluster that cannot be reached
     gives a warning, not a failure.
   - Also reports whether the run is paused (cursor-store flag).
-author:
-  - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full

@@ -15,8 +15,6 @@ description:
   - Metric aliases are resolved (C(ceptra_)/C(clustor_) prefixes, legacy C(*_seconds) names
     converted to milliseconds, C(ceptra_partition_ready_ratio)), and the label
     C(partition_id) is read as C(part_id).
-author:
-  - ceptra.backfill contributors (@ceptra)
 options:
   names:
     description:
@@ -37,8 +35,6 @@ extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
   - ceptra.backfill.attributes.info_module
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 """
 
 EXAMPLES = r"""

@@ -18,13 +18,9 @@ description:
   - With O(dest), saves the snapshots as stable JSON (sorted keys) to a file on the host that
     runs the module, for M(ceptra.backfill.snapshot_diff). The file is only rewritten (and the
     task only C(changed)) when its content changes.
-author:
-  - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full

@@ -16,8 +16,6 @@ description:
     C(*_exceeded) reason names, or a Clustor C(readiness) list).
   - With O(wait_for), polls until the condition holds, or fails after O(wait_timeout) with
     a message naming what is still not ready and why.
-author:
-  - ceptra.backfill contributors (@ceptra)
 options:
   wait_for:
     description:
@@ -63,8 +61,6 @@ requirements:
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full

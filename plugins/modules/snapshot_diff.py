@@ -22,14 +22,10 @@ description:
   - Only the O(sections) are compared; C(part_id), C(applied_index) and C(digest) are reported,
     not compared (two partitions that accepted the same events in a different order hold equal
     aggregates at different indexes).
-author:
-  - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
   - ceptra.backfill.attributes.info_module
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 options:
   part_id:
     description:

@@ -18,13 +18,9 @@ description:
     It is not the historic backfill (see M(ceptra.backfill.historic_replay)).
   - With O(needs_replay_only=true) the job covers exactly the partitions whose shadow needs a
     WAL replay (optionally limited to O(part_ids)); when there is none the module changes nothing.
-author:
-  - ceptra.backfill contributors (@ceptra)
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
     support: full
