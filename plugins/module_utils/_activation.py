@@ -4,8 +4,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Internal helpers of ceptra.backfill for activation barriers and WAL replay jobs (not a public API).
 
-Functions take a client-like object (``request`` / ``get_json`` of ``_client.CeptraClient``)
-so unit tests can pass a fake, plus injectable ``sleep`` and ``clock`` for the waits.
+Functions take the shared client (``_client.CeptraClient``: ``request`` and ``get_json``);
+the waits take ``sleep`` and ``clock`` (``_wait.poll_until``).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def find_open_barrier(client, definitions, bundle_id, include_committed=False):
     entry = find_bundle(definitions, bundle_id) or {}
     candidates = [entry.get("activation_barrier_id"), entry.get("barrier_id")]
     if not any(candidates):
-        # One read, as before: a 503 that is not a readiness document just names no barrier.
+        # One read, no retries: a 503 that is not a readiness document just names no barrier.
         response = client.request("GET", "readyz", expected=(200, 503))
         candidates.append(normalize_readiness(response.json, response.status)["activation_barrier_id"])
     for barrier_id in candidates:

@@ -207,7 +207,7 @@ class CeptraClient:
         self.user_agent = user_agent
         self.check_hostname = bool(check_hostname)
         self.ssl_context = self._make_ssl_context() if self.scheme == "https" else None
-        # Tests replace these to run without real sleeping / randomness.
+        # How the client waits between retries and draws their jitter (replaceable, e.g. to not wait).
         self.sleep = time.sleep
         self.random = random.random
         self._local = threading.local()

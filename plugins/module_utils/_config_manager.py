@@ -6,8 +6,8 @@
 
 A named override set is a partial config staged with read-modify-write under ``If-Match``
 together with its ledger entry in ``annotations["ceptra.backfill/overrides"][name]`` (one
-PATCH), so any host can see, revert or expire it. Everything here takes a client-like object
-with ``request()``/``get_json()`` (``_client.CeptraClient`` or a test fake) and a clock:
+PATCH), so any host can see, revert or expire it. Everything here takes the shared client
+(``_client.CeptraClient``: ``request()``/``get_json()``) and a clock:
 pure planning (``plan_stage``/``plan_revert``), the If-Match transaction and the
 ``ConfigManager`` the three modules call. The ledger entry format, paths and validity windows
 live in ``_config_ledger``; the checks that decide whether an override is allowed (bounds,
@@ -22,6 +22,7 @@ import time
 import uuid
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
+from ansible_collections.ceptra.backfill.plugins.module_utils import _definitions
 from ansible_collections.ceptra.backfill.plugins.module_utils._audit import operator_identity, write_record
 from ansible_collections.ceptra.backfill.plugins.module_utils._config_ledger import (
     LEDGER_KEY,
@@ -451,9 +452,7 @@ class ConfigManager:
             self.warnings.append("the override change was applied but the audit record failed: %s" % err.message)
 
     def _lane_model(self, bundle_src, bundle_content):
-        # Local import: _definitions is another piece's module_utils; only needed for lane checks.
-        from ansible_collections.ceptra.backfill.plugins.module_utils import _definitions
-
+        """What lanes the active bundle (or the one given) projects, for the lane-budget check."""
         try:
             definitions = _definitions.get_definitions(self.client)
             active = _definitions.active_bundle_id(definitions)

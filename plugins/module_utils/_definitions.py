@@ -4,9 +4,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Internal helpers of ceptra.backfill for definition bundles (not a public API).
 
-Every function that talks to the cluster takes a client-like object with the
-``request(method, route, *, params, query, body, expected)`` and ``get_json(route)``
-methods of ``_client.CeptraClient``, so unit tests can pass a fake.
+Every function that talks to the cluster takes the shared client (``_client.CeptraClient``:
+``request`` and ``get_json``); the waits take ``sleep`` and ``clock`` (``_wait.poll_until``).
 """
 
 from __future__ import annotations

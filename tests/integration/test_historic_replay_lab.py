@@ -90,7 +90,7 @@ def test_module_replays_everything_while_live_traffic_flows(lab_factory, run_tar
 
 
 def test_copies_in_the_history_are_applied_once_while_live_traffic_flows(lab_factory, tmp_path):
-    """Issue 4, first acceptance point, exact: applied == DISTINCT historic events + live events,
+    """Exactly once with copies in the history: applied == DISTINCT historic events + live events,
     with a historic set holding 5 % later copies (``ceptra-lab seed-history --duplicate-ratio 0.05``)."""
     from ceptra_lab.traffic import live
 

@@ -211,7 +211,7 @@ class SqliteCursorStore(CursorStore):
             raise CursorStoreError("cursor store %s cannot be opened: %s" % (self.path, exc))
 
     def _add_counts_column(self):
-        """A store written by an older version has no ``counts`` column: add it (once)."""
+        """A store created before the ``counts`` column existed lacks it: add it (once)."""
         columns = [row[1] for row in self._read("PRAGMA table_info(replay_cursors)", ())]
         if "counts" not in columns:
             try:

@@ -47,7 +47,7 @@ class HistoricSource(EventRows):
         self.part_ids = spec["part_ids"]
         self.max_event_bytes = spec["max_event_bytes"]
         self.find_copies = spec.get("find_copies", True)
-        self.statements = []  # the last SQL texts issued (tests and debugging look at them)
+        self.statements = []  # the last 20 SQL texts issued, to see what the source asked
         self._lock = threading.Lock()
         # Key = the columns that define the order; identity = the part of it that must be
         # unique per event (the tiebreak only disambiguates storage duplicates).
@@ -203,9 +203,9 @@ class HistoricSource(EventRows):
         ``after_seq`` is the seq of the event at ``after`` (0 at the start); the rows returned
         are numbered ``after_seq + 1``, ``+ 2``... An empty list means the partition is done.
         A second copy of an event (same ``event_time_ns`` and ``event_id`` as an earlier row)
-        comes back with ``duplicate_of`` set (and ``error``, for callers that do not know the
-        field). Without a tiebreak, copies straddling the page end are returned with the page,
-        so a page may hold a few more than ``limit``.
+        comes back with ``duplicate_of`` set (and ``error`` too). Without a tiebreak, copies
+        straddling the page end are returned with the page, so a page may hold a few more
+        than ``limit``.
         """
         if not isinstance(limit, int) or limit < 1:
             raise SourceError("read limit must be a positive integer, got %r" % (limit,))

@@ -23,10 +23,11 @@ Also here: ``post_lines`` (the append-stream exchange through the shared client'
 ``post_ndjson_raw``, with a cheaper answer parser) and ``bulk_gc`` (fewer cyclic-GC
 passes while pages stream).
 
-Measured on the 2-core development machine (SQLite, 4 partitions, lab on the same host), per
-event of client CPU: the source read went from about 5.6 to 4.7 us (row checks, payload
-parse, the wire line; it was 5.6 us plus about 2 us of re-encoding in the sender), answer
-parsing from about 5 to 1 us, and the cyclic GC from 15-20 % of the worker's CPU to little.
+What it saves, per event of client CPU on the 2-core development machine (SQLite, 4
+partitions, lab on the same host): the source read with its row checks, payload parse and
+wire line costs about 4.7 us (a dict path plus re-encoding costs about 7.6 us), parsing the
+answer about 1 us (json.loads per line: about 5 us), and with ``bulk_gc`` the cyclic GC
+little (15-20 % of the worker's CPU at the default threshold).
 """
 
 from __future__ import annotations
