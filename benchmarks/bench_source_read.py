@@ -36,7 +36,7 @@ if COLLECTIONS not in sys.path:
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source  # noqa: E402
 
-DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+DEFAULT_DSN = os.environ.get("CEPTRA_TEST_PG_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 COLUMNS = ("part_id", "raft_index", "event_time_ns", "event_id", "partition_key", "schema_key", "payload", "flags")
 DDL = """CREATE TABLE {table} (
   part_id TEXT NOT NULL, raft_index BIGINT, event_time_ns BIGINT NOT NULL, event_id TEXT NOT NULL,

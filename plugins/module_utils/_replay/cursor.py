@@ -131,7 +131,7 @@ def open_cursor_store(spec):
         if not spec.get("dsn"):
             raise CursorStoreError("cursor store: type postgresql needs 'dsn'")
         return PostgresCursorStore(spec["dsn"], _validate_table(spec.get("table") or DEFAULT_TABLE),
-                                   connect_timeout=int(spec.get("connect_timeout", 10)))
+                                   connect_timeout=int(spec.get("connect_timeout", sql.CONNECT_TIMEOUT_S)))
     raise CursorStoreError("cursor store: type must be 'sqlite' or 'postgresql', got %r" % (kind,))
 
 
@@ -298,7 +298,7 @@ class SqliteCursorStore(CursorStore):
 class PostgresCursorStore(CursorStore):
     """Cursor store in a PostgreSQL table (and ``<table>_pause``), shared by workers on many hosts."""
 
-    def __init__(self, dsn, table, connect_timeout=10):
+    def __init__(self, dsn, table, connect_timeout=sql.CONNECT_TIMEOUT_S):
         sql.require_psycopg(CursorStoreError, "the PostgreSQL cursor store", "on every replay worker")
         self.table = table
         self._lock = threading.Lock()

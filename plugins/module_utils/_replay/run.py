@@ -38,7 +38,7 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
     ``source_factory`` (optional) opens a private source per worker thread (SQLite
     connections must not be shared between threads); without it the shared ``source`` is
     used under a lock. ``lag_fetch`` returns ``{part_id: (apply_lag_ms, replication_lag_ms)}``.
-    ``clock`` and ``sleep`` are for tests; the default sleep wakes up on a stop request.
+    ``clock`` and ``sleep`` replace the monotonic clock and the wait (the default wait wakes up on a stop request).
     """
 
     def __init__(self, config, client, source, cursor_store, *, source_factory=None, lag_fetch=None,

@@ -15,7 +15,7 @@ import time
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire as encode_mod
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import ReplayError
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import DEFAULTS, ReplayError
 
 DEFAULT_BACKOFF_MS = 50          # contract: 25-50 ms when the cluster gives no hint
 TRANSPORT_RETRY_LIMIT = 8        # consecutive failed requests before the partition gives up
@@ -58,9 +58,9 @@ def encode_event(hevent, run_id, use_sessions, suffix=None):
     ``suffix`` (optional) is ``wire.session_suffix(run_id, part_id, use_sessions)``,
     computed once per partition by callers that encode many events.
     """
-    wire = getattr(hevent, "wire", None)
+    wire = hevent.wire
     if wire is None:
-        # An event built in memory (tests, other callers): the general, slower path.
+        # An event built in memory (no wire line): the general, slower path.
         msg = dict(hevent.event)
         msg.setdefault("part_id", hevent.part_id)
         wire = encode_mod.wire_from_event(msg)
@@ -96,7 +96,7 @@ class PartitionSender(object):
     in order and replay_seq (or event_id) dedup makes the resend harmless.
     """
 
-    def __init__(self, client, part_id, run_id, *, use_sessions=True, max_window=1024,
+    def __init__(self, client, part_id, run_id, *, use_sessions=True, max_window=DEFAULTS.max_window,
                  resolve_leader=None, wait_durability=None, should_stop=None,
                  sleep=time.sleep, rng=None, route="append_stream"):
         self.client = client

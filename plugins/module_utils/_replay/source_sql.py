@@ -415,7 +415,7 @@ class PostgresSource(HistoricSource):
     def __init__(self, spec):
         sql.require_psycopg(SourceError, "the PostgreSQL historic source", "on the host that runs the replay")
         super(PostgresSource, self).__init__(spec)
-        self._pg = sql.PgConnection(spec["dsn"], int(spec.get("connect_timeout", 10)), SourceError, "historic source")
+        self._pg = sql.PgConnection(spec["dsn"], int(spec.get("connect_timeout", sql.CONNECT_TIMEOUT_S)), SourceError, "historic source")
         self._probe()
 
     def _ident(self, name):

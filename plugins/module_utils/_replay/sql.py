@@ -25,6 +25,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PSYCOPG_MISSING = ("%s needs the Python package psycopg 3 %s: pip install 'psycopg[binary]'")
+# Seconds to wait for a connection unless the spec says ``connect_timeout``.
+CONNECT_TIMEOUT_S = 10
 # A dropped connection is retried once after this pause (long runs outlive idle timeouts and failovers).
 RECONNECT_PAUSE_S = 0.5
 
