@@ -148,9 +148,8 @@ def main():
     spec.update(include_lag={"type": "bool", "default": True})
     module = CeptraModule(argument_spec=spec, required_together=[["worker_hosts", "this_host"]])
     params = module.params
-    config = {"run_id": params["run_id"], "part_ids": params["partitions"], "estimated_rate": params["estimated_rate"]}
     with module.reporting("read the progress of replay run %s" % params["run_id"]):
-        run = engine.open_run(config, module.client, engine.source_spec_from_params(params), params["cursor_store"],
+        run = engine.open_run(engine.config_from_params(params), module.client, engine.source_spec_from_params(params), params["cursor_store"],
                               params["worker_hosts"], params["this_host"], register_workers=False)
         try:
             plan = run.plan()
