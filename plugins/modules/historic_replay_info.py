@@ -149,8 +149,9 @@ def main():
     module = CeptraModule(argument_spec=spec, required_together=[["worker_hosts", "this_host"]])
     params = module.params
     with module.reporting("read the progress of replay run %s" % params["run_id"]):
-        run = engine.open_run(engine.config_from_params(params), module.client, engine.source_spec_from_params(params), params["cursor_store"],
-                              params["worker_hosts"], params["this_host"], register_workers=False)
+        run = engine.open_run(engine.config_from_params(params), module.client, engine.source_spec_from_params(params),
+                              params["cursor_store"], params["worker_hosts"], params["this_host"],
+                              register_workers=False)
         try:
             plan = run.plan()
             paused = bool(run.store.is_paused(params["run_id"]))
