@@ -216,6 +216,9 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     except CeptraError as exc:  # bad options, an unreadable source or store, a bad --url
         err.write("error: %s\n" % exc.message)
         return EXIT_USAGE
+    except Exception as exc:  # pylint: disable=broad-except  # anything else: a message, not a traceback
+        err.write("error: %s: %s\n" % (type(exc).__name__, exc))
+        return EXIT_USAGE
     try:
         if args.command in ("plan", "status"):
             plan = run.plan()
