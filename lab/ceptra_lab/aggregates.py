@@ -157,7 +157,7 @@ def _knob_ns(config, part_id, metric, key) -> int:
     try:
         return int(value) * _MS
     except (TypeError, ValueError):
-        from .configview import DEFAULT_CONFIG
+        from .config_knobs import DEFAULT_CONFIG
         return int(DEFAULT_CONFIG[key]) * _MS
 
 

@@ -14,10 +14,10 @@ import random
 import time
 
 from ceptra_lab.audit import AuditLog
-from ceptra_lab.config_store import ConfigStore
+from ceptra_lab.config_history import ConfigHistory
 from ceptra_lab.persistence import StateDir
 
-from ceptra_lab.configview import ConfigView
+from ceptra_lab.config_knobs import KnobView
 from ceptra_lab.definitions import compile_bundle, parse_bundle
 from ceptra_lab.partition import Partition
 
@@ -62,14 +62,14 @@ class Cluster:
         self.started = time.time()
         self.epoch = 1
         self.store = StateDir(state_dir) if state_dir else None
-        self.config = ConfigStore(self.part_ids, self.store.load_config_versions() if self.store else None)
+        self.config = ConfigHistory(self.part_ids, self.store.load_config_versions() if self.store else None)
         self.audit = AuditLog(self.store.load_records("audit") if self.store else None,
                               on_append=(lambda record: self.store.append_record("audit", record)) if self.store else None)
         if self.store:
             self.config.listeners.append(lambda _entry: self.store.save_config_versions(self.config.versions))
         self.config.listeners.append(self._on_config_change)
         # one view shared by every partition: a config change is one update() call
-        self.view = ConfigView(self.config.config, self.config.version)
+        self.view = KnobView(self.config.config, self.config.version)
         self.faults: dict[str, dict] = {pid: {"apply_capacity": apply_capacity, "replication_lag_ms": 0,
                                              "shadow_state": None, "not_leader": 0} for pid in self.part_ids}
         self.http_503_ratio = 0.0

@@ -16,7 +16,7 @@ from operator import itemgetter
 from typing import Callable
 
 from .aggregates import AggregateStore, digest_of
-from .configview import ConfigView
+from .config_knobs import KnobView
 from .messages import MalformedEvent, event_size, parse_event
 
 HEALTHY = "Healthy"
@@ -32,7 +32,7 @@ _READY_SHADOW_STATES = ("Ready", "SHADOW_READY")
 class Partition:
     """One partition of the emulated cluster. See module docstring and docs/developers/interfaces.md."""
 
-    def __init__(self, part_id: str, config: ConfigView, now_ns: Callable[[], int],
+    def __init__(self, part_id: str, config: KnobView, now_ns: Callable[[], int],
                  apply_capacity: float | None = None):
         self.part_id = str(part_id)
         self.config = config

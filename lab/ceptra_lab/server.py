@@ -15,7 +15,7 @@ from ceptra_lab import metrics_text
 from ceptra_lab.audit import parse_since
 from ceptra_lab.auth import AuthError, Authenticator
 from ceptra_lab.cluster import Cluster
-from ceptra_lab.config_store import ConfigConflict, ConfigInvalid, changed_leaf_paths, impact_of
+from ceptra_lab.config_history import ConfigConflict, ConfigInvalid, changed_leaf_paths, impact_of
 from ceptra_lab.definitions import BundleError, compile_bundle, lane_budget_violations, parse_bundle
 from ceptra_lab.http_common import (
     AUTH,

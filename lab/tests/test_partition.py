@@ -7,7 +7,7 @@ import random
 import pytest
 
 from ceptra_lab.aggregates import canonical_json
-from ceptra_lab.configview import DEFAULT_CONFIG, ConfigView
+from ceptra_lab.config_knobs import DEFAULT_CONFIG, KnobView
 from ceptra_lab.partition import Partition, _apply_entries
 
 MS = 1_000_000
@@ -55,7 +55,7 @@ def gaming_bundle():
 def make_config(**overrides):
     config = copy.deepcopy(DEFAULT_CONFIG)
     config.update(overrides)
-    return ConfigView(config)
+    return KnobView(config)
 
 
 def patch(view, **changes):

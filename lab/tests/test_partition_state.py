@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from ceptra_lab.configview import ConfigView
+from ceptra_lab.config_knobs import KnobView
 from ceptra_lab.partition import Partition
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # shared fakes, any import mode
@@ -125,7 +125,7 @@ def test_wal_entries_and_restore_rebuild_same_state_and_dedup():
     saved = json.loads(json.dumps(part.wal_entries(1)))
     assert [e["index"] for e in saved] == list(range(1, 22))
     assert part.wal_entries(20)[0]["index"] == 20
-    other = Partition("3", ConfigView(part.config.config), clock)
+    other = Partition("3", KnobView(part.config.config), clock)
     other.set_bundles(gaming_bundle(), None)
     other.restore(saved, json.loads(json.dumps(part.manifest())))
     assert other.metrics_snapshot() == part.metrics_snapshot()

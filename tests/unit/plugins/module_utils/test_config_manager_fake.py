@@ -8,7 +8,7 @@ definitions/validate, state and audit routes, and records every call.
 import copy
 import json
 
-from ceptra_lab.config_store import merge_patch   # RFC 7396, as the lab applies it
+from ceptra_lab.config_history import merge_patch   # RFC 7396, as the lab applies it
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraError
 
