@@ -21,6 +21,7 @@ from ceptra_lab.config_history import ConfigHistory
 from ceptra_lab.config_knobs import KnobView
 from ceptra_lab.partition import Partition
 from ceptra_lab.persistence import StateDir
+from ceptra_lab.rules import TestSink
 
 LOG = logging.getLogger("ceptra_lab")
 FNV_OFFSET = 0xCBF29CE484222325
@@ -68,10 +69,11 @@ class Cluster(BundleLifecycle):
     """The emulated cluster. All methods run on the event loop thread."""
 
     def __init__(self, partitions: int, test_mode: bool = False, apply_capacity: float | None = None,
-                 state_dir: str | None = None, shadow_warmup_ms: int = 300):
+                 state_dir: str | None = None, shadow_warmup_ms: int = 300, replication_capacity: float | None = None):
         self.part_ids = [str(index) for index in range(partitions)]
         self.test_mode = test_mode
         self.apply_capacity = apply_capacity
+        self.replication_capacity = replication_capacity
         self.shadow_warmup_s = shadow_warmup_ms / 1000.0
         self.started = time.time()
         self.epoch = 1
@@ -95,14 +97,23 @@ class Cluster(BundleLifecycle):
         self.compaction = {"runs": 0, "duration_ms": 0.0}
         self._tasks: list[asyncio.Task] = []
         self._buckets = {pid: 0.0 for pid in self.part_ids}
+        self.sink = TestSink()
         self._restore()
+        for part_id, partition in self.partitions.items():
+            partition.on_derived = self.sink.deliver
+            if self.store is not None:
+                partition.log_control = partial(self.store.wal_append, part_id)
 
     # ---- partitions -----------------------------------------------------------------------
     def _new_partition(self, part_id: str) -> Partition:
-        return Partition(part_id, self.view, time.time_ns, apply_capacity=self.faults[part_id]["apply_capacity"])
+        return Partition(part_id, self.view, time.time_ns, apply_capacity=self.faults[part_id]["apply_capacity"],
+                         replication_capacity=self.replication_capacity)
 
     def _on_config_change(self, entry: dict) -> None:
+        """A new config version takes effect in every partition's log at its commit index."""
         self.view.update(entry["config"], entry["version"])
+        for partition in self.partitions.values():
+            partition.config_changed()
 
     def route(self, message: dict) -> str | None:
         """The partition of a message: its part_id, else FNV-1a-64(partition_key) mod P."""
@@ -177,10 +188,11 @@ class Cluster(BundleLifecycle):
         if fault["not_leader"] > 0:
             fault["not_leader"] -= 1
             return permanent(message.get("event_id"), f"NOT_LEADER:{self.partitions[part_id].leader}")
-        response = self.partitions[part_id].append(message, raw_size)
+        partition = self.partitions[part_id]
+        response = partition.append(message, raw_size)
         if self.store is not None and "index" in response and not response.get("duplicate"):
             self.store.wal_append(part_id, {"index": response["index"], "term": response["term"],
-                                            "commit_ns": time.time_ns(), "msg": message, "size": raw_size})
+                                            "commit_ns": partition.last_commit_ns, "msg": message, "size": raw_size})
         return response
 
     def after_batch(self, part_id: str) -> None:
@@ -232,12 +244,34 @@ class Cluster(BundleLifecycle):
         self._save_runtime()
         return details
 
-    def wipe(self, part_id: str, actor: str) -> None:
-        """Empty a partition's WAL and state; it restarts in warmup."""
-        self.partitions[part_id].wipe()
+    def wipe(self, part_id: str, actor: str, drop_checkpoint: bool = False) -> dict:
+        """The full-recovery start of a partition (contract section 3, test RPCs).
+
+        The WAL tail after the latest full checkpoint is lost; the checkpoint stays as the
+        baseline (``drop_checkpoint``: it goes too, the partition starts empty). The ingress
+        gate is forced to ``warmup`` whatever the config said, as a config change of its own
+        (audited), so a stale ``open`` cannot skip the warmup. Returns the audit details.
+        """
+        partition = self.partitions[part_id]
+        baseline = partition.wipe(keep_checkpoint=not drop_checkpoint)
         if self.store is not None:
-            self.store.wal_reset(part_id)
-        self.audit.append(actor, "wipe", {"part_id": part_id})
+            self.store.wal_truncate(part_id, baseline["full_index"])
+            self.store.wal_append(part_id, {"ctl": "wipe", "after": baseline["full_index"], "term": partition.term})
+        self.refresh_partition_bundles(part_id)
+        details = {"part_id": part_id, "drop_checkpoint": drop_checkpoint, "baseline_index": baseline["full_index"],
+                   "event_ts_high_ns": baseline["event_ts_high_ns"], "term": partition.term}
+        self.audit.append(actor, "wipe", details)
+        gate = self.config.config.get("partitions", {}).get(part_id, {}).get("ingress_gate")
+        if gate != "warmup":
+            previous = self.config.version
+            patch = {"partitions": {part_id: {"ingress_gate": "warmup"}}}
+            new_config, changed, _ = self.config.preview(patch, lambda old, new: ([], []))
+            self.config.commit(new_config, actor, f"wipe of partition {part_id}")
+            self.audit.append(actor, "config_change", {"version": self.config.version, "previous_version": previous,
+                                                       "changed_keys": changed, "patch": patch,
+                                                       "reason": f"wipe of partition {part_id}"})
+        self._save_runtime()
+        return details
 
     # ---- readiness and state ----------------------------------------------------------------
     def partition_readiness(self, part_id: str) -> dict:
@@ -411,15 +445,33 @@ class Cluster(BundleLifecycle):
         self.epoch = runtime.get("epoch", 1) + 1
         saved = runtime.get("partitions", {})
         for part_id in self.part_ids:
-            self.refresh_partition_bundles(part_id)
             partition = self.partitions[part_id]
+            if self.active_bundle_id is not None:     # a WAL from before activations were logged
+                partition.active_bundle = self.bundles[self.active_bundle_id]["compiled"]
             info = saved.get(part_id, {})
-            partition.restore(list(self.store.wal_messages(part_id)), info)
+            entries, controls = [], []
+            for record in self.store.wal_messages(part_id):
+                (controls if "ctl" in record else entries).append(record)
+            if not entries and not controls:          # a new log: it starts with the config in force
+                self.store.wal_append(part_id, {"ctl": "config", "after": 0, "version": self.config.version})
+            partition.restore(entries, info, [self._resolve_control(c) for c in controls])
+            self.refresh_partition_bundles(part_id)
             partition.unavailable_windows = list(info.get("unavailable_windows", []))
             partition.fence_until_ns = int(info.get("fence_until_ns", 0))
             partition.leader = info.get("leader", partition.leader)
             partition.routing_epoch = int(info.get("routing_epoch", partition.routing_epoch))
         self.advance_shadows()
+
+    def _resolve_control(self, control: dict) -> dict:
+        """A stored control record with its config version or bundle resolved to objects."""
+        resolved = dict(control)
+        if control["ctl"] == "config":
+            blob = self.config.blob(int(control.get("version", self.config.version)))
+            resolved["value"] = KnobView(blob if blob is not None else self.config.config, int(control.get("version", 0)))
+        elif control["ctl"] in ("shadow", "activate"):
+            record = self.bundles.get(control.get("bundle_id"))
+            resolved["value"] = record["compiled"] if record is not None else None
+        return resolved
 
     # ---- WAL replay jobs --------------------------------------------------------------------------
     def start_replay(self, part_ids: list[str], source: str, reason: str, actor: str) -> dict:

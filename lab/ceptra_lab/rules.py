@@ -1,0 +1,410 @@
+"""Rules of a bundle's ``classify.cel`` phases: CEL evaluation, metric bindings, derived events,
+and the test sink that counts what reaches a downstream system (spec §9, contract section 3).
+
+CEL comes from the ``common-expression-language`` package (Python bindings of the cel-rust
+interpreter); docs/lab.md says why and what it leaves out. A rule is compiled once per bundle
+(``build_ruleset``); a rule that uses CEL the lab cannot run (a syntax error, an unknown
+function or variable, a binding to a metric its phase does not define) is left out with a
+warning naming it, and the bundle is still accepted.
+
+Evaluation (one per applied event and rule, §9 "Evaluation Cadence"): each binding
+``NAME["metric"]`` resolves to ONE series (§9 Series Resolution): the lane of the metric's
+``by()`` labels taken from the event's labels (the lane binding, or the payload join when the
+event fed another metric). Its ``value`` is the query's function over the window of the
+query's range that ends at the triggering event's pane boundary (the panes before the event's
+pane); ``has_value`` is false, ``value`` 0.0 and ``flags`` ``["NO_DATA"]`` when that window
+holds no sample. The other names: ``payload``, ``headers`` {part_id, raft_log_index,
+schema_key, event_id, partition_key}, ``partition_key``, ``window_start_ns``/``window_end_ns``
+(the rule's longest window ending at that boundary), ``watermark_ns``, ``processing_time_ns``
+(the entry's commit time: no wall clock), ``rule_version`` and ``policy_version``, and the
+helpers ``max``, ``min``, ``coalesce``, ``clamp``, ``safe_div``. Everything is a function of
+the applied log, so the same ordered events give the same derived events on every partition
+and in every replay; results are memoized on exactly the inputs an expression reads.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+
+import cel
+
+from .aggregates import units_to_float
+
+EVENTS_KEPT_PER_SINK = 1_000_000
+_BINDING_REF = re.compile(r'\b([A-Za-z_][A-Za-z0-9_]*)\s*\[\s*"([^"\\]*)"\s*\]')
+_IDENTIFIER = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*\Z")
+_PAYLOAD_FIELD = re.compile(r'\bpayload\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*"([^"\\]*)"\s*\])')
+CONTEXT_NAMES = ("payload", "headers", "partition_key", "window_start_ns", "window_end_ns", "watermark_ns",
+                 "processing_time_ns", "rule_version", "policy_version")
+CEL_STANDARD_FUNCTIONS = frozenset((
+    "size", "has", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn", "duration", "timestamp",
+    "matches", "contains", "startsWith", "endsWith", "exists", "all", "exists_one", "map", "filter",
+    "getFullYear", "getMonth", "getDayOfYear", "getDayOfMonth", "getDate", "getDayOfWeek", "getHours",
+    "getMinutes", "getSeconds", "getMilliseconds"))
+_MEMO_LIMIT = 65536
+
+
+def _numeric_result(values, chosen):
+    # CEL does not mix int and double in arithmetic: a helper answers double when any input is one
+    return float(chosen) if any(isinstance(v, float) for v in values) else chosen
+
+
+def _max(*values):
+    return _numeric_result(values, max(values))
+
+
+def _min(*values):
+    return _numeric_result(values, min(values))
+
+
+def _coalesce(*values):
+    return next((v for v in values if v is not None), None)
+
+
+def _clamp(value, low, high):
+    return _numeric_result((value, low, high), min(max(value, low), high))
+
+
+def _safe_div(numerator, denominator, default):
+    return default if denominator == 0 else numerator / denominator
+
+
+HELPERS = {"max": _max, "min": _min, "coalesce": _coalesce, "clamp": _clamp, "safe_div": _safe_div}
+
+
+def derived_event_id(part_id: str, raft_log_index: int, rule_version: int, rule_id: str, channel: str) -> str:
+    """§9 ``hash64(part_id, raft_log_index, rule_version, rule_id, channel)``: the first 64 bits of
+    BLAKE2b over the fields joined by U+001F, as 16 hex digits (the hash function is assumed)."""
+    text = "\x1f".join((str(part_id), str(raft_log_index), str(rule_version), rule_id, channel))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+class Ref:
+    """One ``binding["metric"]`` a rule reads: the query behind it and how to find its lane."""
+
+    __slots__ = ("binding", "metric", "query", "pane_ns", "range_ns")
+
+    def __init__(self, binding: str, query):
+        self.binding, self.metric, self.query = binding, query.metric, query
+        self.pane_ns = 0
+        self.range_ns = int(query.range_ms) * 1_000_000
+
+
+class Rule:
+    """A compiled rule: its ``when``, its ``emit`` (payload values are CEL, metadata literals)."""
+
+    def __init__(self, phase: str, name: str, when, emit: dict, refs: list[Ref], payload_fields, reads_context):
+        self.phase, self.name, self.rule_id = phase, name, f"{phase}/{name}"
+        self.when = when
+        self.channel = emit["channel"]
+        self.schema_key = emit.get("schema_key")
+        self.metadata = emit.get("metadata") if isinstance(emit.get("metadata"), dict) else {}
+        self.payload = emit.get("_programs", {})
+        self.refs = refs
+        self.payload_fields = payload_fields     # None: the whole payload is an input
+        self.reads_context = reads_context       # other context names the expressions read
+
+
+class RuleSet:
+    """The rules of one bundle, evaluated against the active aggregate state (see module doc)."""
+
+    def __init__(self, rules: list[Rule], def_version: int, policy_version: int):
+        self.rules = rules
+        self.rule_version = def_version
+        self.policy_version = policy_version
+        self._memo: dict = {}
+        self.evaluations = 0
+        self.errors: dict[str, int] = {}
+
+    def evaluate(self, entry: tuple, store, applier) -> None:
+        """Run every rule for one applied entry; emit what fires through ``applier.emit``."""
+        index, _term, commit_ns, msg, _size, ts, _key, _name, labels, _value = entry
+        metrics = store.metrics
+        for rule in self.rules:
+            values = []
+            for ref in rule.refs:
+                values.append(_series(metrics.get(ref.metric), ref, labels, ts))
+            inputs = (id(rule), tuple(values), _payload_key(rule, msg), _context_key(rule, entry, applier))
+            outcome = self._memo.get(inputs)
+            if outcome is None:
+                outcome = self._run(rule, values, entry, applier)
+                if len(self._memo) >= _MEMO_LIMIT:
+                    self._memo.clear()
+                self._memo[inputs] = outcome
+            if outcome is not False and applier.emit is not None:
+                applier.emit(self._derived(rule, outcome, entry, applier.part_id))
+
+    def _run(self, rule: Rule, values: list, entry: tuple, applier):
+        """Evaluate ``when`` (and the emit payload when it holds): False, or the payload dict."""
+        self.evaluations += 1
+        context = _context(rule, values, entry, applier, self)
+        try:
+            if rule.when.execute(context) is not True:
+                return False
+            payload = {}
+            for field, program in rule.payload.items():
+                payload[field] = program.execute(context) if hasattr(program, "execute") else program
+            return payload
+        except Exception:  # a CEL runtime error (missing key, type mismatch): the rule does not fire
+            self.errors[rule.rule_id] = self.errors.get(rule.rule_id, 0) + 1
+            return False
+
+    def _derived(self, rule: Rule, payload: dict, entry: tuple, part_id: str) -> dict:
+        index, _term, _commit, msg, _size, ts, _key, _name, _labels, _value = entry
+        source = _event_payload(msg)
+        derived = {"derived_event_id": derived_event_id(part_id, index, self.rule_version, rule.rule_id, rule.channel),
+                   "part_id": part_id, "raft_log_index": index, "rule_id": rule.rule_id,
+                   "rule_version": self.rule_version, "channel": rule.channel, "schema_key": rule.schema_key,
+                   "flags": ["DERIVED"], "source_event_id": msg.get("event_id"), "ts_ns": ts,
+                   "metadata": dict(rule.metadata), "payload": dict(payload)}
+        for field in ("external_decision_id", "secondary_classification"):
+            if source.get(field) is not None:
+                derived[field] = source[field]
+        return derived
+
+
+def _series(metric, ref: Ref, labels: dict, ts: int) -> tuple:
+    """(value, has_value, lane) of the series ``ref`` resolves to for an event (memo input)."""
+    query = ref.query
+    lane = query.lane_of(labels) if query.by_labels else ""
+    if metric is None:
+        return (0.0, False, lane)
+    pane_ns = metric.pane_ns
+    end = ts - ts % pane_ns
+    cache = metric.win_cache
+    cached = cache.get(lane)
+    if cached is not None and cached[0] == end:
+        return cached[1]
+    value, has_value = _window_value(metric, query, lane, end - ref.range_ns, end)
+    result = (value, has_value, lane)
+    cache[lane] = (end, result)
+    return result
+
+
+def _window_value(metric, query, lane: str, start: int, end: int) -> tuple:
+    """(value, has_value) of ``query``'s function over the lane's panes starting in [start, end)."""
+    panes = metric.raw.get(lane)
+    count = units = 0
+    low = high = None
+    values: list = []
+    if panes:
+        for pane_start, state in panes.items():
+            if start <= pane_start < end and state[0]:
+                count += state[0]
+                units += state[1]
+                if state[2] is not None:
+                    low = state[2] if low is None or state[2] < low else low
+                    high = state[3] if high is None or state[3] > high else high
+                if state[4]:
+                    values.extend(state[4])
+    if not count:
+        return (0.0, False)
+    function = query.function
+    if function == "count_over_time":
+        value = float(count)
+    elif function in ("sum_over_time", "increase"):
+        value = units_to_float(units)
+    elif function == "rate":
+        value = units_to_float(units) / (query.range_ms / 1000.0)
+    elif function == "avg_over_time":
+        value = units_to_float(units) / count
+    elif function == "min_over_time":
+        value = low
+    elif function == "max_over_time":
+        value = high
+    else:                                    # quantile_over_time: Prometheus' linear interpolation
+        values.sort()
+        rank = (query.quantile or 0.0) * (len(values) - 1)
+        below = int(rank)
+        above = min(below + 1, len(values) - 1)
+        value = values[below] + (values[above] - values[below]) * (rank - below) if values else 0.0
+    if query.aggregator == "count":
+        value = 1.0                          # one series per lane in the lab's model
+    return (float(value), True)
+
+
+def _event_payload(msg: dict) -> dict:
+    payload = msg.get("payload")
+    if isinstance(payload, dict):
+        return payload
+    if isinstance(msg.get("payload_b64"), str):
+        import base64
+        import json
+        try:
+            decoded = json.loads(base64.b64decode(msg["payload_b64"]))
+            return decoded if isinstance(decoded, dict) else {}
+        except ValueError:
+            return {}
+    return {}
+
+
+def _payload_key(rule: Rule, msg: dict):
+    if rule.payload_fields is None:
+        import json
+        return json.dumps(_event_payload(msg), sort_keys=True, default=str)
+    if not rule.payload_fields:
+        return None
+    payload = _event_payload(msg)
+    return tuple(repr(payload.get(field, _Missing)) for field in rule.payload_fields)
+
+
+class _Missing:
+    pass
+
+
+def _context_key(rule: Rule, entry: tuple, applier):
+    if not rule.reads_context:
+        return None
+    index, _term, commit_ns, msg, _size, ts, key, *_ = entry
+    return (index, commit_ns, key, ts, repr(sorted(applier.store.watermarks().items()))
+            if "watermark_ns" in rule.reads_context else None)
+
+
+def _context(rule: Rule, values: list, entry: tuple, applier, ruleset: RuleSet) -> cel.Context:
+    index, _term, commit_ns, msg, _size, ts, key, *_ = entry
+    variables: dict = {}
+    for ref, (value, has_value, lane) in zip(rule.refs, values):
+        binding = {"value": value, "has_value": has_value, "flags": [] if has_value else ["NO_DATA"]}
+        if ref.query.by_labels:
+            binding["labels"] = dict(part.split("=", 1) for part in lane.split(",")) if lane else {}
+        variables.setdefault(ref.binding, {})[ref.metric] = binding
+    longest = max((ref.range_ns for ref in rule.refs), default=0)
+    pane_ns = applier.store.events.pane_ns
+    end = ts - ts % pane_ns
+    watermarks = applier.store.watermarks()
+    variables.update({
+        "payload": _event_payload(msg), "partition_key": key,
+        "headers": {"part_id": applier.part_id, "raft_log_index": index, "schema_key": msg.get("schema_key"),
+                    "event_id": msg.get("event_id"), "partition_key": key},
+        "window_start_ns": end - longest, "window_end_ns": end,
+        "watermark_ns": min(watermarks.values()) if watermarks else 0, "processing_time_ns": commit_ns,
+        "rule_version": ruleset.rule_version, "policy_version": ruleset.policy_version})
+    return cel.Context(variables=variables, functions=HELPERS)
+
+
+# ---- compiling -----------------------------------------------------------------------------
+def build_ruleset(rules: list[dict], queries: list, def_version: int, policy_version: int) -> tuple:
+    """Compile a bundle's rules; returns (RuleSet or None, warnings naming unsupported rules).
+
+    ``rules`` are the compiler's rule records {phase, name, when, emit, bindings}; ``queries``
+    the bundle's CompiledQuery list (each knows its phase).
+    """
+    by_phase: dict[str, dict] = {}
+    for query in queries:
+        by_phase.setdefault(query.phase, {})[query.metric] = query
+    compiled, warnings = [], []
+    for record in rules:
+        rule, problem = _compile_rule(record, by_phase)
+        if problem:
+            warnings.append(f"rule '{record['name']}' (phase '{record['phase']}') is not evaluated by the lab: "
+                            f"{problem}")
+        else:
+            compiled.append(rule)
+    return (RuleSet(compiled, def_version, policy_version) if compiled else None), warnings
+
+
+def _compile_rule(record: dict, by_phase: dict) -> tuple:
+    bindings = {}
+    for name, target in (record.get("bindings") or {}).items():
+        parts = target.split(".") if isinstance(target, str) else []
+        if len(parts) != 3 or parts[0] != "phase" or parts[2] != "metrics":
+            return None, f"binding '{name}' is {target!r}; the lab binds only phase.<aggregate phase>.metrics"
+        bindings[name] = by_phase.get(parts[1], {})
+    emit = dict(record["emit"])
+    sources = {"when": record["when"]}
+    literals = {}
+    for field, value in (emit.get("payload") or {}).items():
+        if isinstance(value, str) and not (_IDENTIFIER.match(value) and value.strip() not in bindings
+                                           and value.strip() not in CONTEXT_NAMES):
+            sources[f"emit.payload.{field}"] = value
+        else:      # numbers, booleans, and a bare name the rule context does not know: a literal
+            literals[field] = value.strip() if isinstance(value, str) else value
+    programs = {}
+    for where, text in sources.items():
+        try:
+            programs[where] = cel.compile(text)
+        except Exception as exc:  # the library's parse error names line and column
+            return None, f"{where} does not parse as CEL: {str(exc).splitlines()[0]}"
+    refs, seen, payload_fields, reads_context = [], set(), set(), set()
+    whole_payload = False
+    for where, program in programs.items():
+        text = sources[where]
+        for function in program.functions():
+            if not (function.startswith("_") or function.startswith("@") or function in CEL_STANDARD_FUNCTIONS
+                    or function in HELPERS):
+                return None, f"{where} calls '{function}', which the lab does not provide"
+        for variable in program.variables():
+            if variable in bindings:
+                continue
+            if variable not in CONTEXT_NAMES:
+                return None, f"{where} reads '{variable}', which is neither a binding nor a rule context name"
+            if variable != "payload":
+                reads_context.add(variable)
+        for binding, metric in _BINDING_REF.findall(text):
+            if binding not in bindings:
+                continue
+            if metric not in bindings[binding]:
+                return None, f"{where} reads {binding}[\"{metric}\"], which its phase does not define"
+            if (binding, metric) not in seen:
+                seen.add((binding, metric))
+                refs.append(Ref(binding, bindings[binding][metric]))
+        for name in bindings:
+            uses = len(re.findall(r"\b%s\b" % re.escape(name), text))
+            if uses != len([b for b, _m in _BINDING_REF.findall(text) if b == name]):
+                return None, f"{where} uses binding '{name}' other than as {name}[\"metric\"]"
+        fields = [a or b for a, b in _PAYLOAD_FIELD.findall(text)]
+        if len(re.findall(r"\bpayload\b", text)) != len(fields):
+            whole_payload = True
+        payload_fields.update(fields)
+    emit["_programs"] = {where.split(".", 2)[2]: program for where, program in programs.items() if where != "when"}
+    emit["_programs"].update(literals)
+    rule = Rule(record["phase"], record["name"], programs["when"], emit, refs,
+                None if whole_payload else sorted(payload_fields), sorted(reads_context))
+    return rule, None
+
+
+class TestSink:
+    """A downstream system in test mode: takes every derived event the partitions emit and
+    delivers a decision once. A second copy is a duplicate by ``derived_event_id`` (the same
+    rule firing for the same log entry again: a replay) or by ``external_decision_id`` (a
+    decision a secondary system already delivered, e.g. during an outage); duplicates are
+    counted and not delivered."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (POST /v1/test/sink {"reset": true})."""
+        self.derived_ids: set = set()
+        self.decision_ids: set = set()
+        self.counts = {"received": 0, "delivered": 0, "duplicate_derived_event_id": 0,
+                       "duplicate_external_decision_id": 0, "external_decisions_registered": 0}
+
+    def deliver(self, derived: dict) -> bool:
+        """Offer one derived event; True when it was delivered (not a duplicate)."""
+        self.counts["received"] += 1
+        if derived["derived_event_id"] in self.derived_ids:
+            self.counts["duplicate_derived_event_id"] += 1
+            return False
+        decision = derived.get("external_decision_id")
+        if decision is not None and decision in self.decision_ids:
+            self.counts["duplicate_external_decision_id"] += 1
+            self.derived_ids.add(derived["derived_event_id"])
+            return False
+        if len(self.derived_ids) < EVENTS_KEPT_PER_SINK:
+            self.derived_ids.add(derived["derived_event_id"])
+        if decision is not None:
+            self.decision_ids.add(decision)
+        self.counts["delivered"] += 1
+        return True
+
+    def register_decisions(self, decision_ids: list[str]) -> None:
+        """Decisions the secondary system delivered itself (they count as delivered already)."""
+        for decision in decision_ids:
+            if decision not in self.decision_ids:
+                self.decision_ids.add(decision)
+                self.counts["external_decisions_registered"] += 1
+
+    def document(self) -> dict:
+        """The sink's counters."""
+        return dict(self.counts)
