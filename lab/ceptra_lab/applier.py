@@ -43,6 +43,7 @@ class Applier:
         self.key_last: dict[str, int] = {}
         self.index = 0             # last applied entry
         self.marks_done = 0        # marks (of the partition's list) already in effect here
+        self.pinned_shadow = None  # a WAL replay job's shadow: older shadow starts do not replace it
         self.rules = getattr(bundle, "ruleset", None)   # the active bundle's rules (rules.RuleSet)
         self.emit = None           # callable(derived_event) for what rules emit (None: discard)
 
@@ -64,18 +65,19 @@ class Applier:
             if self.shadow is not None:
                 self.shadow.set_knobs(mark.value)
         elif mark.kind == "shadow":
-            if mark.value is not self.shadow_bundle:     # a replay job may already have built it
+            pinned = self.pinned_shadow
+            if mark.value is not self.shadow_bundle and (pinned is None or pinned is mark.value):
                 self.shadow_bundle = mark.value
                 self.shadow = self.store.upgraded_copy(mark.value) if mark.value is not None else None
         elif mark.kind == "activate":
             bundle = mark.value
             if bundle is self.shadow_bundle and self.shadow is not None:
                 self.store = self.shadow
+                self.shadow_bundle = self.shadow = self.pinned_shadow = None
             elif bundle is not self.bundle:
-                self.store = self.store.upgraded_copy(bundle)
+                self.store = self.store.upgraded_copy(bundle)    # a newer shadow, if any, goes on warming
             self.bundle = bundle
             self.rules = getattr(bundle, "ruleset", None)
-            self.shadow_bundle = self.shadow = None
         self.marks_done += 1
 
     # -- entries --------------------------------------------------------------------------------

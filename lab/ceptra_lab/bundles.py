@@ -63,22 +63,25 @@ class BundleLifecycle:
         return record
 
     def refresh_partition_bundles(self, part_id: str) -> None:
-        """Tell a partition its active bundle and the shadow (newest non-active) bundle."""
-        active = self.bundles[self.active_bundle_id]["compiled"] if self.active_bundle_id else None
+        """Tell a partition the shadow it warms: the newest bundle unless that is already active
+        THERE (a partition excluded from an activation stays on its old bundle and keeps warming)."""
+        partition = self.partitions[part_id]
         newest = self.newest_bundle()
-        shadow = newest["compiled"] if newest is not None and newest["bundle_id"] != self.active_bundle_id else None
-        self.partitions[part_id].set_bundles(active, shadow)
+        shadow = newest["compiled"] if newest is not None and newest["compiled"] is not partition.active_bundle else None
+        partition.set_bundles(partition.active_bundle, shadow)
+
+    def _active_on(self, part_id: str, record: dict) -> bool:
+        return self.partitions[part_id].active_bundle is record["compiled"]
 
     def advance_shadows(self) -> None:
         """Move every non-active bundle's per-partition shadow along Pending -> Replaying -> Ready."""
         now = time.monotonic()
         newest = self.newest_bundle()
         for record in self.bundles.values():
-            if record["bundle_id"] == self.active_bundle_id:
-                for shadow in record["shadows"].values():
-                    shadow.update(shadow_apply_state="Ready", cep_shadow_state="SHADOW_READY", warmup_ready_ratio=1.0)
-                continue
             for part_id, shadow in record["shadows"].items():
+                if self._active_on(part_id, record):
+                    shadow.update(shadow_apply_state="Ready", cep_shadow_state="SHADOW_READY", warmup_ready_ratio=1.0)
+                    continue
                 forced = self.faults[part_id]["shadow_state"] if record is newest else None
                 if forced:
                     cep, ratio = forced, shadow["warmup_ready_ratio"]
@@ -138,7 +141,9 @@ class BundleLifecycle:
             self.audit.append(actor, "activation_aborted", {"barrier_id": pending["barrier_id"], "bundle_id": bundle_id})
             self._save_runtime()
             return pending
-        if pending is None and bundle_id == self.active_bundle_id:
+        behind = [pid for pid in self.part_ids
+                  if not self._active_on(pid, self.bundles[bundle_id]) and pid not in exclude]
+        if pending is None and bundle_id == self.active_bundle_id and not behind:
             committed = max((b for b in self.barriers.values() if b["bundle_id"] == bundle_id and b["state"] == "committed"),
                             key=lambda b: b["created"], default=None)
             if committed is not None:
@@ -171,7 +176,9 @@ class BundleLifecycle:
         if record is None:
             barrier["state"] = "aborted"
             return
-        targeted = [pid for pid in self.part_ids if pid not in barrier["exclude_partitions"]]
+        # partitions already on the bundle need no barrier (a re-activation targets the ones left behind)
+        targeted = [pid for pid in self.part_ids
+                    if pid not in barrier["exclude_partitions"] and not self._active_on(pid, record)]
         shadows = record["shadows"]
         blocked = [pid for pid in targeted if shadows[pid]["cep_shadow_state"] in SHADOW_FAILURE_STATES]
         missing = [pid for pid in targeted if shadows[pid]["cep_shadow_state"] != "SHADOW_READY"]
@@ -189,9 +196,13 @@ class BundleLifecycle:
         self.active_bundle_id = compiled.bundle_id
         for part_id in self.part_ids:
             partition = self.partitions[part_id]
-            self.refresh_partition_bundles(part_id)
             if part_id in targeted:
                 barrier["barrier_index"][part_id] = int(partition.define_activate(compiled))
+                partition.excluded_from = None
+            elif not self._active_on(part_id, record):
+                # §15: force-excluded partitions stay on their def_version and NotReady until re-included
+                partition.excluded_from = barrier["barrier_id"]
+            self.refresh_partition_bundles(part_id)
         if previous and previous in self.bundles:
             self.bundles[previous]["state"] = "superseded"
         barrier["state"] = "committed"

@@ -356,6 +356,8 @@ class Cluster(BundleLifecycle):
         elapsed = now - last
         capacity = self.faults[part_id]["apply_capacity"]
         partition = self.partitions[part_id]
+        if partition.replication_capacity is not None:
+            partition.replicate(time.time_ns())
         if capacity is None:
             if partition.queue_depth():
                 partition.apply_pending()
@@ -387,6 +389,8 @@ class Cluster(BundleLifecycle):
                     last_tick = now
                     for partition in self.partitions.values():
                         partition.tick()
+                        while partition.retry_expired:     # §3: each refused late retry is audited
+                            self.audit.append("lab", "retry_expired", partition.retry_expired.pop(0))
                 if now - last_compaction >= COMPACTION_INTERVAL_S:
                     last_compaction = now
                     self.compact_all()
@@ -427,6 +431,7 @@ class Cluster(BundleLifecycle):
         return {"unavailable_windows": partition.unavailable_windows, "fence_until_ns": partition.fence_until_ns,
                 "warmup": partition.ingress_gate() == "warmup", "term": partition.term,
                 "leader": partition.leader, "routing_epoch": partition.routing_epoch,
+                "excluded_from": partition.excluded_from,
                 "replay_sessions": partition.manifest()["replay_sessions"]}
 
     def _restore(self) -> None:
@@ -460,6 +465,7 @@ class Cluster(BundleLifecycle):
             partition.fence_until_ns = int(info.get("fence_until_ns", 0))
             partition.leader = info.get("leader", partition.leader)
             partition.routing_epoch = int(info.get("routing_epoch", partition.routing_epoch))
+            partition.excluded_from = info.get("excluded_from")
         self.advance_shadows()
 
     def _resolve_control(self, control: dict) -> dict:

@@ -50,6 +50,7 @@ class Partition:
         self.active_bundle = None                     # committed (the applier switches at the barrier)
         self.shadow_bundle = None
         self.shadow_state: str | None = None
+        self.excluded_from: str | None = None           # barrier that committed without this partition
         self.auto_checkpoint = True                   # full checkpoint every checkpoint_full_interval_ms
         self.log_control: Callable[[dict], None] | None = None   # persistence of marks and checkpoints
         self.on_derived: Callable[[dict], None] | None = None    # the cluster's test sink
@@ -485,7 +486,7 @@ class Partition:
             applier = Applier(self.part_id, self._marks_config_at_start(), None)
             applier.index = self._wal_first_index - 1
         if self.shadow_bundle is not None:
-            applier.shadow_bundle = self.shadow_bundle
+            applier.shadow_bundle = applier.pinned_shadow = self.shadow_bundle
             applier.shadow = applier.store.upgraded_copy(self.shadow_bundle)
         applier.emit = self._emit
         return applier
@@ -516,6 +517,7 @@ class Partition:
                   "replayed_index": applier.index, "done": done}
         if done:
             applier.advance(self._wal, self._wal_first_index, self.applied_index, self._marks)
+            applier.pinned_shadow = None
             self.applier = applier
             self._replay_job = None
             self.wal_replays_total += 1
@@ -626,14 +628,17 @@ class Partition:
             reasons.append("replication_lag")
         if now - self._last_checkpoint_ns > 2 * self._checkpoint_interval_ns:
             reasons.append("checkpoint_age")
-        if self.definition_warmup_pending():
+        if self.definition_warmup_pending() or self.excluded_from:
             reasons.append("definition_warmup_pending")
         if now < self.fence_until_ns:
             reasons.append("durability_fence")
         if self.finalized_horizon_stall():
             reasons.append("watermark_stall")
-        return {"ready": not reasons, "reasons": reasons,
-                "metrics": {"apply_lag_ms": round(lag, 3), "replication_lag_ms": round(replication_lag, 3)}}
+        document = {"ready": not reasons, "reasons": reasons,
+                    "metrics": {"apply_lag_ms": round(lag, 3), "replication_lag_ms": round(replication_lag, 3)}}
+        if self.excluded_from:
+            document["excluded_from_activation"] = self.excluded_from
+        return document
 
     def manifest(self) -> dict:
         """This partition's element of GET /v1/state "partitions"."""
@@ -751,6 +756,7 @@ class Partition:
                 start = kept.get(int(control["from"]))
                 rebuilt = self._from_checkpoint(start)
                 rebuilt.advance(self._wal, self._wal_first_index, self.applied_index, self._marks)
+                rebuilt.pinned_shadow = None
                 self.applier = rebuilt
         self.apply_pending()
         self.auto_checkpoint = auto

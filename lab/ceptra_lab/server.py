@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 from aiohttp import web
 
-from ceptra_lab import metrics_text
+from ceptra_lab import metrics_text, testmode
 from ceptra_lab.audit import parse_since
 from ceptra_lab.auth import AuthError, Authenticator
 from ceptra_lab.cluster import Cluster
@@ -445,12 +445,16 @@ async def test_wipe(request: web.Request) -> web.Response:
     """Empty a partition's WAL and state."""
     cluster = request.app[CLUSTER]
     body = await read_json_object(request)
-    only_keys(body, ("part_id",))
+    only_keys(body, ("part_id", "drop_checkpoint"))
     if "part_id" not in body:
         raise ApiError(422, "part_id is required", violations=[{"path": "part_id", "message": "required"}])
     part_id = known_partition(cluster, body["part_id"])
-    cluster.wipe(part_id, actor(request))
-    return json_response({"part_id": part_id, "wiped": True, "manifest": cluster.manifest(part_id)})
+    drop = body.get("drop_checkpoint", False)
+    if not isinstance(drop, bool):
+        raise ApiError(422, "drop_checkpoint must be true or false",
+                       violations=[{"path": "drop_checkpoint", "message": "must be a boolean"}])
+    details = cluster.wipe(part_id, actor(request), drop_checkpoint=drop)
+    return json_response({"part_id": part_id, "wiped": True, "baseline": details, "manifest": cluster.manifest(part_id)})
 
 
 async def _targets(request: web.Request) -> list[str]:
@@ -493,7 +497,7 @@ def make_app(cluster: Cluster, authenticator: Authenticator, dialect: str = "spe
         routes += [("GET", "/v1/test/metrics-snapshot", test_metrics_snapshot), ("GET", "/v1/test/faults", test_faults),
                    ("POST", "/v1/test/faults", test_faults), ("POST", "/v1/test/outage", test_outage),
                    ("POST", "/v1/test/wipe", test_wipe), ("POST", "/v1/test/compact", test_compact),
-                   ("POST", "/v1/test/checkpoint", test_checkpoint)]
+                   ("POST", "/v1/test/checkpoint", test_checkpoint)] + testmode.ROUTES
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     app.on_startup.append(_on_startup)
