@@ -1,7 +1,7 @@
-"""Benchmark: the lab's NDJSON append-stream throughput (events/s, unthrottled, aggregates applied).
+"""Benchmark: the lab's NDJSON append-stream throughput (events/s, unthrottled, aggregates and rules applied).
 
 Starts a lab (LabProcess) with no bundle-free shortcuts: the gaming reference bundle is
-uploaded and activated so every event feeds real aggregates. Then a separate client process
+uploaded and activated so every event feeds real aggregates and runs its two CEL rules. Then a separate client process
 pushes N events over P partitions with S concurrent streams (one connection per stream,
 batches of B lines per request) and prints events/s as measured by the client, plus the
 lab's applied count as a check.
@@ -109,7 +109,10 @@ def main() -> int:
         healthy = sum(r[1] for r in results)
         _, _, state = lab.request("GET", "/v1/state", role="observer")
         applied = sum(p["applied_index"] for p in state["partitions"])
+        _, _, rules = lab.request("GET", "/v1/test/derived-events?part_id=0", role="observer")
         print(f"events sent: {sent}, healthy: {healthy}, applied (lab): {applied}")
+        print(f"rules: {rules['rule_evaluations']} CEL evaluations (one per rule, lane inputs and pane), "
+              f"errors {rules['rule_errors']}, derived events on partition 0: {rules['count']}")
         print(f"streams: {args.streams}, partitions: {args.partitions}, batch: {args.batch} lines/request")
         print(f"append-stream throughput: {sent / wall:,.0f} events/s (wall {wall:.2f} s; target >= 30,000)")
         print(f"lab process CPU: {cpu_used:.2f} s -> {sent / cpu_used:,.0f} events per lab CPU-second "

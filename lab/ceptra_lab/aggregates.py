@@ -179,6 +179,10 @@ class AggregateStore:
         self.max_ts = _NO_WATERMARK
         self.clock_floor = _NO_WATERMARK              # newest commit time applied (the guard floor's clock)
         self.routed_total = 0                         # events that fed at least one metric
+        # rules.py: window values are cached per metric and lane (MetricAgg.win_cache); any
+        # change that can alter a cached or memoized window bumps win_epoch
+        self.win_epoch = 0
+        self.rule_memo: dict = {}
         self._by_source: dict[str, list] | None = None   # None: no bundle, metric = payload.metric
         self._quantile_metrics: set[str] = set()
         self._route_cache: dict = {}
@@ -217,6 +221,7 @@ class AggregateStore:
         if metric is None:
             metric = self.metrics[name] = MetricAgg(name, name in self._quantile_metrics)
             metric.load_knobs(self.config, self.part_id)
+            self.win_epoch += 1
         elif not metric.keep_values and name in self._quantile_metrics:
             metric.keep_values = True
         return metric
@@ -288,6 +293,7 @@ class AggregateStore:
                 cached = win_cache.get(lane)
                 if cached is not None and start < cached[0]:
                     del win_cache[lane]
+                    self.win_epoch += 1
             panes = metric.raw.get(lane)
             if panes is None:
                 panes = metric.raw[lane] = {}
@@ -313,6 +319,7 @@ class AggregateStore:
         self.config = config
         self._generation = -1
         self.refresh_knobs()
+        self.win_epoch += 1
         if self.max_ts == _NO_WATERMARK:
             return
         for metric in self.metrics.values():
@@ -340,6 +347,7 @@ class AggregateStore:
                 if not old:
                     continue
                 metric.win_cache.clear()
+                self.win_epoch += 1
                 target = metric.compacted.setdefault(lane, {})
                 for start in old:
                     state = panes.pop(start)
@@ -384,6 +392,8 @@ class AggregateStore:
         other.max_ts = self.max_ts
         other.clock_floor = self.clock_floor
         other.routed_total = self.routed_total
+        other.win_epoch = 0
+        other.rule_memo = {}
         other._by_source = self._by_source
         other._quantile_metrics = self._quantile_metrics
         other._route_cache = {}

@@ -93,7 +93,7 @@ class Ref:
 class Rule:
     """A compiled rule: its ``when``, its ``emit`` (payload values are CEL, metadata literals)."""
 
-    def __init__(self, phase: str, name: str, when, emit: dict, refs: list[Ref], payload_fields, reads_context):
+    def __init__(self, phase: str, name: str, when, emit: dict, refs: list[Ref], fields: dict, reads_context):
         self.phase, self.name, self.rule_id = phase, name, f"{phase}/{name}"
         self.when = when
         self.channel = emit["channel"]
@@ -101,8 +101,10 @@ class Rule:
         self.metadata = emit.get("metadata") if isinstance(emit.get("metadata"), dict) else {}
         self.payload = emit.get("_programs", {})
         self.refs = refs
-        self.payload_fields = payload_fields     # None: the whole payload is an input
+        # payload fields ``when`` and the emit payload read (None: the whole payload is an input)
+        self.when_fields, self.emit_fields = fields["when"], fields["emit"]
         self.reads_context = reads_context       # other context names the expressions read
+        self.reads_payload = not (self.when_fields == [] and self.emit_fields == [])
 
 
 class RuleSet:
@@ -113,45 +115,118 @@ class RuleSet:
         self.rule_version = def_version
         self.policy_version = policy_version
         self._memo: dict = {}
+        self._plans: dict = {}
+        # every `when` reads only bindings: its outcome is fixed per pane (see evaluate)
+        self._pane_memo = all(rule.when_fields == [] and not rule.reads_context for rule in rules)
         self.evaluations = 0
         self.errors: dict[str, int] = {}
 
     def evaluate(self, entry: tuple, store, applier) -> None:
         """Run every rule for one applied entry; emit what fires through ``applier.emit``."""
-        index, _term, commit_ns, msg, _size, ts, _key, _name, labels, _value = entry
+        labels = entry[8]
+        ts = entry[5]
+        plan_key = (entry[7], tuple(labels.items()) if labels else ())
+        planned = self._plans.get(plan_key)
+        if planned is None:
+            planned = self._plan(labels)
+            if len(self._plans) >= _MEMO_LIMIT:
+                self._plans.clear()
+            self._plans[plan_key] = planned
+        signature, plan = planned
+        fast_key = None
+        if self._pane_memo:
+            # inputs read at the pane boundary do not change within a pane unless an older pane
+            # or a knob changes (win_epoch): one lookup answers every rule for this event
+            fast_key = (signature, ts - ts % store.events.pane_ns, store.win_epoch)
+            known = store.rule_memo.get(fast_key)
+            if known is not None:
+                for rule, values in known:
+                    self._fire(rule, values, entry, applier)
+                return
         metrics = store.metrics
-        for rule in self.rules:
+        memo = self._memo
+        payload = None
+        fired = []
+        for rule, refs in plan:
             values = []
-            for ref in rule.refs:
-                values.append(_series(metrics.get(ref.metric), ref, labels, ts))
-            inputs = (id(rule), tuple(values), _payload_key(rule, msg), _context_key(rule, entry, applier))
-            outcome = self._memo.get(inputs)
-            if outcome is None:
-                outcome = self._run(rule, values, entry, applier)
-                if len(self._memo) >= _MEMO_LIMIT:
-                    self._memo.clear()
-                self._memo[inputs] = outcome
-            if outcome is not False and applier.emit is not None:
-                applier.emit(self._derived(rule, outcome, entry, applier.part_id))
+            for metric_name, lane, query, range_ns in refs:
+                metric = metrics.get(metric_name)
+                if metric is None:
+                    values.append((0.0, False, lane))
+                    continue
+                end = ts - ts % metric.pane_ns
+                cached = metric.win_cache.get(lane)
+                if cached is not None and cached[0] == end:
+                    values.append(cached[1])
+                    continue
+                value, has_value = _window_value(metric, query, lane, end - range_ns, end)
+                result = (value, has_value, lane)
+                metric.win_cache[lane] = (end, result)
+                values.append(result)
+            if rule.when_fields is not None and not rule.when_fields and not rule.reads_context:
+                inputs = (rule, tuple(values))
+            else:
+                if payload is None:
+                    payload = _event_payload(entry[3])
+                inputs = (rule, tuple(values), _payload_key(rule.when_fields, payload),
+                          _context_key(rule, entry, applier))
+            fires = memo.get(inputs)
+            if fires is None:
+                fires = self._run_when(rule, values, entry, applier)
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                memo[inputs] = fires
+            if fires:
+                fired.append((rule, values))
+                self._fire(rule, values, entry, applier)
+        if fast_key is not None:
+            if len(store.rule_memo) >= _MEMO_LIMIT:
+                store.rule_memo.clear()
+            store.rule_memo[fast_key] = fired
 
-    def _run(self, rule: Rule, values: list, entry: tuple, applier):
-        """Evaluate ``when`` (and the emit payload when it holds): False, or the payload dict."""
+    def _fire(self, rule: Rule, values: list, entry: tuple, applier) -> None:
+        if applier.emit is None:
+            return
+        payload = _event_payload(entry[3])
+        emitted = self._run_emit(rule, values, entry, applier, payload)
+        if emitted is not None:
+            applier.emit(self._derived(rule, emitted, entry, applier.part_id, payload))
+
+    def _plan(self, labels: dict) -> tuple:
+        """(signature, plan): per rule, the (metric, lane, query, range) of every binding it reads
+        for these labels; events whose labels resolve to the same lanes share the signature."""
+        plan = [(rule, [(ref.metric, ref.query.lane_of(labels) if ref.query.by_labels else "", ref.query,
+                         ref.range_ns) for ref in rule.refs]) for rule in self.rules]
+        signature = tuple(lane for _rule, refs in plan for _metric, lane, _query, _range in refs)
+        return signature, plan
+
+    def _run_when(self, rule: Rule, values: list, entry: tuple, applier) -> bool:
+        """Evaluate ``when``; a CEL runtime error (missing key, type mismatch) counts, and does not fire."""
         self.evaluations += 1
-        context = _context(rule, values, entry, applier, self)
         try:
-            if rule.when.execute(context) is not True:
-                return False
-            payload = {}
-            for field, program in rule.payload.items():
-                payload[field] = program.execute(context) if hasattr(program, "execute") else program
-            return payload
-        except Exception:  # a CEL runtime error (missing key, type mismatch): the rule does not fire
+            return rule.when.execute(_context(rule, values, entry, applier, self)) is True
+        except Exception:
             self.errors[rule.rule_id] = self.errors.get(rule.rule_id, 0) + 1
             return False
 
-    def _derived(self, rule: Rule, payload: dict, entry: tuple, part_id: str) -> dict:
+    def _run_emit(self, rule: Rule, values: list, entry: tuple, applier, payload: dict) -> dict | None:
+        """The emitted payload (memoized on what its expressions read); None on a CEL error."""
+        inputs = ("emit", rule, tuple(values), _payload_key(rule.emit_fields, payload), _context_key(rule, entry, applier))
+        emitted = self._memo.get(inputs)
+        if emitted is not None:
+            return emitted
+        context = _context(rule, values, entry, applier, self)
+        try:
+            emitted = {field: program.execute(context) if hasattr(program, "execute") else program
+                       for field, program in rule.payload.items()}
+        except Exception:
+            self.errors[rule.rule_id] = self.errors.get(rule.rule_id, 0) + 1
+            return None
+        self._memo[inputs] = emitted
+        return emitted
+
+    def _derived(self, rule: Rule, payload: dict, entry: tuple, part_id: str, source: dict) -> dict:
         index, _term, _commit, msg, _size, ts, _key, _name, _labels, _value = entry
-        source = _event_payload(msg)
         derived = {"derived_event_id": derived_event_id(part_id, index, self.rule_version, rule.rule_id, rule.channel),
                    "part_id": part_id, "raft_log_index": index, "rule_id": rule.rule_id,
                    "rule_version": self.rule_version, "channel": rule.channel, "schema_key": rule.schema_key,
@@ -161,24 +236,6 @@ class RuleSet:
             if source.get(field) is not None:
                 derived[field] = source[field]
         return derived
-
-
-def _series(metric, ref: Ref, labels: dict, ts: int) -> tuple:
-    """(value, has_value, lane) of the series ``ref`` resolves to for an event (memo input)."""
-    query = ref.query
-    lane = query.lane_of(labels) if query.by_labels else ""
-    if metric is None:
-        return (0.0, False, lane)
-    pane_ns = metric.pane_ns
-    end = ts - ts % pane_ns
-    cache = metric.win_cache
-    cached = cache.get(lane)
-    if cached is not None and cached[0] == end:
-        return cached[1]
-    value, has_value = _window_value(metric, query, lane, end - ref.range_ns, end)
-    result = (value, has_value, lane)
-    cache[lane] = (end, result)
-    return result
 
 
 def _window_value(metric, query, lane: str, start: int, end: int) -> tuple:
@@ -238,14 +295,14 @@ def _event_payload(msg: dict) -> dict:
     return {}
 
 
-def _payload_key(rule: Rule, msg: dict):
-    if rule.payload_fields is None:
+def _payload_key(fields, payload: dict):
+    """The part of the event payload an expression reads (None: all of it)."""
+    if fields is None:
         import json
-        return json.dumps(_event_payload(msg), sort_keys=True, default=str)
-    if not rule.payload_fields:
+        return json.dumps(payload, sort_keys=True, default=str)
+    if not fields:
         return None
-    payload = _event_payload(msg)
-    return tuple(repr(payload.get(field, _Missing)) for field in rule.payload_fields)
+    return tuple(repr(payload.get(field, _Missing)) for field in fields)
 
 
 class _Missing:
@@ -261,24 +318,31 @@ def _context_key(rule: Rule, entry: tuple, applier):
 
 
 def _context(rule: Rule, values: list, entry: tuple, applier, ruleset: RuleSet) -> cel.Context:
-    index, _term, commit_ns, msg, _size, ts, key, *_ = entry
+    """The CEL variables of one evaluation: the bindings, and only the context names the rule reads
+    (turning Python values into CEL values is most of an evaluation's cost)."""
     variables: dict = {}
     for ref, (value, has_value, lane) in zip(rule.refs, values):
         binding = {"value": value, "has_value": has_value, "flags": [] if has_value else ["NO_DATA"]}
         if ref.query.by_labels:
             binding["labels"] = dict(part.split("=", 1) for part in lane.split(",")) if lane else {}
         variables.setdefault(ref.binding, {})[ref.metric] = binding
-    longest = max((ref.range_ns for ref in rule.refs), default=0)
-    pane_ns = applier.store.events.pane_ns
-    end = ts - ts % pane_ns
-    watermarks = applier.store.watermarks()
-    variables.update({
-        "payload": _event_payload(msg), "partition_key": key,
-        "headers": {"part_id": applier.part_id, "raft_log_index": index, "schema_key": msg.get("schema_key"),
-                    "event_id": msg.get("event_id"), "partition_key": key},
-        "window_start_ns": end - longest, "window_end_ns": end,
-        "watermark_ns": min(watermarks.values()) if watermarks else 0, "processing_time_ns": commit_ns,
-        "rule_version": ruleset.rule_version, "policy_version": ruleset.policy_version})
+    names = rule.reads_context
+    if names or rule.reads_payload:
+        index, _term, commit_ns, msg, _size, ts, key, *_ = entry
+        if rule.reads_payload:
+            variables["payload"] = _event_payload(msg)
+        end = ts - ts % applier.store.events.pane_ns
+        available = {
+            "partition_key": lambda: key,
+            "headers": lambda: {"part_id": applier.part_id, "raft_log_index": index, "partition_key": key,
+                                "schema_key": msg.get("schema_key"), "event_id": msg.get("event_id")},
+            "window_start_ns": lambda: end - max((ref.range_ns for ref in rule.refs), default=0),
+            "window_end_ns": lambda: end,
+            "watermark_ns": lambda: min(applier.store.watermarks().values(), default=0),
+            "processing_time_ns": lambda: commit_ns,
+            "rule_version": lambda: ruleset.rule_version, "policy_version": lambda: ruleset.policy_version}
+        for name in names:
+            variables[name] = available[name]()
     return cel.Context(variables=variables, functions=HELPERS)
 
 
@@ -325,9 +389,10 @@ def _compile_rule(record: dict, by_phase: dict) -> tuple:
             programs[where] = cel.compile(text)
         except Exception as exc:  # the library's parse error names line and column
             return None, f"{where} does not parse as CEL: {str(exc).splitlines()[0]}"
-    refs, seen, payload_fields, reads_context = [], set(), set(), set()
-    whole_payload = False
+    refs, seen, reads_context = [], set(), set()
+    payload_fields: dict = {"when": set(), "emit": set()}
     for where, program in programs.items():
+        part = "when" if where == "when" else "emit"
         text = sources[where]
         for function in program.functions():
             if not (function.startswith("_") or function.startswith("@") or function in CEL_STANDARD_FUNCTIONS
@@ -353,13 +418,15 @@ def _compile_rule(record: dict, by_phase: dict) -> tuple:
             if uses != len([b for b, _m in _BINDING_REF.findall(text) if b == name]):
                 return None, f"{where} uses binding '{name}' other than as {name}[\"metric\"]"
         fields = [a or b for a, b in _PAYLOAD_FIELD.findall(text)]
-        if len(re.findall(r"\bpayload\b", text)) != len(fields):
-            whole_payload = True
-        payload_fields.update(fields)
+        if payload_fields[part] is not None:
+            if len(re.findall(r"\bpayload\b", text)) != len(fields):
+                payload_fields[part] = None
+            else:
+                payload_fields[part].update(fields)
     emit["_programs"] = {where.split(".", 2)[2]: program for where, program in programs.items() if where != "when"}
     emit["_programs"].update(literals)
-    rule = Rule(record["phase"], record["name"], programs["when"], emit, refs,
-                None if whole_payload else sorted(payload_fields), sorted(reads_context))
+    fields = {part: (sorted(names) if names is not None else None) for part, names in payload_fields.items()}
+    rule = Rule(record["phase"], record["name"], programs["when"], emit, refs, fields, sorted(reads_context))
     return rule, None
 
 

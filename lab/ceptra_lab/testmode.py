@@ -23,6 +23,7 @@ async def derived_events(request: web.Request) -> web.Response:
     return json_response({"part_id": part_id, "since": int(raw_since), "count": len(events),
                           "dropped": partition.derived_dropped, "derived_events": events,
                           "rule_errors": dict(ruleset.errors) if ruleset is not None else {},
+                          "rule_evaluations": ruleset.evaluations if ruleset is not None else 0,
                           "sink": cluster.sink.document()})
 
 
