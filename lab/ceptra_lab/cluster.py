@@ -474,7 +474,7 @@ class Cluster(BundleLifecycle):
         if control["ctl"] == "config":
             blob = self.config.blob(int(control.get("version", self.config.version)))
             resolved["value"] = KnobView(blob if blob is not None else self.config.config, int(control.get("version", 0)))
-        elif control["ctl"] in ("shadow", "activate"):
+        elif control["ctl"] in ("shadow", "activate", "rebuild"):
             record = self.bundles.get(control.get("bundle_id"))
             resolved["value"] = record["compiled"] if record is not None else None
         return resolved

@@ -477,17 +477,19 @@ class Partition:
         """Time since the latest full checkpoint (since start/wipe when there is none)."""
         return max(0.0, (self.now_ns() - self._last_checkpoint_ns) / _MS)
 
-    def _from_checkpoint(self, checkpoint: dict | None) -> Applier:
+    def _from_checkpoint(self, checkpoint: dict | None, shadow_bundle=None) -> Applier:
         """A copy of a checkpoint's applier (a fresh one at the start of the WAL when None) that
-        also rebuilds the shadow of the bundle being warmed from there (§15, §18.8)."""
+        also rebuilds the shadow of the bundle being warmed (default: the current shadow) from
+        there (§15, §18.8)."""
+        shadow_bundle = shadow_bundle if shadow_bundle is not None else self.shadow_bundle
         if checkpoint is not None:
             applier = checkpoint["applier"].copy()
         else:
             applier = Applier(self.part_id, self._marks_config_at_start(), None)
             applier.index = self._wal_first_index - 1
-        if self.shadow_bundle is not None:
-            applier.shadow_bundle = applier.pinned_shadow = self.shadow_bundle
-            applier.shadow = applier.store.upgraded_copy(self.shadow_bundle)
+        if shadow_bundle is not None:
+            applier.shadow_bundle = applier.pinned_shadow = shadow_bundle
+            applier.shadow = applier.store.upgraded_copy(shadow_bundle)
         applier.emit = self._emit
         return applier
 
@@ -508,7 +510,8 @@ class Partition:
         if job is None:
             latest = self._checkpoints[-1] if self._checkpoints else None
             applier = self._from_checkpoint(latest)
-            job = self._replay_job = {"from_index": applier.index, "to_index": self.applied_index, "applier": applier}
+            job = self._replay_job = {"from_index": applier.index, "to_index": self.applied_index, "applier": applier,
+                                      "shadow": self.shadow_bundle}
         applier = job["applier"]
         target = min(self.applied_index, applier.index + max(1, int(max_entries)))
         applier.advance(self._wal, self._wal_first_index, target, self._marks)
@@ -522,7 +525,8 @@ class Partition:
             self._replay_job = None
             self.wal_replays_total += 1
             if self.log_control is not None:
-                self.log_control({"ctl": "rebuild", "after": self.applied_index, "from": job["from_index"]})
+                self.log_control({"ctl": "rebuild", "after": self.applied_index, "from": job["from_index"],
+                                  "bundle_id": getattr(job["shadow"], "bundle_id", None)})
         return result
 
     # -- definitions, faults the server sets ------------------------------------------------------
@@ -754,7 +758,7 @@ class Partition:
                     kept[self.applied_index] = self._checkpoints[-1]
             else:
                 start = kept.get(int(control["from"]))
-                rebuilt = self._from_checkpoint(start)
+                rebuilt = self._from_checkpoint(start, control.get("value"))
                 rebuilt.advance(self._wal, self._wal_first_index, self.applied_index, self._marks)
                 rebuilt.pinned_shadow = None
                 self.applier = rebuilt

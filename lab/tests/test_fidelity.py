@@ -309,3 +309,40 @@ def test_derived_events_rpc_and_sink_answer_clear_errors(lab):
     assert lab.request("POST", "/v1/test/sink", {"external_decision_ids": [1]})[0] == 422
     assert lab.request("POST", "/v1/test/sink", {"reset": True}, role="observer")[0] == 403
     json.dumps(body)
+
+
+def test_a_restart_after_replay_and_activation_recomputes_the_v_plus_one_state(tmp_path):
+    state = str(tmp_path / "state")
+    now = time.time_ns()
+    with LabProcess(partitions=1, state_dir=state, extra_args=["--shadow-warmup-ms", "50"]) as lab:
+        activate(lab, upload(lab, V1)["bundle_id"])
+        append_stream(lab, "0", flag_events("e", 30, now - 120 * S))
+        lab.request("POST", "/v1/test/checkpoint", {"part_id": "0"})
+        append_stream(lab, "0", flag_events("l", 20, now - 60 * S))
+        v2 = upload(lab, V2)
+        replay_job(lab)
+        activate(lab, v2["bundle_id"])
+        append_stream(lab, "0", flag_events("n", 10, now - 30 * S))
+        before = snapshot(lab)
+        assert before["metrics"]["flags_max"]["raw"]
+    with LabProcess(partitions=1, state_dir=state, extra_args=["--shadow-warmup-ms", "50"]) as lab:
+        assert snapshot(lab)["digest"] == before["digest"]
+        assert manifest(lab)["def_version"] == 2
+
+
+def test_a_restart_after_a_wipe_comes_back_from_the_baseline_not_the_lost_tail(tmp_path):
+    state = str(tmp_path / "state")
+    now = time.time_ns()
+    with LabProcess(partitions=1, state_dir=state) as lab:
+        append_stream(lab, "0", [sample_event(f"a-{i}", now - (50 - i) * S, part_id="0", metric="m") for i in range(20)])
+        lab.request("POST", "/v1/test/checkpoint", {"part_id": "0"})
+        append_stream(lab, "0", [sample_event(f"lost-{i}", now - S, part_id="0", metric="m") for i in range(5)])
+        lab.request("POST", "/v1/test/wipe", {"part_id": "0"})
+        append_stream(lab, "0", [sample_event(f"h-{i}", now - 20 * S, part_id="0", metric="m", flags=["REPLAY"])
+                                 for i in range(7)])
+        before, part = snapshot(lab), manifest(lab)
+        assert (part["commit_index"], part["checkpoint"]["full_index"]) == (27, 20)
+    with LabProcess(partitions=1, state_dir=state) as lab:
+        assert snapshot(lab)["digest"] == before["digest"]
+        again = manifest(lab)
+        assert (again["commit_index"], again["ingress_gate"]) == (27, "warmup")
