@@ -389,9 +389,7 @@ FAULT_KEYS = ("part_id", "apply_capacity", "replication_lag_ms", "http_503_ratio
 async def test_metrics_snapshot(request: web.Request) -> web.Response:
     """Deterministic aggregate dump of one partition with its digest."""
     cluster = request.app[CLUSTER]
-    if "part_id" not in request.query:
-        raise ApiError(400, "query parameter part_id is required, e.g. ?part_id=0")
-    part_id = known_partition(cluster, request.query["part_id"])
+    part_id = testmode.query_partition(request)
     snapshot = dict(cluster.partitions[part_id].metrics_snapshot())
     snapshot["part_id"] = part_id
     return json_response(snapshot)

@@ -7,13 +7,18 @@ from aiohttp import web
 from ceptra_lab.http_common import CLUSTER, ApiError, json_response, known_partition, only_keys, read_json_object, requires
 
 
+def query_partition(request: web.Request) -> str:
+    """The known partition a test RPC's ``?part_id=`` names (400 without it, 404 unknown)."""
+    if "part_id" not in request.query:
+        raise ApiError(400, "query parameter part_id is required, e.g. ?part_id=0")
+    return known_partition(request.app[CLUSTER], request.query["part_id"])
+
+
 @requires("observer")
 async def derived_events(request: web.Request) -> web.Response:
     """GET /v1/test/derived-events?part_id=P[&since=N]: derived events with raft_log_index > N."""
     cluster = request.app[CLUSTER]
-    if "part_id" not in request.query:
-        raise ApiError(400, "query parameter part_id is required, e.g. ?part_id=0")
-    part_id = known_partition(cluster, request.query["part_id"])
+    part_id = query_partition(request)
     raw_since = request.query.get("since", "0")
     if not raw_since.isdigit():
         raise ApiError(400, "since must be a raft log index (a non-negative integer)")
