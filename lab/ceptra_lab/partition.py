@@ -413,6 +413,8 @@ class Partition:
 
     def follower_lag_ms(self, now: int | None = None) -> float:
         """Age of the oldest committed entry the follower does not have yet, plus the fault's lag."""
+        if self.replication_capacity is None:        # the follower keeps up with every commit
+            return float(self.replication_lag_ms)
         now = self.now_ns() if now is None else now
         lag = 0.0
         position = self.replicated_index + 1 - self._wal_first_index
@@ -461,7 +463,9 @@ class Partition:
         """Drop in-memory WAL entries at or below the oldest retained checkpoint (and replicated),
         at most WAL_TRUNCATE_STEP per call (``tick`` goes on with the rest): freeing ~50k entries
         at once stalled the whole lab for ~200 ms at every periodic checkpoint (py-spy)."""
-        keep_after = min(self._checkpoints[0]["index"], self.replicated_index)
+        keep_after = self._checkpoints[0]["index"]
+        if self.replication_capacity is not None:    # the follower still needs what it has not got
+            keep_after = min(keep_after, self.replicated_index)
         if self._replay_job is not None:
             keep_after = min(keep_after, self._replay_job["from_index"])
         count = min(keep_after - self._wal_first_index + 1, self._applied_pos, WAL_TRUNCATE_STEP)

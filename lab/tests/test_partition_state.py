@@ -266,3 +266,26 @@ def test_a_large_wal_truncation_is_spread_over_housekeeping_calls():
     part.append(event(total, ts=clock.now - S))
     part.apply_pending()
     assert part.manifest()["applied_index"] == total + 1
+
+
+def test_follower_model_lags_behind_a_burst_and_catches_up():
+    part, clock = new_partition()
+    part.replication_capacity = 100.0                 # events/s the follower takes
+    for i in range(50):
+        part.append(event(i, ts=clock.now - S))
+    part.apply_pending()
+    assert part.follower_lag_ms() == 0.0              # nothing aged yet
+    for _ in range(4):                                # 200 ms: ~20 of 50 entries replicated
+        clock.now += 50 * MS
+        part.replicate(clock.now)
+    assert 15 <= part.replicated_index <= 25 and part.follower_lag_ms() == 200.0
+    assert "replication_lag" not in part.readiness()["reasons"]
+    clock.now += 100 * MS
+    part.replicate(clock.now)
+    assert part.follower_lag_ms() == 300.0 and "replication_lag" in part.readiness()["reasons"]
+    for _ in range(20):
+        clock.now += 50 * MS
+        part.replicate(clock.now)
+    assert part.replicated_index == 50 and part.follower_lag_ms() == 0.0
+    part.set_replication_lag_ms(40)                   # the fault adds to the model
+    assert part.follower_lag_ms() == 40.0
