@@ -21,7 +21,7 @@ from ceptra_lab.config_history import ConfigHistory
 from ceptra_lab.config_knobs import KnobView
 from ceptra_lab.partition import Partition
 from ceptra_lab.persistence import StateDir
-from ceptra_lab.rules import TestSink
+from ceptra_lab.rules import DerivedEventSink
 
 LOG = logging.getLogger("ceptra_lab")
 FNV_OFFSET = 0xCBF29CE484222325
@@ -97,7 +97,7 @@ class Cluster(BundleLifecycle):
         self.compaction = {"runs": 0, "duration_ms": 0.0}
         self._tasks: list[asyncio.Task] = []
         self._buckets = {pid: 0.0 for pid in self.part_ids}
-        self.sink = TestSink()
+        self.sink = DerivedEventSink()
         self._restore()
         for part_id, partition in self.partitions.items():
             partition.on_derived = self.sink.deliver

@@ -105,6 +105,9 @@ class Rule:
         self.when_fields, self.emit_fields = fields["when"], fields["emit"]
         self.reads_context = reads_context       # other context names the expressions read
         self.reads_payload = not (self.when_fields == [] and self.emit_fields == [])
+        # the binding fields any of its expressions mentions (only those become CEL values)
+        self.binding_fields = {name for name in ("has_value", "flags", "labels")
+                               if any(name in text for text in emit.get("_sources", ()))}
 
 
 class RuleSet:
@@ -159,9 +162,8 @@ class RuleSet:
                 if cached is not None and cached[0] == end:
                     values.append(cached[1])
                     continue
-                value, has_value = _window_value(metric, query, lane, end - range_ns, end)
-                result = (value, has_value, lane)
-                metric.win_cache[lane] = (end, result)
+                result, sums = _window(metric, query, lane, end, range_ns, cached)
+                metric.win_cache[lane] = (end, result, sums)
                 values.append(result)
             if rule.when_fields is not None and not rule.when_fields and not rule.reads_context:
                 inputs = (rule, tuple(values))
@@ -238,13 +240,45 @@ class RuleSet:
         return derived
 
 
-def _window_value(metric, query, lane: str, start: int, end: int) -> tuple:
-    """(value, has_value) of ``query``'s function over the lane's panes starting in [start, end)."""
-    panes = metric.raw.get(lane)
-    count = units = 0
+_SLIDING = frozenset(("count_over_time", "sum_over_time", "increase", "rate", "avg_over_time"))
+
+
+def _window(metric, query, lane: str, end: int, range_ns: int, cached) -> tuple:
+    """((value, has_value, lane), (count, units)) of ``query`` over the lane's panes starting in
+    [end - range, end).
+
+    A count/sum function slides from the lane's cached window when that is older: it adds the
+    panes that entered and drops those that left. That is exact, because a change to any pane
+    before the cached window's end dropped the cache (AggregateStore.apply)."""
+    panes = metric.raw.get(lane) or {}
+    pane_ns = metric.pane_ns
+    sums = None
+    if cached is not None and query.function in _SLIDING and cached[2] is not None and cached[0] < end \
+            and range_ns % pane_ns == 0 and (end - cached[0]) // pane_ns <= len(panes):
+        count, units = cached[2]
+        for start in range(cached[0], end, pane_ns):
+            state = panes.get(start)
+            if state is not None:
+                count, units = count + state[0], units + state[1]
+        for start in range(cached[0] - range_ns, end - range_ns, pane_ns):
+            state = panes.get(start)
+            if state is not None:
+                count, units = count - state[0], units - state[1]
+        sums = (count, units)
+    value, has_value, sums = _window_value(panes, query, end - range_ns, end, sums)
+    return (value, has_value, lane), sums
+
+
+def _window_value(panes: dict, query, start: int, end: int, sums) -> tuple:
+    """(value, has_value, (count, units)) of ``query``'s function over the panes starting in
+    [start, end); ``sums`` given: the window's count and exact sum are already known."""
+    function = query.function
     low = high = None
     values: list = []
-    if panes:
+    if sums is not None:
+        count, units = sums
+    else:
+        count = units = 0
         for pane_start, state in panes.items():
             if start <= pane_start < end and state[0]:
                 count += state[0]
@@ -254,9 +288,9 @@ def _window_value(metric, query, lane: str, start: int, end: int) -> tuple:
                     high = state[3] if high is None or state[3] > high else high
                 if state[4]:
                     values.extend(state[4])
+    sums = (count, units) if function in _SLIDING else None
     if not count:
-        return (0.0, False)
-    function = query.function
+        return 0.0, False, sums
     if function == "count_over_time":
         value = float(count)
     elif function in ("sum_over_time", "increase"):
@@ -277,7 +311,7 @@ def _window_value(metric, query, lane: str, start: int, end: int) -> tuple:
         value = values[below] + (values[above] - values[below]) * (rank - below) if values else 0.0
     if query.aggregator == "count":
         value = 1.0                          # one series per lane in the lab's model
-    return (float(value), True)
+    return float(value), True, sums
 
 
 def _event_payload(msg: dict) -> dict:
@@ -321,9 +355,14 @@ def _context(rule: Rule, values: list, entry: tuple, applier, ruleset: RuleSet) 
     """The CEL variables of one evaluation: the bindings, and only the context names the rule reads
     (turning Python values into CEL values is most of an evaluation's cost)."""
     variables: dict = {}
+    fields = rule.binding_fields
     for ref, (value, has_value, lane) in zip(rule.refs, values):
-        binding = {"value": value, "has_value": has_value, "flags": [] if has_value else ["NO_DATA"]}
-        if ref.query.by_labels:
+        binding = {"value": value}
+        if "has_value" in fields:
+            binding["has_value"] = has_value
+        if "flags" in fields:
+            binding["flags"] = [] if has_value else ["NO_DATA"]
+        if "labels" in fields and ref.query.by_labels:
             binding["labels"] = dict(part.split("=", 1) for part in lane.split(",")) if lane else {}
         variables.setdefault(ref.binding, {})[ref.metric] = binding
     names = rule.reads_context
@@ -425,12 +464,13 @@ def _compile_rule(record: dict, by_phase: dict) -> tuple:
                 payload_fields[part].update(fields)
     emit["_programs"] = {where.split(".", 2)[2]: program for where, program in programs.items() if where != "when"}
     emit["_programs"].update(literals)
+    emit["_sources"] = list(sources.values())
     fields = {part: (sorted(names) if names is not None else None) for part, names in payload_fields.items()}
     rule = Rule(record["phase"], record["name"], programs["when"], emit, refs, fields, sorted(reads_context))
     return rule, None
 
 
-class TestSink:
+class DerivedEventSink:
     """A downstream system in test mode: takes every derived event the partitions emit and
     delivers a decision once. A second copy is a duplicate by ``derived_event_id`` (the same
     rule firing for the same log entry again: a replay) or by ``external_decision_id`` (a
