@@ -17,10 +17,11 @@ from itertools import islice
 from operator import itemgetter
 from typing import Callable
 
-from .aggregates import digest_of
 from .applier import Applier, Mark
 from .config_knobs import KnobView
 from .messages import MalformedEvent, event_size, parse_event
+from .partition_restore import LogRestore
+from .partition_views import PartitionViews
 
 HEALTHY = "Healthy"
 TRANSIENT = "TransientBackpressure"
@@ -32,7 +33,7 @@ _MS = 1_000_000
 _READY_SHADOW_STATES = ("Ready", "SHADOW_READY")
 
 
-class Partition:
+class Partition(PartitionViews, LogRestore):
     """One partition of the emulated cluster. See module docstring and docs/developers/interfaces.md."""
 
     def __init__(self, part_id: str, config: KnobView, now_ns: Callable[[], int],
@@ -584,187 +585,3 @@ class Partition:
 
     def definition_warmup_pending(self) -> bool:
         return self.shadow_bundle is not None and self.shadow_state not in _READY_SHADOW_STATES
-
-    # -- views ------------------------------------------------------------------------------------
-    @property
-    def late_total(self) -> dict[tuple[str, str], int]:
-        """{(metric, reason): count}: FINALIZED drops from the aggregate state plus FUTURE_SKEW refusals."""
-        merged = dict(self.store.late)
-        for key, count in self._rejected_late.items():
-            merged[key] = merged.get(key, 0) + count
-        return merged
-
-    def watermarks_ns(self) -> dict[str, int]:
-        """{metric: WM_e in ns}."""
-        return self.store.watermarks()
-
-    def stats(self) -> dict:
-        """Counters and gauges the server exports on /metrics (one flat, JSON-able dict)."""
-        now = self.now_ns()
-        return {
-            "appended_total": self.appended_total, "applied_total": self.applied_total,
-            "skipped_total": self.skipped_total, "duplicates_total": self.duplicates_total,
-            "dedup_capacity_exhausted_total": self.dedup_capacity_exhausted_total,
-            "retry_expired_total": self.retry_expired_total,
-            "dedup_occupancy": len(self._dedup), "dedup_capacity": self._dedup_capacity,
-            "compaction_runs_total": self.compaction_runs_total,
-            "compaction_duration_ms": self.last_compaction_duration_ms,
-            "wal_replays_total": self.wal_replays_total,
-            "queue_depth": self.queue_depth(), "apply_lag_ms": self._lag_ms(now),
-            "replication_lag_ms": self.follower_lag_ms(now),
-            "checkpoint_age_ms": self.checkpoint_age_ms(),
-            "finalized_horizon_stall": self.finalized_horizon_stall(),
-            "definition_warmup_pending": self.definition_warmup_pending(),
-            "watermark_ts_ms": {m: wm // _MS for m, wm in self.store.watermarks().items()},
-            "finalized_horizon_ts_ns": self.store.horizons(),
-            "late_total": [{"metric": m, "reason": r, "count": c}
-                           for (m, r), c in sorted(self.late_total.items())],
-        }
-
-    def readiness(self) -> dict:
-        """{"ready", "reasons", "metrics": {"apply_lag_ms", "replication_lag_ms"}}."""
-        self._refresh_config()
-        now = self.now_ns()
-        lag = self._lag_ms(now)
-        replication_lag = self.follower_lag_ms(now)
-        reasons = []
-        if self.ingress_gate() == "warmup":
-            reasons.append("warmup")
-        if lag > self._ready_apply_lag_ms:
-            reasons.append("apply_lag")
-        if replication_lag > self._ready_replication_lag_ms:
-            reasons.append("replication_lag")
-        if now - self._last_checkpoint_ns > 2 * self._checkpoint_interval_ns:
-            reasons.append("checkpoint_age")
-        if self.definition_warmup_pending() or self.excluded_from:
-            reasons.append("definition_warmup_pending")
-        if now < self.fence_until_ns:
-            reasons.append("durability_fence")
-        if self.finalized_horizon_stall():
-            reasons.append("watermark_stall")
-        document = {"ready": not reasons, "reasons": reasons,
-                    "metrics": {"apply_lag_ms": round(lag, 3), "replication_lag_ms": round(replication_lag, 3)}}
-        if self.excluded_from:
-            document["excluded_from_activation"] = self.excluded_from
-        return document
-
-    def manifest(self) -> dict:
-        """This partition's element of GET /v1/state "partitions"."""
-        self._refresh_config()
-        bundle = self.active_bundle
-        return {
-            "part_id": self.part_id, "leader": self.leader, "routing_epoch": self.routing_epoch,
-            "commit_index": self.commit_index, "applied_index": self.applied_index,
-            "wal_first_index": self._wal_first_index, "wal_last_index": self.commit_index,
-            "checkpoint": self.checkpoint_info(),
-            "def_version": getattr(bundle, "def_version", 0) if bundle is not None else 0,
-            "policy_version": getattr(bundle, "policy_version", 0) if bundle is not None else 0,
-            "warmup": self.ingress_gate() == "warmup", "ingress_gate": self.ingress_gate(),
-            "finalized_horizon_index": self.finalized_horizon_index(),
-            "finalized_horizon_ts_ns": self.store.horizons(),
-            "dedup": {"capacity": self._dedup_capacity, "occupancy": len(self._dedup)},
-            "replay_sessions": {s: {"last_seq": seq} for s, seq in sorted(self.replay_sessions.items())},
-            "unavailable_windows": [dict(w) for w in self.unavailable_windows],
-        }
-
-    def metrics_snapshot(self) -> dict:
-        """Deterministic dump of the aggregate state plus its digest (metrics only)."""
-        metrics = self.store.export()
-        return {"part_id": self.part_id, "applied_index": self.applied_index, "metrics": metrics,
-                "late": self.store.export_late(), "digest": digest_of(metrics)}
-
-    def derived_events(self, since: int = 0) -> list[dict]:
-        """Derived events emitted for entries with raft_log_index > since, in log order."""
-        return sorted((d for d in self.derived.values() if d["raft_log_index"] > since),
-                      key=lambda d: (d["raft_log_index"], d["rule_id"], d["channel"]))
-
-    # -- persistence hooks ------------------------------------------------------------------------
-    def wal_entries(self, start_index: int = 1) -> list[dict]:
-        """JSON-able WAL entries with index >= start_index still held in memory."""
-        first = max(0, start_index - self._wal_first_index)
-        return [{"index": e[0], "term": e[1], "commit_ns": e[2], "msg": e[3], "size": e[4]}
-                for e in self._wal[first:]]
-
-    def restore(self, entries: list[dict], manifest: dict | None = None, controls: list[dict] | None = None) -> None:
-        """Rebuild the partition from persisted WAL entries and control records (the log as the
-        state dir keeps it; optionally a saved manifest).
-
-        Entries keep their index, term and commit time (a gap in the indexes is closed up);
-        dedup and replay sessions are rebuilt from them. ``controls`` are the marks (``config``
-        with a ``value`` KnobView, ``shadow`` / ``activate`` with a ``value`` bundle), the
-        checkpoints (``checkpoint``) and the WAL replay jobs' rebuilds (``rebuild`` with
-        ``from``), each at its ``after`` index: re-applying the log with them at their positions
-        recomputes the state that was there, whatever the config and clock are now. Entries
-        that no longer parse are skipped.
-        """
-        manifest = manifest or {}
-        controls = controls or []
-        term = max([int(e.get("term", 1)) for e in entries] + [int(manifest.get("term", 1) or 1), 1])
-        log_control, self.log_control = self.log_control, None
-        self._reset(term=term, warmup=bool(manifest.get("warmup", False)))
-        now = self.now_ns()
-        for entry in sorted(entries, key=lambda e: e["index"]):
-            try:
-                event_id, ts, key, name, labels, value, _replay, session, seq = parse_event(entry["msg"], self.part_id)
-            except MalformedEvent:
-                continue
-            index, commit_ns = int(entry["index"]), int(entry.get("commit_ns", now))
-            if not self._wal:
-                self._wal_first_index = index
-            elif index <= self.commit_index:
-                continue                        # the same entry stored twice
-            else:
-                index = self.commit_index + 1   # positions must stay contiguous; a gap is closed
-            self.commit_index = index
-            self.last_commit_ns = commit_ns
-            size = int(entry.get("size") or event_size(entry["msg"]))
-            self._wal.append((index, int(entry.get("term", term)), commit_ns, entry["msg"], size, ts, key,
-                              name, labels, value))
-            self._queued_bytes += size
-            self._dedup.pop(event_id, None)
-            self._dedup[event_id] = (index, int(entry.get("term", term)), commit_ns)
-            if session is not None:
-                self.replay_sessions[session] = max(seq, self.replay_sessions.get(session, -1))
-        for session, info in (manifest.get("replay_sessions") or {}).items():
-            last_seq = int(info.get("last_seq", -1))
-            self.replay_sessions[session] = max(last_seq, self.replay_sessions.get(session, -1))
-        if self._wal:
-            self.applied_index = self._wal_first_index - 1
-            self.applier.index = self.applied_index
-        self._restore_marks(controls)
-        self.log_control = log_control
-        self._refresh_config(force=True)
-        self._config_generation = self.config.generation
-
-    def _restore_marks(self, controls: list[dict]) -> None:
-        """Re-apply the restored WAL with its marks, checkpoints and rebuilds in log order."""
-        self.auto_checkpoint, auto = False, self.auto_checkpoint
-        for control in controls:
-            if control["ctl"] in ("config", "shadow", "activate"):
-                self._mark_seq += 1
-                self._marks.append(Mark(self._mark_seq, int(control["after"]), control["ctl"], control.get("value")))
-                if control["ctl"] == "shadow":
-                    self.shadow_bundle = control.get("value")
-                elif control["ctl"] == "activate":
-                    self.active_bundle = control.get("value")
-                    self.shadow_bundle = None if self.shadow_bundle is self.active_bundle else self.shadow_bundle
-        self._marks.sort(key=lambda m: (m.after_index, m.seq))
-        pinned = {int(c["from"]) for c in controls if c["ctl"] == "rebuild"}
-        kept: dict[int, dict] = {}
-        for control in sorted((c for c in controls if c["ctl"] in ("checkpoint", "rebuild")),
-                              key=lambda c: int(c["after"])):
-            position = min(int(control["after"]), self.commit_index)
-            if position > self.applied_index:
-                self.apply_pending(position - self.applied_index)
-            if control["ctl"] == "checkpoint":
-                self.checkpoint()
-                if self.applied_index in pinned:
-                    kept[self.applied_index] = self._checkpoints[-1]
-            else:
-                start = kept.get(int(control["from"]))
-                rebuilt = self._from_checkpoint(start, control.get("value"))
-                rebuilt.advance(self._wal, self._wal_first_index, self.applied_index, self._marks)
-                rebuilt.pinned_shadow = None
-                self.applier = rebuilt
-        self.apply_pending()
-        self.auto_checkpoint = auto
