@@ -16,7 +16,7 @@ import re
 import time
 
 
-from ceptra_lab.configview import ConfigView  # noqa: E402
+from ceptra_lab.config_knobs import KnobView  # noqa: E402
 from ceptra_lab.partition import Partition  # noqa: E402
 
 
@@ -89,7 +89,7 @@ def real_gaming_bundle():
 def run_once(count: int, batch: int, bundle) -> tuple[float, float, Partition]:
     """Append+apply ``count`` events; returns (wall seconds, CPU seconds, partition)."""
     clock = [1_700_000_000_000_000_000]
-    part = Partition("0", ConfigView(), lambda: clock[0])
+    part = Partition("0", KnobView(), lambda: clock[0])
     part.set_bundles(bundle, None)
     events = make_events(count, clock[0] - 60_000_000_000)
     clock[0] = events[-1]["ts_ns"]

@@ -16,7 +16,11 @@ Each pane holds a monoid state ``[count, exact_sum_units, min, max, values, owne
 Event time: ``pane_start = ts_ns - ts_ns % pane_ns``. Per metric ``m`` the watermark is
 ``WM(m) = max(previous, min(max_event_ts_seen - L(m), now - G(m)))`` (``max_event_ts_seen``
 is partition wide); an event whose pane right edge is not after ``WM(m) - C(m)`` is dropped
-for ``m`` and counted as ``(m, "FINALIZED")`` in ``late``. Knobs come from the CURRENT config.
+for ``m`` and counted as ``(m, "FINALIZED")`` in ``late``. ``now`` is the entry's commit time
+as the WAL holds it (the guard floor is sampled once per entry, tagged with its index), and
+the knobs are those of the config version in force at the entry's log position
+(``set_knobs``): the state is a function of the WAL and the config timeline only, never of
+the clock or the config at the time of a replay.
 
 Compaction folds raw panes older than ``raw_retention_ms`` into hourly buckets
 (``COMPACTED_PANE_MS``, fixed by the lab: the contract names no knob for it).
@@ -111,7 +115,7 @@ class MetricAgg:
     """Panes, watermark and cached knobs of one metric."""
 
     __slots__ = ("name", "keep_values", "raw", "compacted", "wm", "lateness_ns", "guard_ns",
-                 "horizon_ns", "pane_ns")
+                 "horizon_ns", "pane_ns", "win_cache")
 
     def __init__(self, name: str, keep_values: bool):
         self.name = name
@@ -121,6 +125,7 @@ class MetricAgg:
         self.wm = _NO_WATERMARK
         self.lateness_ns = self.guard_ns = self.horizon_ns = 0
         self.pane_ns = 250 * _MS
+        self.win_cache: dict = {}     # lane -> (window end, rule input): rules.py; dropped on a change before the end
 
     def load_knobs(self, config, part_id: str) -> None:
         """Cache L, G, C and the pane size (ns) from the current config."""
@@ -128,6 +133,7 @@ class MetricAgg:
         self.guard_ns = _knob_ns(config, part_id, self.name, "watermark_guard_ms")
         self.horizon_ns = _knob_ns(config, part_id, self.name, "correction_horizon_ms")
         self.pane_ns = max(_MS, _knob_ns(config, part_id, self.name, "pane_size_ms"))
+        self.win_cache.clear()
 
     def copy(self) -> "MetricAgg":
         other = MetricAgg(self.name, self.keep_values)
@@ -157,7 +163,7 @@ def _knob_ns(config, part_id, metric, key) -> int:
     try:
         return int(value) * _MS
     except (TypeError, ValueError):
-        from .configview import DEFAULT_CONFIG
+        from .config_knobs import DEFAULT_CONFIG
         return int(DEFAULT_CONFIG[key]) * _MS
 
 
@@ -171,6 +177,12 @@ class AggregateStore:
         self.events = MetricAgg(EVENTS_METRIC, False)
         self.late: dict[tuple[str, str], int] = {}
         self.max_ts = _NO_WATERMARK
+        self.clock_floor = _NO_WATERMARK              # newest commit time applied (the guard floor's clock)
+        self.routed_total = 0                         # events that fed at least one metric
+        # rules.py: window values are cached per metric and lane (MetricAgg.win_cache); any
+        # change that can alter a cached or memoized window bumps win_epoch
+        self.win_epoch = 0
+        self.rule_memo: dict = {}
         self._by_source: dict[str, list] | None = None   # None: no bundle, metric = payload.metric
         self._quantile_metrics: set[str] = set()
         self._route_cache: dict = {}
@@ -209,6 +221,7 @@ class AggregateStore:
         if metric is None:
             metric = self.metrics[name] = MetricAgg(name, name in self._quantile_metrics)
             metric.load_knobs(self.config, self.part_id)
+            self.win_epoch += 1
         elif not metric.keep_values and name in self._quantile_metrics:
             metric.keep_values = True
         return metric
@@ -235,6 +248,8 @@ class AggregateStore:
         """Apply one event: count it in __events__, then feed every metric it routes to."""
         if ts > self.max_ts:
             self.max_ts = ts
+        if now_ns > self.clock_floor:
+            self.clock_floor = now_ns
         events = self.events
         start = ts - ts % events.pane_ns
         panes = events.raw.get("")
@@ -253,6 +268,7 @@ class AggregateStore:
         route = self._route(name, labels)
         if not route:
             return
+        self.routed_total += 1
         max_ts = self.max_ts
         owner = self.owner
         units = None
@@ -272,6 +288,12 @@ class AggregateStore:
                 continue
             if units is None:
                 units = exact_units(value)
+            win_cache = metric.win_cache
+            if win_cache:
+                cached = win_cache.get(lane)
+                if cached is not None and start < cached[0]:
+                    del win_cache[lane]
+                    self.win_epoch += 1
             panes = metric.raw.get(lane)
             if panes is None:
                 panes = metric.raw[lane] = {}
@@ -291,12 +313,17 @@ class AggregateStore:
                 insort(state[4], value)
 
     # -- watermarks, horizons ----------------------------------------------------------------
-    def tick(self, now_ns: int) -> None:
-        """Advance every metric's watermark to the current clock and newest event time."""
+    def set_knobs(self, config) -> None:
+        """Switch to another config version's knobs (at a log position) and let every watermark
+        catch up with them: a lower L or G moves it forward at once, a higher one never back."""
+        self.config = config
+        self._generation = -1
+        self.refresh_knobs()
+        self.win_epoch += 1
         if self.max_ts == _NO_WATERMARK:
             return
         for metric in self.metrics.values():
-            metric.advance(self.max_ts, now_ns)
+            metric.advance(self.max_ts, self.clock_floor)
 
     def watermarks(self) -> dict[str, int]:
         """{metric: WM_e in ns} for metrics that have one."""
@@ -319,6 +346,8 @@ class AggregateStore:
                 old = [start for start in panes if start + metric.pane_ns <= cutoff]
                 if not old:
                     continue
+                metric.win_cache.clear()
+                self.win_epoch += 1
                 target = metric.compacted.setdefault(lane, {})
                 for start in old:
                     state = panes.pop(start)
@@ -361,11 +390,27 @@ class AggregateStore:
         other.events = self.events.copy()
         other.late = dict(self.late)
         other.max_ts = self.max_ts
+        other.clock_floor = self.clock_floor
+        other.routed_total = self.routed_total
+        other.win_epoch = 0
+        other.rule_memo = {}
         other._by_source = self._by_source
         other._quantile_metrics = self._quantile_metrics
         other._route_cache = {}
         other._generation = -1
         other.refresh_knobs()
+        return other
+
+    def upgraded_copy(self, bundle) -> "AggregateStore":
+        """The state a bundle's shadow starts from (§15, §18.8): a copy routed by ``bundle`` that
+        keeps ``__events__`` and the metrics ``bundle`` also defines with an upgrade(from, to)
+        path (``upgrade: true``, the default; the lab's upgrade keeps the panes as they are).
+        New metrics and ``upgrade: false`` ones start empty: only a WAL replay can fill them."""
+        other = self.copy()
+        keep = {q.metric for q in bundle.queries if getattr(q, "upgrade", True)} if bundle is not None else set()
+        other.metrics = {name: metric for name, metric in other.metrics.items() if name in keep}
+        other.late = {key: count for key, count in other.late.items() if key[0] in keep}
+        other.set_bundle(bundle)
         return other
 
     def export(self) -> dict:

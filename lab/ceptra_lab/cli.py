@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--test-mode", action="store_true", help="enable the test RPCs and fault hooks")
     serve.add_argument("--apply-capacity", type=float, default=None, metavar="EPS_PER_PARTITION",
                        help="apply at most this many events/s per partition (default: unlimited)")
+    serve.add_argument("--replication-capacity", type=float, default=None, metavar="EPS_PER_PARTITION",
+                       help="the lagging follower takes at most this many events/s per partition (default: keeps up)")
     serve.add_argument("--tls-dir", help="serve HTTPS with mutual TLS using the files of `ceptra-lab certs DIR`")
     serve.add_argument("--tokens", help="JSON tokens file (default: the demo tokens lab-<role>)")
     serve.add_argument("--state-dir", help="keep WAL, config versions and audit log here across restarts")
@@ -99,6 +101,8 @@ def serve(args: argparse.Namespace) -> int:
         raise ValueError("--partitions must be at least 1")
     if args.apply_capacity is not None and args.apply_capacity <= 0:
         raise ValueError("--apply-capacity must be a positive number of events per second")
+    if args.replication_capacity is not None and args.replication_capacity <= 0:
+        raise ValueError("--replication-capacity must be a positive number of events per second")
     # With mutual TLS the certificate is the identity; demo tokens are only for plain-HTTP demos.
     if args.tokens:
         tokens = load_tokens(args.tokens)
@@ -106,7 +110,8 @@ def serve(args: argparse.Namespace) -> int:
         tokens = {} if args.tls_dir else demo_tokens()
     ssl_context = server_ssl_context(args.tls_dir) if args.tls_dir else None
     cluster = Cluster(args.partitions, test_mode=args.test_mode, apply_capacity=args.apply_capacity,
-                      state_dir=args.state_dir, shadow_warmup_ms=args.shadow_warmup_ms)
+                      state_dir=args.state_dir, shadow_warmup_ms=args.shadow_warmup_ms,
+                      replication_capacity=args.replication_capacity)
     app = make_app(cluster, Authenticator(tokens), dialect=args.dialect)
     bound_gc_pauses()
     asyncio.run(_run(app, args.host, args.port, ssl_context, None if args.tokens else tokens))

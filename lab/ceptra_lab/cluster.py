@@ -1,5 +1,6 @@
-"""Cluster-level orchestration of the lab: partitions, routing, faults, apply workers,
-bundles with shadow warmup, activation barriers, WAL replay jobs and persistence.
+"""Cluster-level orchestration of the lab: partitions, routing, appends, faults, apply
+workers, WAL replay jobs and persistence (bundles, shadow warmup and activation barriers
+are in bundles.py).
 
 The HTTP layer (server.py) turns requests into calls here; the partition engine
 (partition.py) and the bundle compiler (definitions.py) stay pure and synchronous.
@@ -12,14 +13,15 @@ import hashlib
 import logging
 import random
 import time
+from functools import partial
 
 from ceptra_lab.audit import AuditLog
-from ceptra_lab.config_store import ConfigStore
-from ceptra_lab.persistence import StateDir
-
-from ceptra_lab.configview import ConfigView
-from ceptra_lab.definitions import compile_bundle, parse_bundle
+from ceptra_lab.bundles import BundleLifecycle
+from ceptra_lab.config_history import ConfigHistory
+from ceptra_lab.config_knobs import KnobView
 from ceptra_lab.partition import Partition
+from ceptra_lab.persistence import StateDir
+from ceptra_lab.rules import DerivedEventSink
 
 LOG = logging.getLogger("ceptra_lab")
 FNV_OFFSET = 0xCBF29CE484222325
@@ -27,10 +29,6 @@ FNV_PRIME = 0x100000001B3
 MASK64 = 0xFFFFFFFFFFFFFFFF
 APPLY_TICK_S = 0.005
 COMPACTION_INTERVAL_S = 10.0
-SHADOW_FAILURE_STATES = ("SHADOW_FAILED", "SHADOW_TIMEOUT")
-BARRIER_GRACE_S = 600.0
-CEP_TO_SHADOW = {"SHADOW_PENDING": "Pending", "SHADOW_REPLAYING": "Replaying", "SHADOW_WAITING_FOR_WAL": "Pending",
-                 "SHADOW_READY": "Ready", "SHADOW_FAILED": "Expired", "SHADOW_TIMEOUT": "Expired"}
 
 
 def fnv1a_64(data: bytes) -> int:
@@ -50,26 +48,44 @@ def permanent(event_id, reason: str, error: str | None = None) -> dict:
     return response
 
 
-class Cluster:
+def refused(event_id, error: str) -> dict:
+    """The answer to an append message the lab cannot read (PermanentDurability/PERMANENT_PAYLOAD)."""
+    return {"event_id": event_id if isinstance(event_id, str) else None, "status": "PermanentDurability",
+            "credit_hint": "Shed", "cep_credit_hint": {"client_window_size": 1, "retry_backoff_ms": 0},
+            "cep_status_reason": "PERMANENT_PAYLOAD", "error": error}
+
+
+def after_session_refusal(message: dict) -> dict:
+    """The answer to a replay event whose session had a permanent refusal earlier in the request."""
+    event_id = message.get("event_id")
+    return {"event_id": event_id if isinstance(event_id, str) else None, "status": "TransientBackpressure",
+            "credit_hint": "Hold", "cep_credit_hint": {"client_window_size": 1, "retry_backoff_ms": 0},
+            "cep_status_reason": "TRANSIENT_RETRY",
+            "error": "not applied: an earlier event of replay session %r was refused in this request"
+                     % message.get("replay_session")}
+
+
+class Cluster(BundleLifecycle):
     """The emulated cluster. All methods run on the event loop thread."""
 
     def __init__(self, partitions: int, test_mode: bool = False, apply_capacity: float | None = None,
-                 state_dir: str | None = None, shadow_warmup_ms: int = 300):
+                 state_dir: str | None = None, shadow_warmup_ms: int = 300, replication_capacity: float | None = None):
         self.part_ids = [str(index) for index in range(partitions)]
         self.test_mode = test_mode
         self.apply_capacity = apply_capacity
+        self.replication_capacity = replication_capacity
         self.shadow_warmup_s = shadow_warmup_ms / 1000.0
         self.started = time.time()
         self.epoch = 1
         self.store = StateDir(state_dir) if state_dir else None
-        self.config = ConfigStore(self.part_ids, self.store.load_config_versions() if self.store else None)
+        self.config = ConfigHistory(self.part_ids, self.store.load_config_versions() if self.store else None)
         self.audit = AuditLog(self.store.load_records("audit") if self.store else None,
                               on_append=(lambda record: self.store.append_record("audit", record)) if self.store else None)
         if self.store:
             self.config.listeners.append(lambda _entry: self.store.save_config_versions(self.config.versions))
         self.config.listeners.append(self._on_config_change)
         # one view shared by every partition: a config change is one update() call
-        self.view = ConfigView(self.config.config, self.config.version)
+        self.view = KnobView(self.config.config, self.config.version)
         self.faults: dict[str, dict] = {pid: {"apply_capacity": apply_capacity, "replication_lag_ms": 0,
                                              "shadow_state": None, "not_leader": 0} for pid in self.part_ids}
         self.http_503_ratio = 0.0
@@ -81,14 +97,23 @@ class Cluster:
         self.compaction = {"runs": 0, "duration_ms": 0.0}
         self._tasks: list[asyncio.Task] = []
         self._buckets = {pid: 0.0 for pid in self.part_ids}
+        self.sink = DerivedEventSink()
         self._restore()
+        for part_id, partition in self.partitions.items():
+            partition.on_derived = self.sink.deliver
+            if self.store is not None:
+                partition.log_control = partial(self.store.wal_append, part_id)
 
     # ---- partitions -----------------------------------------------------------------------
     def _new_partition(self, part_id: str) -> Partition:
-        return Partition(part_id, self.view, time.time_ns, apply_capacity=self.faults[part_id]["apply_capacity"])
+        return Partition(part_id, self.view, time.time_ns, apply_capacity=self.faults[part_id]["apply_capacity"],
+                         replication_capacity=self.replication_capacity)
 
     def _on_config_change(self, entry: dict) -> None:
+        """A new config version takes effect in every partition's log at its commit index."""
         self.view.update(entry["config"], entry["version"])
+        for partition in self.partitions.values():
+            partition.config_changed()
 
     def route(self, message: dict) -> str | None:
         """The partition of a message: its part_id, else FNV-1a-64(partition_key) mod P."""
@@ -113,16 +138,61 @@ class Cluster:
             return f"partition_key_b64 is not base64 of UTF-8 text: {exc}"
         return None
 
+    def append_routed(self, message: dict, size: int) -> dict:
+        """POST /append: route one message (part_id, else FNV-1a-64 of partition_key), append, apply."""
+        if "partition_key" not in message and "partition_key_b64" in message:
+            problem = self.normalize(message)
+            if problem:
+                return refused(message.get("event_id"), problem)
+        part_id = self.route(message)
+        if part_id is None:
+            return refused(message.get("event_id"), "message needs a part_id or a string partition_key")
+        response = self.append(part_id, message, size)
+        self.after_batch(part_id)
+        return response
+
+    def append_batch(self, part_id: str, items: list[tuple], refused_sessions: set) -> list[dict]:
+        """Append one batch of an append stream's lines to a known partition; returns one answer per item.
+
+        ``items`` are ``(message, size)`` for a parsed line or ``(None, error)`` for a line that
+        is not a JSON object. ``refused_sessions`` (kept by the caller across the batches of one
+        request) holds the replay sessions that had an event refused with PermanentDurability:
+        later events of such a session in the same request are answered
+        TransientBackpressure/TRANSIENT_RETRY and not applied, so nothing after a refused
+        replay event is committed (docs/lab.md). Applies inline and flushes the WAL buffer.
+        """
+        if self.store is None and self.faults[part_id]["not_leader"] == 0:
+            append = self.partitions[part_id].append        # nothing to intercept: call the engine directly
+        else:
+            append = partial(self.append, part_id)
+        responses = []
+        for message, size in items:
+            if message is None:
+                responses.append(refused(None, size))
+                continue
+            session = message.get("replay_session")
+            if refused_sessions and type(session) is str and session in refused_sessions:
+                responses.append(after_session_refusal(message))
+                continue
+            # the engine checks part_id against the stream's partition, sizes and fields
+            response = append(message, size)
+            if type(session) is str and response.get("status") == "PermanentDurability":
+                refused_sessions.add(session)
+            responses.append(response)
+        self.after_batch(part_id)
+        return responses
+
     def append(self, part_id: str, message: dict, raw_size: int | None = None) -> dict:
         """Append one message to a known partition, honouring the not-leader fault."""
         fault = self.faults[part_id]
         if fault["not_leader"] > 0:
             fault["not_leader"] -= 1
             return permanent(message.get("event_id"), f"NOT_LEADER:{self.partitions[part_id].leader}")
-        response = self.partitions[part_id].append(message, raw_size)
+        partition = self.partitions[part_id]
+        response = partition.append(message, raw_size)
         if self.store is not None and "index" in response and not response.get("duplicate"):
             self.store.wal_append(part_id, {"index": response["index"], "term": response["term"],
-                                            "commit_ns": time.time_ns(), "msg": message, "size": raw_size})
+                                            "commit_ns": partition.last_commit_ns, "msg": message, "size": raw_size})
         return response
 
     def after_batch(self, part_id: str) -> None:
@@ -174,12 +244,34 @@ class Cluster:
         self._save_runtime()
         return details
 
-    def wipe(self, part_id: str, actor: str) -> None:
-        """Empty a partition's WAL and state; it restarts in warmup."""
-        self.partitions[part_id].wipe()
+    def wipe(self, part_id: str, actor: str, drop_checkpoint: bool = False) -> dict:
+        """The full-recovery start of a partition (contract section 3, test RPCs).
+
+        The WAL tail after the latest full checkpoint is lost; the checkpoint stays as the
+        baseline (``drop_checkpoint``: it goes too, the partition starts empty). The ingress
+        gate is forced to ``warmup`` whatever the config said, as a config change of its own
+        (audited), so a stale ``open`` cannot skip the warmup. Returns the audit details.
+        """
+        partition = self.partitions[part_id]
+        baseline = partition.wipe(keep_checkpoint=not drop_checkpoint)
         if self.store is not None:
-            self.store.wal_reset(part_id)
-        self.audit.append(actor, "wipe", {"part_id": part_id})
+            self.store.wal_truncate(part_id, baseline["full_index"])
+            self.store.wal_append(part_id, {"ctl": "wipe", "after": baseline["full_index"], "term": partition.term})
+        self.refresh_partition_bundles(part_id)
+        details = {"part_id": part_id, "drop_checkpoint": drop_checkpoint, "baseline_index": baseline["full_index"],
+                   "event_ts_high_ns": baseline["event_ts_high_ns"], "term": partition.term}
+        self.audit.append(actor, "wipe", details)
+        gate = self.config.config.get("partitions", {}).get(part_id, {}).get("ingress_gate")
+        if gate != "warmup":
+            previous = self.config.version
+            patch = {"partitions": {part_id: {"ingress_gate": "warmup"}}}
+            new_config, changed, _ = self.config.preview(patch, lambda old, new: ([], []))
+            self.config.commit(new_config, actor, f"wipe of partition {part_id}")
+            self.audit.append(actor, "config_change", {"version": self.config.version, "previous_version": previous,
+                                                       "changed_keys": changed, "patch": patch,
+                                                       "reason": f"wipe of partition {part_id}"})
+        self._save_runtime()
+        return details
 
     # ---- readiness and state ----------------------------------------------------------------
     def partition_readiness(self, part_id: str) -> dict:
@@ -189,10 +281,6 @@ class Cluster:
     def shadow_pending(self, part_id: str) -> bool:
         """True while the newest uploaded, not yet active bundle's shadow is not Ready here."""
         return self.partitions[part_id].definition_warmup_pending()
-
-    def newest_bundle(self) -> dict | None:
-        """The most recently uploaded bundle record."""
-        return max(self.bundles.values(), key=lambda record: record["seq"]) if self.bundles else None
 
     def manifest(self, part_id: str) -> dict:
         """One /v1/state partitions element."""
@@ -268,6 +356,8 @@ class Cluster:
         elapsed = now - last
         capacity = self.faults[part_id]["apply_capacity"]
         partition = self.partitions[part_id]
+        if partition.replication_capacity is not None:
+            partition.replicate(time.time_ns())
         if capacity is None:
             if partition.queue_depth():
                 partition.apply_pending()
@@ -299,6 +389,8 @@ class Cluster:
                     last_tick = now
                     for partition in self.partitions.values():
                         partition.tick()
+                        while partition.retry_expired:     # §3: each refused late retry is audited
+                            self.audit.append("lab", "retry_expired", partition.retry_expired.pop(0))
                 if now - last_compaction >= COMPACTION_INTERVAL_S:
                     last_compaction = now
                     self.compact_all()
@@ -339,6 +431,7 @@ class Cluster:
         return {"unavailable_windows": partition.unavailable_windows, "fence_until_ns": partition.fence_until_ns,
                 "warmup": partition.ingress_gate() == "warmup", "term": partition.term,
                 "leader": partition.leader, "routing_epoch": partition.routing_epoch,
+                "excluded_from": partition.excluded_from,
                 "replay_sessions": partition.manifest()["replay_sessions"]}
 
     def _restore(self) -> None:
@@ -357,198 +450,34 @@ class Cluster:
         self.epoch = runtime.get("epoch", 1) + 1
         saved = runtime.get("partitions", {})
         for part_id in self.part_ids:
-            self.refresh_partition_bundles(part_id)
             partition = self.partitions[part_id]
+            if self.active_bundle_id is not None:     # a WAL from before activations were logged
+                partition.active_bundle = self.bundles[self.active_bundle_id]["compiled"]
             info = saved.get(part_id, {})
-            partition.restore(list(self.store.wal_messages(part_id)), info)
+            entries, controls = [], []
+            for record in self.store.wal_messages(part_id):
+                (controls if "ctl" in record else entries).append(record)
+            if not entries and not controls:          # a new log: it starts with the config in force
+                self.store.wal_append(part_id, {"ctl": "config", "after": 0, "version": self.config.version})
+            partition.restore(entries, info, [self._resolve_control(c) for c in controls])
+            self.refresh_partition_bundles(part_id)
             partition.unavailable_windows = list(info.get("unavailable_windows", []))
             partition.fence_until_ns = int(info.get("fence_until_ns", 0))
             partition.leader = info.get("leader", partition.leader)
             partition.routing_epoch = int(info.get("routing_epoch", partition.routing_epoch))
+            partition.excluded_from = info.get("excluded_from")
         self.advance_shadows()
 
-    # ---- bundles and shadow warmup ------------------------------------------------------------
-    def upload_bundle(self, compiled, body: str, actor: str) -> tuple[dict, bool]:
-        """Register a compiled bundle (no-op when identical); returns (record, created)."""
-        existing = self.bundles.get(compiled.bundle_id)
-        if existing is not None:
-            return existing, False
-        record = self._register_bundle(compiled, body, actor, time.time())
-        if self.store is not None:
-            self.store.append_record("bundles", {"body": body, "actor": actor, "ts": record["uploaded_ts"]})
-        self.audit.append(actor, "bundle_upload", {"bundle_id": compiled.bundle_id, "def_version": compiled.def_version,
-                                                   "needs_replay": compiled.needs_replay})
-        return record, True
-
-    def restore_bundle(self, stored: dict) -> None:
-        """Re-register a bundle from the state dir (compiled again from its body)."""
-        try:
-            compiled = compile_bundle(parse_bundle(stored["body"]))
-        except Exception:  # a bundle that no longer compiles is skipped, not fatal
-            LOG.warning("stored bundle no longer compiles; skipped")
-            return
-        if compiled.bundle_id not in self.bundles:
-            self._register_bundle(compiled, stored["body"], stored.get("actor", "lab"), stored.get("ts", time.time()))
-
-    def _register_bundle(self, compiled, body: str, actor: str, uploaded_ts: float) -> dict:
-        now = time.monotonic()
-        record = {"bundle_id": compiled.bundle_id, "seq": len(self.bundles) + 1, "compiled": compiled, "body": body,
-                  "uploaded_ts": uploaded_ts, "actor": actor, "state": "distributed",
-                  "shadows": {pid: {"shadow_apply_state": "Pending", "cep_shadow_state": "SHADOW_PENDING",
-                                    "needs_replay": bool(compiled.needs_replay), "warmup_ready_ratio": 0.0,
-                                    "since": now} for pid in self.part_ids}}
-        self.bundles[compiled.bundle_id] = record
-        self.advance_shadows()
-        for part_id in self.part_ids:
-            self.refresh_partition_bundles(part_id)
-        return record
-
-    def refresh_partition_bundles(self, part_id: str) -> None:
-        """Tell a partition its active bundle and the shadow (newest non-active) bundle."""
-        active = self.bundles[self.active_bundle_id]["compiled"] if self.active_bundle_id else None
-        newest = self.newest_bundle()
-        shadow = newest["compiled"] if newest is not None and newest["bundle_id"] != self.active_bundle_id else None
-        self.partitions[part_id].set_bundles(active, shadow)
-
-    def advance_shadows(self) -> None:
-        """Move every non-active bundle's per-partition shadow along Pending -> Replaying -> Ready."""
-        now = time.monotonic()
-        newest = self.newest_bundle()
-        for record in self.bundles.values():
-            if record["bundle_id"] == self.active_bundle_id:
-                for shadow in record["shadows"].values():
-                    shadow.update(shadow_apply_state="Ready", cep_shadow_state="SHADOW_READY", warmup_ready_ratio=1.0)
-                continue
-            for part_id, shadow in record["shadows"].items():
-                forced = self.faults[part_id]["shadow_state"] if record is newest else None
-                if forced:
-                    cep, ratio = forced, shadow["warmup_ready_ratio"]
-                elif shadow["needs_replay"]:
-                    cep, ratio = "SHADOW_WAITING_FOR_WAL", 0.0
-                else:
-                    elapsed = now - shadow["since"]
-                    if elapsed < self.shadow_warmup_s / 3:
-                        cep, ratio = "SHADOW_PENDING", 0.0
-                    elif elapsed < self.shadow_warmup_s:
-                        cep, ratio = "SHADOW_REPLAYING", round(elapsed / self.shadow_warmup_s, 3)
-                    else:
-                        cep, ratio = "SHADOW_READY", 1.0
-                shadow.update(cep_shadow_state=cep, shadow_apply_state=CEP_TO_SHADOW[cep], warmup_ready_ratio=ratio)
-                if record is newest and self.partitions[part_id].shadow_state != cep:
-                    self.partitions[part_id].set_shadow_state(cep)
-
-    def _apply_shadow_fault(self, part_id: str) -> None:
-        newest = self.newest_bundle()
-        if newest is not None and self.faults[part_id]["shadow_state"] is None:
-            newest["shadows"][part_id]["since"] = time.monotonic()  # the shadow starts over after a cleared fault
-        self.advance_shadows()
-
-    def definitions_document(self) -> dict:
-        """The GET /v1/definitions body."""
-        self.advance_shadows()
-        active = None
-        if self.active_bundle_id:
-            compiled = self.bundles[self.active_bundle_id]["compiled"]
-            active = {"bundle_id": compiled.bundle_id, "def_version": compiled.def_version,
-                      "policy_version": compiled.policy_version}
-        bundles = []
-        for record in sorted(self.bundles.values(), key=lambda r: r["seq"]):
-            compiled = record["compiled"]
-            state = "active" if record["bundle_id"] == self.active_bundle_id else record["state"]
-            bundles.append({"bundle_id": compiled.bundle_id, "bundle_name": compiled.name,
-                            "def_version": compiled.def_version, "policy_version": compiled.policy_version,
-                            "state": state, "needs_replay": bool(compiled.needs_replay),
-                            # what a client needs to check a lane_domains override without the bundle text
-                            "compiled_queries": [query.compiled_summary() for query in compiled.queries],
-                            "lane_domains": dict(compiled.lane_domains),
-                            "partitions": {pid: {key: value for key, value in shadow.items() if key != "since"}
-                                           for pid, shadow in record["shadows"].items()}})
-        return {"active": active, "bundles": bundles}
-
-    # ---- activation barriers --------------------------------------------------------------------
-    def activate(self, bundle_id: str, threshold: float, exclude: list[str], abort: bool, actor: str) -> dict:
-        """Create, update (exclusions/threshold) or abort the barrier of a bundle."""
-        pending = next((b for b in self.barriers.values()
-                        if b["bundle_id"] == bundle_id and b["state"] == "pending"), None)
-        if abort:
-            if pending is None:
-                latest = max((b for b in self.barriers.values() if b["bundle_id"] == bundle_id),
-                             key=lambda b: b["created"], default=None)
-                return latest
-            pending["state"] = "aborted"
-            self.audit.append(actor, "activation_aborted", {"barrier_id": pending["barrier_id"], "bundle_id": bundle_id})
-            self._save_runtime()
-            return pending
-        if pending is None and bundle_id == self.active_bundle_id:
-            committed = max((b for b in self.barriers.values() if b["bundle_id"] == bundle_id and b["state"] == "committed"),
-                            key=lambda b: b["created"], default=None)
-            if committed is not None:
-                return committed
-        if pending is None:
-            pending = {"barrier_id": f"barrier-{len(self.barriers) + 1}", "bundle_id": bundle_id, "state": "pending",
-                       "readiness_threshold": threshold, "exclude_partitions": list(exclude), "missing_partitions": [],
-                       "blocked_partitions": [], "barrier_index": {}, "created": time.time(), "actor": actor}
-            self.barriers[pending["barrier_id"]] = pending
-            self.audit.append(actor, "activation", {"barrier_id": pending["barrier_id"], "bundle_id": bundle_id,
-                                                    "readiness_threshold": threshold, "exclude_partitions": exclude})
-        else:
-            pending["readiness_threshold"] = threshold
-            pending["exclude_partitions"] = sorted(set(pending["exclude_partitions"]) | set(exclude), key=int)
-            self.audit.append(actor, "activation_update", {"barrier_id": pending["barrier_id"], "bundle_id": bundle_id,
-                                                           "readiness_threshold": threshold, "exclude_partitions": exclude})
-        self.advance_shadows()
-        self._evaluate_barrier(pending)
-        self._save_runtime()
-        return pending
-
-    def evaluate_barriers(self) -> None:
-        """Re-evaluate every pending barrier (called from the periodic task)."""
-        for barrier in list(self.barriers.values()):
-            if barrier["state"] == "pending":
-                self._evaluate_barrier(barrier)
-
-    def _evaluate_barrier(self, barrier: dict) -> None:
-        record = self.bundles.get(barrier["bundle_id"])
-        if record is None:
-            barrier["state"] = "aborted"
-            return
-        targeted = [pid for pid in self.part_ids if pid not in barrier["exclude_partitions"]]
-        shadows = record["shadows"]
-        blocked = [pid for pid in targeted if shadows[pid]["cep_shadow_state"] in SHADOW_FAILURE_STATES]
-        missing = [pid for pid in targeted if shadows[pid]["cep_shadow_state"] != "SHADOW_READY"]
-        barrier["missing_partitions"], barrier["blocked_partitions"] = missing, blocked
-        ratio = (len(targeted) - len(missing)) / len(targeted) if targeted else 1.0
-        if ratio + 1e-9 >= barrier["readiness_threshold"] and not blocked:
-            self._commit_barrier(barrier, record, targeted)
-        elif time.time() - barrier["created"] > BARRIER_GRACE_S:
-            barrier["state"] = "expired"
-            self._save_runtime()
-
-    def _commit_barrier(self, barrier: dict, record: dict, targeted: list[str]) -> None:
-        compiled = record["compiled"]
-        previous = self.active_bundle_id
-        self.active_bundle_id = compiled.bundle_id
-        for part_id in self.part_ids:
-            partition = self.partitions[part_id]
-            self.refresh_partition_bundles(part_id)
-            if part_id in targeted:
-                barrier["barrier_index"][part_id] = define_activate(partition, compiled)
-        if previous and previous in self.bundles:
-            self.bundles[previous]["state"] = "superseded"
-        barrier["state"] = "committed"
-        barrier["committed_ts"] = time.time()
-        self.advance_shadows()
-        self.audit.append(barrier["actor"], "activation_committed", {
-            "barrier_id": barrier["barrier_id"], "bundle_id": compiled.bundle_id, "def_version": compiled.def_version,
-            "barrier_index": barrier["barrier_index"], "previous_bundle_id": previous})
-        self._save_runtime()
-
-    @staticmethod
-    def barrier_view(barrier: dict) -> dict:
-        """The contract's barrier document."""
-        return {key: barrier[key] for key in ("barrier_id", "bundle_id", "state", "missing_partitions",
-                                              "blocked_partitions", "barrier_index", "readiness_threshold",
-                                              "exclude_partitions")}
+    def _resolve_control(self, control: dict) -> dict:
+        """A stored control record with its config version or bundle resolved to objects."""
+        resolved = dict(control)
+        if control["ctl"] == "config":
+            blob = self.config.blob(int(control.get("version", self.config.version)))
+            resolved["value"] = KnobView(blob if blob is not None else self.config.config, int(control.get("version", 0)))
+        elif control["ctl"] in ("shadow", "activate", "rebuild"):
+            record = self.bundles.get(control.get("bundle_id"))
+            resolved["value"] = record["compiled"] if record is not None else None
+        return resolved
 
     # ---- WAL replay jobs --------------------------------------------------------------------------
     def start_replay(self, part_ids: list[str], source: str, reason: str, actor: str) -> dict:
@@ -598,20 +527,8 @@ class Cluster:
         return view
 
 
-# ---- seams to the partition engine and the bundle compiler ----------------------------------------
+# ---- helpers --------------------------------------------------------------------------------------
 def dumps(value) -> bytes:
     """Canonical JSON bytes (sorted keys) for digests."""
     import json
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
-def define_activate(partition, compiled) -> int:
-    """Record the DEFINE_ACTIVATE barrier in a partition; returns the barrier index.
-
-    `Partition.define_activate()` records it (no WAL entry: the index is the commit index at
-    the switch, entries above it apply with the new def_version). An engine without that
-    method falls back to the commit index, which is the same number.
-    """
-    if hasattr(partition, "define_activate"):
-        return int(partition.define_activate(compiled))
-    return int(partition.commit_index)

@@ -2,8 +2,8 @@
 
 Pure functions, no I/O. A bundle has a `bundle` header (name, def_version, optional
 policy_version, lane_domains) and a `workflow` with phases of four types: source.kafka,
-aggregate.promql (PromQL queries, see promql.py), classify.cel (rules stored, not
-evaluated) and sink.checkpoint. Every problem found becomes one violation
+aggregate.promql (PromQL queries, see promql.py), classify.cel (CEL rules, see rules.py)
+and sink.checkpoint. Every problem found becomes one violation
 {"path", "message"}; compile_bundle raises BundleError with all of them at once (the
 server answers 422). The YAML loader and its syntax diagnostics live in bundle_yaml.py;
 docs/lab-definitions.md describes the rules and diagnostics.
@@ -18,10 +18,17 @@ from dataclasses import dataclass, field
 import yaml
 
 from .bundle_yaml import load_yaml, mistyped_domain_note, mistyped_lane_domain, yaml_violations
+from .lanes import (  # noqa: F401  (lane_budget_* are this module's public API too)
+    LANE_MAX_PER_PARTITION,
+    LANE_WARN_PER_PARTITION,
+    _lane_product,
+    lane_budget_violations,
+    lane_budget_warnings,
+    normalise_lane_overrides,
+    project_lanes,
+)
 from .promql import PromQLError, compile_matcher_regex, parse_duration_ms, parse_expression
-
-LANE_MAX_PER_PARTITION = 64
-LANE_WARN_PER_PARTITION = 48
+from .rules import build_ruleset
 PHASE_TYPES = ("source.kafka", "aggregate.promql", "classify.cel", "sink.checkpoint")
 MAX_BUNDLE_BYTES = 4 * 1024 * 1024
 _NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+\Z")
@@ -170,7 +177,10 @@ class CompiledBundle:
         self.warnings = warnings
         self.source = source                      # the parsed bundle document
         self.phases = phases                      # [{"name", "type"}] in order
-        self.rules = rules                        # classify.cel rules, stored, not evaluated
+        self.rules = rules                        # classify.cel rule records
+        # compiled CEL rules (rules.py); a rule the lab cannot run is a warning naming it
+        self.ruleset, rule_warnings = build_ruleset(rules, queries, def_version, policy_version)
+        self.warnings.extend(rule_warnings)
         self.needs_replay = any(not query.upgrade for query in queries)
         # source metric name -> queries reading it, so an event is matched against few queries
         self.queries_by_source_metric: dict[str, list[CompiledQuery]] = {}
@@ -485,7 +495,8 @@ class _Compiler:
                 self.bad(f"{rpath}.emit.channel", "required: a non-empty channel string")
             else:
                 self.check_feedback(f"{rpath}.emit.channel", name, channel)
-            self.rules.append({"phase": phase, "name": name, "when": rule.get("when"), "emit": emit})
+            self.rules.append({"phase": phase, "name": name, "when": rule.get("when"), "emit": emit,
+                               "bindings": bindings if isinstance(bindings, dict) else {}})
 
     def check_feedback(self, path: str, rule: str, channel: str) -> None:
         for consumed, phase, option_path in self.consumed:
@@ -515,78 +526,6 @@ class _Compiler:
                 self.bad(path, f"duration {value!r} must be positive")
         except ValueError as exc:
             self.bad(path, str(exc))
-
-
-# ------------------------------------------------------------------------------ lane budget
-def project_lanes(by_labels, bounds: dict[str, int]) -> int:
-    """Lanes per partition of a query: the product of its by() labels' bounds (1 without by)."""
-    lanes = 1
-    for label in by_labels:
-        lanes *= bounds.get(label, 1)
-    return lanes
-
-
-def normalise_lane_overrides(lane_overrides, path: str = "lane_domains") -> tuple[dict[str, int], list[dict]]:
-    """Read a config `lane_domains` override {label: {max_per_partition: N}} into {label: N}."""
-    if lane_overrides is None:
-        return {}, []
-    if not isinstance(lane_overrides, dict):
-        return {}, [_v(path, f"must be a mapping of label -> {{max_per_partition: N}}, got {_type_name(lane_overrides)}")]
-    bounds, violations = {}, []
-    for label, spec in lane_overrides.items():
-        if spec is None:
-            continue  # a merge-patch null: the override is removed
-        bound = spec.get("max_per_partition") if isinstance(spec, dict) else None
-        if not _is_positive_int(bound):
-            violations.append(_v(f"{path}.{label}.max_per_partition",
-                                 f"must be a positive integer, got {bound!r}"))
-            continue
-        bounds[str(label)] = bound
-    return bounds, violations
-
-
-def _budget_findings(bundle: CompiledBundle, lane_overrides) -> tuple[list[dict], list[str]]:
-    overrides, violations = normalise_lane_overrides(lane_overrides)
-    warnings = []
-    bounds = {**bundle.lane_domains, **overrides}
-    for query in bundle.queries:
-        lanes = project_lanes(query.by_labels, bounds)
-        overridden = [label for label in query.by_labels if label in overrides]
-        if lanes > LANE_MAX_PER_PARTITION:
-            path = f"lane_domains.{overridden[0]}.max_per_partition" if overridden else "lane_domains"
-            violations.append(_v(path, f"metric '{query.metric}' would project {lanes} lanes per partition "
-                                       f"({_lane_product(query.by_labels, bounds)}), above "
-                                       f"LANE_MAX_PER_PARTITION {LANE_MAX_PER_PARTITION}"))
-        elif lanes >= LANE_WARN_PER_PARTITION:
-            warnings.append(f"metric '{query.metric}' projects {lanes} lanes per partition "
-                            f"({_lane_product(query.by_labels, bounds)}), at or above the warning "
-                            f"level {LANE_WARN_PER_PARTITION} (limit {LANE_MAX_PER_PARTITION})")
-    return violations, warnings
-
-
-def lane_budget_violations(bundle: CompiledBundle, lane_overrides: dict,
-                           include_warnings: bool = True) -> list[dict]:
-    """What a config `lane_domains` override would cause for `bundle`, for PATCH /v1/config.
-
-    Each item is {"path", "message", "severity"}: severity "error" (a projection above 64
-    lanes, or a malformed override: answer 422) or "warning" (48 and above: accept, report).
-    include_warnings=False returns the errors only.
-    """
-    violations, warnings = _budget_findings(bundle, lane_overrides)
-    found = [{**item, "severity": "error"} for item in violations]
-    if include_warnings:
-        path = "lane_domains"
-        found.extend({"path": path, "message": message, "severity": "warning"} for message in warnings)
-    return found
-
-
-def lane_budget_warnings(bundle: CompiledBundle, lane_overrides: dict) -> list[str]:
-    """Projections at or above 48 lanes under the override (accepted, reported as warnings)."""
-    return _budget_findings(bundle, lane_overrides)[1]
-
-
-def _lane_product(by_labels, bounds: dict[str, int]) -> str:
-    return " x ".join(f"{label} {bounds.get(label, 1)}" for label in by_labels) or "no by()"
 
 
 # ------------------------------------------------------------------------------ helpers

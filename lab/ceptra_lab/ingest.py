@@ -1,17 +1,17 @@
 """The ingest path of the lab's HTTP API: POST /append and the NDJSON append stream.
 
-Both routes hand parsed messages to the Cluster (routing, faults, persistence) or straight
-to the partition engine; an append answer is HTTP 200 whatever its `status` is.
+This layer only parses requests and serialises answers: routing, appends, the replay-session
+bookkeeping of a request and the inline apply are one Cluster call (``append_routed`` for
+POST /append, ``append_batch`` per chunk of a stream). An append answer is HTTP 200
+whatever its `status` is.
 """
 from __future__ import annotations
-
-from functools import partial
 
 import aiohttp
 import aiohttp.http_exceptions
 from aiohttp import web
 
-from ceptra_lab.cluster import Cluster
+from ceptra_lab.cluster import Cluster, refused
 from ceptra_lab.http_common import (
     CLUSTER,
     LOG,
@@ -41,7 +41,7 @@ async def post_append(request: web.Request) -> web.Response:
         raise ApiError(400, f"an append message must be a JSON object, got {type(message).__name__}")
     if "part_id" in message and (message["part_id"] is None or str(message["part_id"]) not in cluster.partitions):
         known_partition(cluster, message["part_id"])
-    return json_response(append_one(cluster, message, len(body)))
+    return json_response(cluster.append_routed(message, len(body)))
 
 
 @requires("ingest")
@@ -54,26 +54,6 @@ async def post_append_stream(request: web.Request) -> web.StreamResponse:
             "application/x-ndjson", "application/jsonl", "application/json-lines", "application/json"):
         raise ApiError(415, f"Content-Type {header!r} is not accepted; send 'application/x-ndjson'")
     return await append_stream(request, cluster, part_id)
-
-
-def _refused(event_id, error: str) -> dict:
-    return {"event_id": event_id if isinstance(event_id, str) else None, "status": "PermanentDurability",
-            "credit_hint": "Shed", "cep_credit_hint": {"client_window_size": 1, "retry_backoff_ms": 0},
-            "cep_status_reason": "PERMANENT_PAYLOAD", "error": error}
-
-
-def append_one(cluster: Cluster, message: dict, size: int) -> dict:
-    """Route (part_id, else FNV-1a of partition_key) and append one parsed message (POST /append)."""
-    if "partition_key" not in message and "partition_key_b64" in message:
-        problem = cluster.normalize(message)
-        if problem:
-            return _refused(message.get("event_id"), problem)
-    part_id = cluster.route(message)
-    if part_id is None:
-        return _refused(message.get("event_id"), "message needs a part_id or a string partition_key")
-    response = cluster.append(part_id, message, size)
-    cluster.after_batch(part_id)
-    return response
 
 
 async def append_stream(request: web.Request, cluster: Cluster, part_id: str) -> web.StreamResponse:
@@ -106,65 +86,31 @@ async def _pump_stream(request: web.Request, response: web.StreamResponse, clust
         pending = lines.pop()
         out = _stream_lines(cluster, part_id, lines, refused_sessions)
         if len(pending) > line_limit:   # an oversized line: answer it now, skip the rest of it
-            out += dumps(_refused(None, f"line longer than {line_limit} bytes")) + b"\n"
+            out += dumps(refused(None, f"line longer than {line_limit} bytes")) + b"\n"
             pending = await _skip_to_newline(content)
-        cluster.after_batch(part_id)
         if out:
             await response.write(out)
     if pending.strip():
-        final = _stream_lines(cluster, part_id, [pending], refused_sessions)
-        cluster.after_batch(part_id)
-        await response.write(final)
+        await response.write(_stream_lines(cluster, part_id, [pending], refused_sessions))
     await response.write_eof()
 
 
-def _after_refusal(message: dict) -> dict:
-    """The answer to a replay event whose session had a permanent refusal earlier in the request."""
-    event_id = message.get("event_id")
-    return {"event_id": event_id if isinstance(event_id, str) else None, "status": "TransientBackpressure",
-            "credit_hint": "Hold", "cep_credit_hint": {"client_window_size": 1, "retry_backoff_ms": 0},
-            "cep_status_reason": "TRANSIENT_RETRY",
-            "error": "not applied: an earlier event of replay session %r was refused in this request"
-                     % message.get("replay_session")}
-
-
-def _stream_lines(cluster: Cluster, part_id: str, lines: list[bytes], refused_sessions: set | None = None) -> bytes:
-    """Append every line of a batch; returns the NDJSON responses (the hot loop of the lab).
-
-    ``refused_sessions`` (kept across the chunks of one request) holds the replay sessions
-    that had an event refused with PermanentDurability: later events of such a session in
-    the same request are answered TransientBackpressure/TRANSIENT_RETRY, not applied, so
-    nothing after a refused replay event is committed (docs/lab.md, assumed contract rule).
-    """
-    if refused_sessions is None:
-        refused_sessions = set()
-    if cluster.store is None and cluster.faults[part_id]["not_leader"] == 0:
-        append = cluster.partitions[part_id].append        # nothing to intercept: call the engine directly
-    else:
-        append = partial(cluster.append, part_id)
-    out = []
+def _stream_lines(cluster: Cluster, part_id: str, lines: list[bytes], refused_sessions: set) -> bytes:
+    """Parse the complete lines of a chunk, hand them to the cluster as one batch, serialise the answers."""
+    items = []
     for line in lines:
         if line.endswith(b"\r"):
             line = line[:-1]
         try:
             message = loads(line)
         except ValueError as exc:
-            response = _refused(None, "empty line" if not line.strip() else f"line is not valid JSON: {exc}")
+            items.append((None, "empty line" if not line.strip() else f"line is not valid JSON: {exc}"))
+            continue
+        if type(message) is dict:
+            items.append((message, len(line)))
         else:
-            if type(message) is dict:
-                session = message.get("replay_session")
-                if refused_sessions and type(session) is str and session in refused_sessions:
-                    response = _after_refusal(message)
-                else:
-                    # the engine checks part_id against the stream's partition, sizes and fields
-                    response = append(message, len(line))
-                    if type(session) is str and response.get("status") == "PermanentDurability":
-                        refused_sessions.add(session)
-            else:
-                response = _refused(None, f"an append message must be a JSON object, got {type(message).__name__}")
-        out.append(dumps(response))
-    out.append(b"")
-    return b"\n".join(out)
+            items.append((None, f"an append message must be a JSON object, got {type(message).__name__}"))
+    return b"".join([dumps(response) + b"\n" for response in cluster.append_batch(part_id, items, refused_sessions)])
 
 
 async def _skip_to_newline(content) -> bytes:

@@ -1,11 +1,13 @@
 """The lab's partition engine: WAL, dedup, replay sessions, ingress gate, apply queue,
-watermarks and aggregates, compaction, checkpoints, readiness (contract section 5).
+log marks (config changes, shadow starts, activation barriers), checkpoints, WAL replay,
+readiness (contract section 5). What applied entries build lives in ``applier.Applier``.
 
 Pure and synchronous: time comes from the injected ``now_ns`` clock, nothing does I/O;
 append messages are validated by ``messages.parse_event``. The server calls ``append``
-inline and ``apply_pending`` from its apply task. The WAL lives in memory as a list of tuples; the server persists it through ``wal_entries`` and rebuilds a
-partition after a restart with ``restore``. Entries at or below the oldest retained full
-checkpoint are dropped from memory (``wal_first_index`` moves up).
+inline and ``apply_pending`` from its apply task. The WAL lives in memory as a list of
+tuples; the server persists it through ``wal_entries`` plus the control records handed to
+``log_control`` and rebuilds a partition after a restart with ``restore``. Entries at or
+below the oldest retained full checkpoint are dropped from memory (``wal_first_index`` moves up).
 """
 from __future__ import annotations
 
@@ -15,82 +17,127 @@ from itertools import islice
 from operator import itemgetter
 from typing import Callable
 
-from .aggregates import AggregateStore, digest_of
-from .configview import ConfigView
+from .applier import Applier, Mark
+from .config_knobs import KnobView
 from .messages import MalformedEvent, event_size, parse_event
+from .partition_restore import LogRestore
+from .partition_views import PartitionViews
 
 HEALTHY = "Healthy"
 TRANSIENT = "TransientBackpressure"
 PERMANENT = "PermanentDurability"
 CREDIT_WINDOW_CAP = 1024
-STALL_AFTER_NS = 60 * 1_000_000_000
+DERIVED_EVENTS_KEPT = 100_000   # derived events kept per partition for the test RPC (oldest dropped)
 WAL_TRUNCATE_STEP = 4096   # WAL entries freed per call (see Partition._truncate_wal)
 _MS = 1_000_000
 _READY_SHADOW_STATES = ("Ready", "SHADOW_READY")
 
 
-class Partition:
+class Partition(PartitionViews, LogRestore):
     """One partition of the emulated cluster. See module docstring and docs/developers/interfaces.md."""
 
-    def __init__(self, part_id: str, config: ConfigView, now_ns: Callable[[], int],
-                 apply_capacity: float | None = None):
+    def __init__(self, part_id: str, config: KnobView, now_ns: Callable[[], int],
+                 apply_capacity: float | None = None, replication_capacity: float | None = None):
         self.part_id = str(part_id)
         self.config = config
         self.now_ns = now_ns
         self.apply_capacity = apply_capacity          # events/s; the server's apply task uses it
+        self.replication_capacity = replication_capacity   # events/s the lagging follower takes (None: keeps up)
         self.leader = "ceptra-0"                      # set by the server
         self.routing_epoch = 1                        # set by the server
         self.unavailable_windows: list[dict] = []     # owned by the server (outages)
-        self.replication_lag_ms = 0
+        self.replication_lag_ms = 0                   # fault hook: added to the modelled follower lag
         self.fence_until_ns = 0                       # durability fence (outage) end, ns
-        self.active_bundle = None
+        self.active_bundle = None                     # committed (the applier switches at the barrier)
         self.shadow_bundle = None
         self.shadow_state: str | None = None
+        self.excluded_from: str | None = None           # barrier that committed without this partition
         self.auto_checkpoint = True                   # full checkpoint every checkpoint_full_interval_ms
+        self.log_control: Callable[[dict], None] | None = None   # persistence of marks and checkpoints
+        self.on_derived: Callable[[dict], None] | None = None    # the cluster's test sink
         self._config_generation = -1
         self._reset(term=1, warmup=False)
 
     # -- state lifecycle -------------------------------------------------------------------
-    def _reset(self, term: int, warmup: bool) -> None:
+    def _reset(self, term: int, warmup: bool, baseline: dict | None = None) -> None:
         now = self.now_ns()
         self.term = term
         self._wal: list[tuple] = []   # (index, term, commit_ns, msg, size, ts, key, metric, labels, value)
-        self._wal_first_index = 1
+        index = baseline["index"] if baseline else 0
+        self._wal_first_index = index + 1
         self._truncated_max_ts = -1
-        self.commit_index = 0
-        self.applied_index = 0
+        self.commit_index = self.applied_index = self.replicated_index = index
         self._applied_pos = 0
         self._queued_bytes = 0
+        self.last_commit_ns = now
         self._dedup: OrderedDict = OrderedDict()    # event_id -> (index, term, commit_ns)
         self.replay_sessions: dict[str, int] = {}   # session -> last_seq
-        self._key_last: dict[str, int] = {}
-        self.store = AggregateStore(self.config, self.part_id)
-        self.store.set_bundle(self.active_bundle)
-        self._checkpoints: list[dict] = []
+        self._marks: list[Mark] = []
+        self._mark_seq = 0
+        if baseline:
+            self.applier = baseline["applier"].copy()
+            self._marks = list(baseline["marks"])
+            self._mark_seq = max([m.seq for m in self._marks] + [0])
+            self.replay_sessions = dict(baseline["replay_sessions"])
+            self._dedup = OrderedDict(baseline["dedup"])
+            self._checkpoints = [baseline]
+        else:
+            self.applier = Applier(self.part_id, self._frozen_config(), self.active_bundle)
+            self._checkpoints: list[dict] = []
+        self.applier.emit = self._emit
         self._last_checkpoint_ns = now
         self._replay_job: dict | None = None
         self._warmup = warmup
-        self._horizon_index = 0
+        self._horizon_index = index
         self._min_horizon: int | None = None
         self._horizon_advanced_ns = now
-        self._last_apply_ns = 0
+        self._last_apply_ns = self._last_routed_apply_ns = 0
+        self._routed_seen = 0
+        self._repl_tokens = 0.0
+        self._repl_last_ns = now
         # counters start over with the state (a wiped partition is a new replica)
         self.appended_total = self.applied_total = self.skipped_total = self.duplicates_total = 0
         self.dedup_capacity_exhausted_total = self.compaction_runs_total = self.wal_replays_total = 0
+        self.retry_expired_total = 0
+        self.retry_expired: list[dict] = []          # {event_id, part_id, received_ts_ns}: the cluster audits them
         self.last_compaction_duration_ms = 0.0
         self._rejected_late: dict[tuple[str, str], int] = {}
         self.activations: list[dict] = []           # DEFINE_ACTIVATE barriers recorded here
+        self.derived: OrderedDict = OrderedDict()   # derived_event_id -> derived event (what rules emitted)
+        self.derived_dropped = 0
         self._refresh_config(force=True)
 
-    def wipe(self) -> None:
-        """Empty WAL and state (full-recovery drill); the partition enters warmup."""
-        self._reset(term=self.term + 1, warmup=True)
+    def wipe(self, keep_checkpoint: bool = True) -> dict:
+        """The full-recovery start: the WAL tail is lost, the latest full checkpoint stays as the
+        baseline (``keep_checkpoint=False`` drops it too); the partition is a new replica (term + 1)
+        in warmup with ``applied_index == commit_index == checkpoint index``. Returns the baseline
+        description (index, event_ts_high_ns)."""
+        latest = self._checkpoints[-1] if (keep_checkpoint and self._checkpoints) else None
+        baseline = None
+        if latest is not None:
+            baseline = dict(latest, marks=[m for m in self._marks if m.after_index <= latest["index"]],
+                            dedup=[(k, v) for k, v in self._dedup.items() if v[0] <= latest["index"]])
+        self._reset(term=self.term + 1, warmup=True, baseline=baseline)
+        # the new replica goes on from the baseline with today's config and definitions
+        self._add_mark("config", self._frozen_config(), version=self.config.version)
+        if self.applier.bundle is not self.active_bundle:
+            self._add_mark("activate", self.active_bundle, bundle_id=getattr(self.active_bundle, "bundle_id", None))
+        if self.shadow_bundle is not None and self.applier.shadow_bundle is not self.shadow_bundle:
+            self._add_mark("shadow", self.shadow_bundle, bundle_id=getattr(self.shadow_bundle, "bundle_id", None))
+        return self.checkpoint_info()
+
+    def _frozen_config(self) -> KnobView:
+        """The current config as an unchanging view (what a mark and an applier hold)."""
+        return KnobView(self.config.config, self.config.version)
 
     def _refresh_config(self, force: bool = False) -> None:
-        """Cache the knobs the hot path reads; runs once per config generation."""
+        """Cache the knobs the hot path reads; runs once per config generation. A change is a
+        config mark at the current commit index: entries after it apply with the new knobs."""
         config = self.config
         if not force and self._config_generation == config.generation:
             return
+        if not force:
+            self._add_mark("config", self._frozen_config(), version=config.version)
         self._config_generation = config.generation
         part = self.part_id
         flow = config.section("partition_flow")
@@ -105,10 +152,24 @@ class Partition:
         self._retained_fulls = max(1, int(config.knob(part, None, "checkpoint_retained_fulls")))
         self._ready_apply_lag_ms = float(ready["apply_lag_ms"])
         self._ready_replication_lag_ms = float(ready["replication_lag_ms"])
+        self._lateness_ns = int(config.knob(part, None, "lateness_allowance_ms")) * _MS
         self._configured_gate = config.ingress_gate(part)
         if self._configured_gate == "open":
             self._warmup = False     # operators open the gate to end warmup
-        self.store.refresh_knobs()
+
+    def config_changed(self) -> None:
+        """The cluster's config moved on: record the mark now (it would be found lazily anyway)."""
+        self._refresh_config()
+
+    def _add_mark(self, kind: str, value, **logged) -> Mark:
+        self._mark_seq += 1
+        mark = Mark(self._mark_seq, self.commit_index, kind, value)
+        self._marks.append(mark)
+        if self.log_control is not None:
+            self.log_control({"ctl": kind, "after": mark.after_index, **logged})
+        if self.applied_index >= mark.after_index:      # nothing queued before it: in effect now
+            self.applier.advance(self._wal, self._wal_first_index, self.applied_index, self._marks)
+        return mark
 
     # -- append ------------------------------------------------------------------------------
     def ingress_gate(self) -> str:
@@ -141,17 +202,21 @@ class Partition:
             self._rejected_late[reason_key] = self._rejected_late.get(reason_key, 0) + 1
             return self._permanent(msg, "FUTURE_SKEW", "ts_ns is more than max_future_skew_ms "
                                    "ahead of the partition clock")
-        if session is not None:
-            if seq <= self.replay_sessions.get(session, -1):
+        prior = self._dedup.get(event_id)
+        if session is not None and seq <= self.replay_sessions.get(session, -1):
+            self.duplicates_total += 1
+            return self._duplicate(event_id, prior)
+        if prior is not None:
+            # §7 apply step 2 / §3: every event_id, REPLAY ones included, is looked up in the dedup table
+            if session is not None:
+                self.replay_sessions[session] = seq
+            if now - prior[2] <= self._retry_window_ns:
                 self.duplicates_total += 1
-                return self._duplicate(event_id, self._dedup.get(event_id))
-        else:
-            prior = self._dedup.get(event_id)
-            if prior is not None:
-                if now - prior[2] <= self._retry_window_ns:
-                    self.duplicates_total += 1
-                    return self._duplicate(event_id, prior)
-                del self._dedup[event_id]           # outside the retry window: a new event
+                return self._duplicate(event_id, prior)
+            self.retry_expired_total += 1
+            self.retry_expired.append({"event_id": event_id, "part_id": self.part_id, "received_ts_ns": now})
+            return self._permanent(msg, "PERMANENT_RETRY_EXPIRED", "event_id %s was acknowledged more than "
+                                   "client_retry_window_s ago (index %d); do not retry it" % (event_id, prior[0]))
         if not replay and (self._configured_gate or ("warmup" if self._warmup else "open")) == "warmup":
             return self._transient(event_id, "TRANSIENT_WARMUP", now)
         depth = self.commit_index - self.applied_index
@@ -162,17 +227,17 @@ class Partition:
             # than partition_flow allows between two apply_pending calls; drain it here.
             self.apply_pending()
             depth = 0
-        if session is None and len(self._dedup) >= self._dedup_capacity:
-            self._expire_dedup(now)
+        if len(self._dedup) >= self._dedup_capacity:
+            self._expire_dedup(now, self.finalized_horizon_index())
             if len(self._dedup) >= self._dedup_capacity:
                 self.dedup_capacity_exhausted_total += 1
                 return self._transient(event_id, "DEDUP_CAPACITY", now)
         index = self.commit_index + 1
         self.commit_index = index
+        self.last_commit_ns = now
         self._wal.append((index, self.term, now, msg, size, ts, key, name, labels, value))
-        if session is None:
-            self._dedup[event_id] = (index, self.term, now)
-        else:
+        self._dedup[event_id] = (index, self.term, now)
+        if session is not None:
             self.replay_sessions[session] = seq
         self._queued_bytes += size
         self.appended_total += 1
@@ -216,13 +281,15 @@ class Partition:
             estimate = self._lag_ms(now)
         return int(max(25.0, min(5000.0, estimate)))
 
-    def _expire_dedup(self, now: int) -> None:
-        """Forget event_ids older than client_retry_window_s (oldest first: dict is in commit order)."""
+    def _expire_dedup(self, now: int, horizon_index: int) -> None:
+        """Evict event_ids (oldest first: the table is in commit order) that are both older than
+        client_retry_window_s and at or below the finalized horizon (§3); a retry of one that is
+        older but not evictable is refused PERMANENT_RETRY_EXPIRED instead of applied again."""
         dedup = self._dedup
         horizon = now - self._retry_window_ns
         while dedup:
-            event_id, prior = next(iter(dedup.items()))
-            if prior[2] >= horizon:
+            prior = dedup[next(iter(dedup))]
+            if prior[2] >= horizon or prior[0] > horizon_index:
                 break
             dedup.popitem(last=False)
 
@@ -240,6 +307,11 @@ class Partition:
         """Age of the oldest committed-unapplied entry (0 when the queue is empty)."""
         return self._lag_ms(self.now_ns())
 
+    @property
+    def store(self):
+        """The active bundle's aggregate state as applied so far."""
+        return self.applier.store
+
     def apply_pending(self, max_events: int | None = None) -> int:
         """Apply committed entries in index order (at most ``max_events``); returns how many."""
         if self._config_generation != self.config.generation:
@@ -249,23 +321,36 @@ class Partition:
         end = len(self._wal)
         if max_events is not None:
             end = min(end, start + max(0, int(max_events)))
+        target = self._wal[end - 1][0] if end > start else self.applied_index
+        routed_before = self.applier.store.routed_total
+        applied, skipped, done_bytes = self.applier.advance(self._wal, self._wal_first_index, target, self._marks)
         if end > start:
-            applied, skipped, done_bytes = _apply_entries(self._wal, start, end, self.store,
-                                                          self._key_last, now)
             self._applied_pos = end
-            self.applied_index = self._wal[end - 1][0]
+            self.applied_index = target
             self._queued_bytes -= done_bytes
             self.applied_total += applied
             self.skipped_total += skipped
             self._last_apply_ns = now
+            if self.applier.store.routed_total != routed_before:
+                self._last_routed_apply_ns = now
         self.tick(now)
         return end - start
 
+    def _emit(self, derived: dict) -> None:
+        """A derived event a rule emitted while applying (live, a restart or a WAL replay job)."""
+        derived_id = derived["derived_event_id"]
+        if derived_id not in self.derived:
+            self.derived[derived_id] = derived
+            if len(self.derived) > DERIVED_EVENTS_KEPT:
+                self.derived.popitem(last=False)
+                self.derived_dropped += 1
+        if self.on_derived is not None:
+            self.on_derived(derived)
+
     def tick(self, now: int | None = None) -> None:
-        """Housekeeping: watermarks, horizon-stall tracking, dedup expiry, periodic checkpoints."""
+        """Housekeeping: horizon-stall tracking, replication, dedup expiry, periodic checkpoints."""
         if now is None:
             now = self.now_ns()
-        self.store.tick(now)
         horizons = self.store.horizons()
         if horizons:
             lowest = min(horizons.values())
@@ -274,23 +359,28 @@ class Partition:
             if lowest != self._min_horizon:
                 self._min_horizon = lowest
                 self._horizon_advanced_ns = now
-        self._expire_dedup(now)
+        self.replicate(now)
+        self._expire_dedup(now, self.finalized_horizon_index())
         if self.auto_checkpoint and now - self._last_checkpoint_ns >= self._checkpoint_interval_ns:
             self.checkpoint()
         elif self._checkpoints:
             self._truncate_wal()   # the rest of a truncation a checkpoint started
 
     def finalized_horizon_stall(self) -> bool:
-        """True while events keep being applied (last apply < 60 s ago) but the finalized
-        horizon has not moved for > 60 s; clears when it moves or applies stop."""
-        return (self._last_apply_ns - self._horizon_advanced_ns > STALL_AFTER_NS
-                and self.now_ns() - self._last_apply_ns <= STALL_AFTER_NS)
+        """§3 horizon stall: the finalized horizon stayed flat for more than 2 x L (the
+        partition's lateness allowance) while events that feed a metric kept being applied; it
+        clears when the horizon moves or when such events stop for 2 x L. Events no metric
+        reads (no bundle, unrouted payloads) neither raise nor hold it."""
+        window = 2 * self._lateness_ns
+        last = self._last_routed_apply_ns
+        return last - self._horizon_advanced_ns > window and self.now_ns() - last <= window
 
     def finalized_horizon_index(self) -> int:
-        """Highest applied index whose entries (and all before) have event time before every metric's horizon."""
+        """Highest applied index whose entries (and all before) have event time before every
+        metric's horizon; with no metric horizon at all nothing can change, so the applied index."""
         horizons = self.store.horizons()
         if not horizons:
-            return self._horizon_index
+            return self.applied_index if not self.store.metrics else self._horizon_index
         lowest = min(horizons.values())
         index = self._horizon_index
         if index < self._wal_first_index - 1:
@@ -303,6 +393,36 @@ class Partition:
         self._horizon_index = index
         return index
 
+    # -- replication (the lagging follower) ----------------------------------------------------
+    def replicate(self, now: int) -> None:
+        """Move the modelled follower along at ``replication_capacity`` events/s (token bucket,
+        at most 50 ms of budget banked); without a capacity it keeps up with every commit."""
+        if self.replication_capacity is None:
+            self.replicated_index = self.commit_index
+            self._repl_last_ns = now
+            return
+        elapsed_s = max(0, now - self._repl_last_ns) / 1e9
+        self._repl_last_ns = now
+        capacity = self.replication_capacity
+        self._repl_tokens = min(self._repl_tokens + capacity * elapsed_s, max(1.0, capacity * 0.05))
+        whole = min(int(self._repl_tokens), self.commit_index - self.replicated_index)
+        if whole > 0:
+            self.replicated_index += whole
+            self._repl_tokens -= whole
+        elif self.replicated_index >= self.commit_index:
+            self._repl_tokens = min(self._repl_tokens, 1.0)
+
+    def follower_lag_ms(self, now: int | None = None) -> float:
+        """Age of the oldest committed entry the follower does not have yet, plus the fault's lag."""
+        if self.replication_capacity is None:        # the follower keeps up with every commit
+            return float(self.replication_lag_ms)
+        now = self.now_ns() if now is None else now
+        lag = 0.0
+        position = self.replicated_index + 1 - self._wal_first_index
+        if self.replicated_index < self.commit_index and 0 <= position < len(self._wal):
+            lag = max(0.0, (now - self._wal[position][2]) / _MS)
+        return lag + float(self.replication_lag_ms)
+
     # -- tiers, checkpoints, WAL replay ---------------------------------------------------------
     def compact(self) -> dict:
         """Fold raw panes older than raw_retention_ms into the compacted tier (totals unchanged)."""
@@ -314,26 +434,41 @@ class Partition:
         return {"folded_panes": folded, "duration_ms": round(duration_ms, 3)}
 
     def checkpoint(self) -> None:
-        """Take a full checkpoint of the applied state; keep checkpoint_retained_fulls of them."""
+        """Take a full checkpoint of the applied state; keep checkpoint_retained_fulls of them.
+
+        It holds the applier (aggregates with watermarks, guard floor and knobs in force, the
+        shadow, the per-key map), the replay sessions, and the event-time high-water mark."""
         now = self.now_ns()
         latest = self._checkpoints[-1] if self._checkpoints else None
-        if latest is not None and latest["index"] == self.applied_index and self._replay_job is None:
-            store, key_last = latest["store"], latest["key_last"]   # unchanged: share the frozen copy
+        if latest is not None and latest["index"] == self.applied_index and self._replay_job is None \
+                and latest["applier"].marks_done == self.applier.marks_done:
+            applier = latest["applier"]          # unchanged: share the frozen copy
         else:
-            store, key_last = self.store.copy(), dict(self._key_last)
-        self._checkpoints.append({"index": self.applied_index, "time_ns": now, "store": store,
-                                  "key_last": key_last})
+            applier = self.applier.copy()
+        self._checkpoints.append({"index": self.applied_index, "time_ns": now, "applier": applier,
+                                  "replay_sessions": dict(self.replay_sessions),
+                                  "event_ts_high_ns": max(0, applier.store.max_ts)})
         del self._checkpoints[:-self._retained_fulls]
         self._last_checkpoint_ns = now
+        if self.log_control is not None:
+            self.log_control({"ctl": "checkpoint", "after": self.applied_index})
         self._truncate_wal()
 
+    def checkpoint_info(self) -> dict:
+        """/v1/state ``checkpoint``: where the latest full checkpoint (the baseline) ends."""
+        latest = self._checkpoints[-1] if self._checkpoints else None
+        return {"full_index": latest["index"] if latest else 0, "age_ms": int(self.checkpoint_age_ms()),
+                "event_ts_high_ns": latest["event_ts_high_ns"] if latest else 0}
+
     def _truncate_wal(self) -> None:
-        """Drop in-memory WAL entries at or below the oldest retained checkpoint, at most
-        WAL_TRUNCATE_STEP per call (``tick`` goes on with the rest): freeing ~50k entries at
-        once stalled the whole lab for ~200 ms at every periodic checkpoint (py-spy)."""
+        """Drop in-memory WAL entries at or below the oldest retained checkpoint (and replicated),
+        at most WAL_TRUNCATE_STEP per call (``tick`` goes on with the rest): freeing ~50k entries
+        at once stalled the whole lab for ~200 ms at every periodic checkpoint (py-spy)."""
         keep_after = self._checkpoints[0]["index"]
+        if self.replication_capacity is not None:    # the follower still needs what it has not got
+            keep_after = min(keep_after, self.replicated_index)
         if self._replay_job is not None:
-            keep_after = min(keep_after, self._replay_job["replayed_index"])
+            keep_after = min(keep_after, self._replay_job["from_index"])
         count = min(keep_after - self._wal_first_index + 1, self._applied_pos, WAL_TRUNCATE_STEP)
         if count <= 0:
             return
@@ -347,59 +482,89 @@ class Partition:
         """Time since the latest full checkpoint (since start/wipe when there is none)."""
         return max(0.0, (self.now_ns() - self._last_checkpoint_ns) / _MS)
 
+    def _from_checkpoint(self, checkpoint: dict | None, shadow_bundle=None) -> Applier:
+        """A copy of a checkpoint's applier (a fresh one at the start of the WAL when None) that
+        also rebuilds the shadow of the bundle being warmed (default: the current shadow) from
+        there (§15, §18.8)."""
+        shadow_bundle = shadow_bundle if shadow_bundle is not None else self.shadow_bundle
+        if checkpoint is not None:
+            applier = checkpoint["applier"].copy()
+        else:
+            applier = Applier(self.part_id, self._marks_config_at_start(), None)
+            applier.index = self._wal_first_index - 1
+        if shadow_bundle is not None:
+            applier.shadow_bundle = applier.pinned_shadow = shadow_bundle
+            applier.shadow = applier.store.upgraded_copy(shadow_bundle)
+        applier.emit = self._emit
+        return applier
+
+    def _marks_config_at_start(self) -> KnobView:
+        config = next((m.value for m in self._marks if m.kind == "config" and m.after_index == 0), None)
+        return config or self.applier.knobs
+
     def replay_from_checkpoint(self, max_entries: int) -> dict:
         """One step of a WAL replay job: rebuild state from the latest full checkpoint.
 
-        The first call starts the job (fresh state from the checkpoint copy, or empty state
-        when there is none); each call re-applies up to ``max_entries`` WAL entries. When the
-        rebuilt state has caught up with ``applied_index`` it replaces the live state.
-        """
+        The first call starts the job from a copy of the checkpoint (the start of the WAL when
+        there is none), with the shadow bundle's state rebuilt from it; each call re-applies
+        up to ``max_entries`` entries, config changes and barriers at their log positions.
+        When the rebuilt state has caught up with ``applied_index`` it replaces the live state:
+        the active definitions' state comes out as it was, the shadow's now holds the replayed
+        entries (what an ``upgrade: false`` metric needs)."""
         job = self._replay_job
         if job is None:
             latest = self._checkpoints[-1] if self._checkpoints else None
-            if latest is not None:
-                store, key_last, from_index = latest["store"].copy(), dict(latest["key_last"]), latest["index"]
-            else:
-                store, key_last = AggregateStore(self.config, self.part_id), {}
-                from_index = self._wal_first_index - 1
-            store.set_bundle(self.active_bundle)     # rebuild with the CURRENT definitions
-            job = self._replay_job = {"from_index": from_index, "to_index": self.applied_index,
-                                      "replayed_index": from_index, "store": store, "key_last": key_last}
-        start = job["replayed_index"] - self._wal_first_index + 1
-        end = min(self._applied_pos, start + max(1, int(max_entries)))
-        if end > start:
-            _apply_entries(self._wal, start, end, job["store"], job["key_last"], self.now_ns())
-            job["replayed_index"] = self._wal[end - 1][0]
-        done = job["replayed_index"] >= self.applied_index
-        result = {"from_index": job["from_index"], "to_index": max(job["to_index"], job["replayed_index"]),
-                  "replayed_index": job["replayed_index"], "done": done}
+            applier = self._from_checkpoint(latest)
+            job = self._replay_job = {"from_index": applier.index, "to_index": self.applied_index, "applier": applier,
+                                      "shadow": self.shadow_bundle}
+        applier = job["applier"]
+        target = min(self.applied_index, applier.index + max(1, int(max_entries)))
+        applier.advance(self._wal, self._wal_first_index, target, self._marks)
+        done = applier.index >= self.applied_index
+        result = {"from_index": job["from_index"], "to_index": max(job["to_index"], applier.index),
+                  "replayed_index": applier.index, "done": done}
         if done:
-            self.store, self._key_last = job["store"], job["key_last"]
+            applier.advance(self._wal, self._wal_first_index, self.applied_index, self._marks)
+            applier.pinned_shadow = None
+            self.applier = applier
             self._replay_job = None
             self.wal_replays_total += 1
+            if self.log_control is not None:
+                self.log_control({"ctl": "rebuild", "after": self.applied_index, "from": job["from_index"],
+                                  "bundle_id": getattr(job["shadow"], "bundle_id", None)})
         return result
 
     # -- definitions, faults the server sets ------------------------------------------------------
     def set_bundles(self, active, shadow) -> None:
-        """Active bundle routes events to metrics; a shadow bundle only affects readiness."""
+        """Commit the active bundle (an activation at the commit index when it changes) and the
+        shadow being warmed (a shadow start, from the state applied by then)."""
         if active is not self.active_bundle:
-            self.store.set_bundle(active)
-        self.active_bundle = active
-        self.shadow_bundle = shadow
-        if shadow is None:
+            self.define_activate(active)
+        if shadow is not self.shadow_bundle:
+            self.start_shadow(shadow)
+
+    def start_shadow(self, bundle) -> None:
+        """Start warming ``bundle`` in shadow (None: stop): entries after the commit index apply
+        to its state too, which starts as an upgrade of the active state (§15 Warm)."""
+        self.shadow_bundle = bundle
+        if bundle is None:
             self.shadow_state = None
+        self._add_mark("shadow", bundle, bundle_id=getattr(bundle, "bundle_id", None))
 
     def define_activate(self, compiled) -> int:
-        """Record the DEFINE_ACTIVATE barrier of ``compiled`` (made active here); returns its index.
+        """Record the DEFINE_ACTIVATE barrier of ``compiled`` here; returns its index.
 
         The barrier is not a WAL entry of its own (an entry would count as an appended and
-        applied event): the barrier index is the index of the last entry committed before
-        the switch (0 on an empty WAL), and entries with a higher index apply with the new
-        definitions. commit_index, applied_index and the event counters do not change.
-        """
-        if compiled is not self.active_bundle:
-            self.set_bundles(compiled, None if self.shadow_bundle is compiled else self.shadow_bundle)
+        applied event): the barrier index is the index of the last entry committed before the
+        switch (0 on an empty WAL); entries up to it apply with the old definitions, entries
+        after it with ``compiled`` (whose shadow state becomes the active state then).
+        commit_index, applied_index and the event counters do not change."""
         barrier = self.commit_index
+        self._add_mark("activate", compiled, bundle_id=getattr(compiled, "bundle_id", None))
+        self.active_bundle = compiled
+        if self.shadow_bundle is compiled:
+            self.shadow_bundle = None
+            self.shadow_state = None
         self.activations.append({"index": barrier, "term": self.term, "time_ns": self.now_ns(),
                                  "bundle_id": getattr(compiled, "bundle_id", None),
                                  "def_version": getattr(compiled, "def_version", 0)})
@@ -410,7 +575,7 @@ class Partition:
         self.shadow_state = state
 
     def set_replication_lag_ms(self, lag_ms: float) -> None:
-        """Emulated follower lag (fault hook)."""
+        """Extra follower lag (fault hook), added to the modelled lag."""
         self.replication_lag_ms = lag_ms
 
     def set_outage(self, start_ns: int, end_ns: int) -> None:
@@ -420,154 +585,3 @@ class Partition:
 
     def definition_warmup_pending(self) -> bool:
         return self.shadow_bundle is not None and self.shadow_state not in _READY_SHADOW_STATES
-
-    # -- views ------------------------------------------------------------------------------------
-    @property
-    def late_total(self) -> dict[tuple[str, str], int]:
-        """{(metric, reason): count}: FINALIZED drops from the aggregate state plus FUTURE_SKEW refusals."""
-        merged = dict(self.store.late)
-        for key, count in self._rejected_late.items():
-            merged[key] = merged.get(key, 0) + count
-        return merged
-
-    def watermarks_ns(self) -> dict[str, int]:
-        """{metric: WM_e in ns}."""
-        return self.store.watermarks()
-
-    def stats(self) -> dict:
-        """Counters and gauges the server exports on /metrics (one flat, JSON-able dict)."""
-        now = self.now_ns()
-        return {
-            "appended_total": self.appended_total, "applied_total": self.applied_total,
-            "skipped_total": self.skipped_total, "duplicates_total": self.duplicates_total,
-            "dedup_capacity_exhausted_total": self.dedup_capacity_exhausted_total,
-            "dedup_occupancy": len(self._dedup), "dedup_capacity": self._dedup_capacity,
-            "compaction_runs_total": self.compaction_runs_total,
-            "compaction_duration_ms": self.last_compaction_duration_ms,
-            "wal_replays_total": self.wal_replays_total,
-            "queue_depth": self.queue_depth(), "apply_lag_ms": self._lag_ms(now),
-            "replication_lag_ms": self.replication_lag_ms,
-            "checkpoint_age_ms": self.checkpoint_age_ms(),
-            "finalized_horizon_stall": self.finalized_horizon_stall(),
-            "definition_warmup_pending": self.definition_warmup_pending(),
-            "watermark_ts_ms": {m: wm // _MS for m, wm in self.store.watermarks().items()},
-            "finalized_horizon_ts_ns": self.store.horizons(),
-            "late_total": [{"metric": m, "reason": r, "count": c}
-                           for (m, r), c in sorted(self.late_total.items())],
-        }
-
-    def readiness(self) -> dict:
-        """{"ready", "reasons", "metrics": {"apply_lag_ms", "replication_lag_ms"}}."""
-        self._refresh_config()
-        now = self.now_ns()
-        lag = self._lag_ms(now)
-        reasons = []
-        if self.ingress_gate() == "warmup":
-            reasons.append("warmup")
-        if lag > self._ready_apply_lag_ms:
-            reasons.append("apply_lag")
-        if self.replication_lag_ms > self._ready_replication_lag_ms:
-            reasons.append("replication_lag")
-        if now - self._last_checkpoint_ns > 2 * self._checkpoint_interval_ns:
-            reasons.append("checkpoint_age")
-        if self.definition_warmup_pending():
-            reasons.append("definition_warmup_pending")
-        if now < self.fence_until_ns:
-            reasons.append("durability_fence")
-        if self.finalized_horizon_stall():
-            reasons.append("watermark_stall")
-        return {"ready": not reasons, "reasons": reasons,
-                "metrics": {"apply_lag_ms": round(lag, 3), "replication_lag_ms": self.replication_lag_ms}}
-
-    def manifest(self) -> dict:
-        """This partition's element of GET /v1/state "partitions"."""
-        self._refresh_config()
-        self._expire_dedup(self.now_ns())
-        latest = self._checkpoints[-1] if self._checkpoints else None
-        bundle = self.active_bundle
-        return {
-            "part_id": self.part_id, "leader": self.leader, "routing_epoch": self.routing_epoch,
-            "commit_index": self.commit_index, "applied_index": self.applied_index,
-            "wal_first_index": self._wal_first_index, "wal_last_index": self.commit_index,
-            "checkpoint": {"full_index": latest["index"] if latest else 0,
-                           "age_ms": int(self.checkpoint_age_ms())},
-            "def_version": getattr(bundle, "def_version", 0) if bundle is not None else 0,
-            "policy_version": getattr(bundle, "policy_version", 0) if bundle is not None else 0,
-            "warmup": self.ingress_gate() == "warmup", "ingress_gate": self.ingress_gate(),
-            "finalized_horizon_index": self.finalized_horizon_index(),
-            "finalized_horizon_ts_ns": self.store.horizons(),
-            "dedup": {"capacity": self._dedup_capacity, "occupancy": len(self._dedup)},
-            "replay_sessions": {s: {"last_seq": seq} for s, seq in sorted(self.replay_sessions.items())},
-            "unavailable_windows": [dict(w) for w in self.unavailable_windows],
-        }
-
-    def metrics_snapshot(self) -> dict:
-        """Deterministic dump of the aggregate state plus its digest (metrics only)."""
-        metrics = self.store.export()
-        return {"part_id": self.part_id, "applied_index": self.applied_index, "metrics": metrics,
-                "late": self.store.export_late(), "digest": digest_of(metrics)}
-
-    # -- persistence hooks ------------------------------------------------------------------------
-    def wal_entries(self, start_index: int = 1) -> list[dict]:
-        """JSON-able WAL entries with index >= start_index still held in memory."""
-        first = max(0, start_index - self._wal_first_index)
-        return [{"index": e[0], "term": e[1], "commit_ns": e[2], "msg": e[3], "size": e[4]}
-                for e in self._wal[first:]]
-
-    def restore(self, entries: list[dict], manifest: dict | None = None) -> None:
-        """Rebuild the partition from persisted WAL entries (and optionally a saved manifest).
-
-        Entries keep their index and term (a gap in the indexes is closed up); dedup and
-        replay sessions are rebuilt from them, and everything is applied at once. Entries
-        that no longer parse are skipped.
-        """
-        manifest = manifest or {}
-        term = max([int(e.get("term", 1)) for e in entries] + [int(manifest.get("term", 1) or 1), 1])
-        self._reset(term=term, warmup=bool(manifest.get("warmup", False)))
-        now = self.now_ns()
-        for entry in sorted(entries, key=lambda e: e["index"]):
-            try:
-                event_id, ts, key, name, labels, value, _replay, session, seq = parse_event(entry["msg"], self.part_id)
-            except MalformedEvent:
-                continue
-            index, commit_ns = int(entry["index"]), int(entry.get("commit_ns", now))
-            if not self._wal:
-                self._wal_first_index = index
-            elif index <= self.commit_index:
-                continue                        # the same entry stored twice
-            else:
-                index = self.commit_index + 1   # positions must stay contiguous; a gap is closed
-            self.commit_index = index
-            size = int(entry.get("size") or event_size(entry["msg"]))
-            self._wal.append((index, int(entry.get("term", term)), commit_ns, entry["msg"], size, ts, key,
-                              name, labels, value))
-            self._queued_bytes += size
-            if session is None:
-                self._dedup.pop(event_id, None)
-                self._dedup[event_id] = (index, int(entry.get("term", term)), commit_ns)
-            else:
-                self.replay_sessions[session] = max(seq, self.replay_sessions.get(session, -1))
-        for session, info in (manifest.get("replay_sessions") or {}).items():
-            last_seq = int(info.get("last_seq", -1))
-            self.replay_sessions[session] = max(last_seq, self.replay_sessions.get(session, -1))
-        if self._wal:
-            self.applied_index = self._wal_first_index - 1
-        self.apply_pending()
-
-
-def _apply_entries(wal: list, start: int, end: int, store: AggregateStore, key_last: dict,
-                   now: int) -> tuple[int, int, int]:
-    """Apply wal[start:end] to ``store``; returns (applied, skipped, bytes). The hot loop."""
-    apply = store.apply
-    store.refresh_knobs()
-    applied = skipped = done_bytes = 0
-    for position in range(start, end):
-        index, _term, _commit, _msg, size, ts, key, name, labels, value = wal[position]
-        done_bytes += size
-        if key_last.get(key, 0) >= index:      # per-key last-event-wins
-            skipped += 1
-            continue
-        key_last[key] = index
-        apply(ts, name, labels, value, now)
-        applied += 1
-    return applied, skipped, done_bytes

@@ -118,15 +118,16 @@ class StateDir:
         """Every stored append message of a partition, in append order."""
         return self._iter_jsonl(self._file(f"wal-{part_id}.jsonl"))
 
-    def wal_reset(self, part_id: str) -> None:
-        """Empty a partition's WAL file (the wipe fault hook)."""
-        self._wal_buffers.pop(part_id, None)
+    def wal_truncate(self, part_id: str, last_index: int) -> None:
+        """Keep only the log up to ``last_index`` (entries and control records at or before it):
+        the wipe fault's lost WAL tail. Flushes the buffer first; rewrites the file atomically."""
+        self.flush_wal(sync=True)
         handle = self._wal_handles.pop(part_id, None)
         if handle is not None:
             handle.close()
-        with open(self._file(f"wal-{part_id}.jsonl"), "wb") as handle:
-            handle.flush()
-            os.fsync(handle.fileno())
+        kept = [record for record in self.wal_messages(part_id)
+                if int(record.get("index", record.get("after", 0))) <= last_index]
+        self._atomic_write(f"wal-{part_id}.jsonl", b"".join(_dumps(record) + b"\n" for record in kept))
 
     def close(self) -> None:
         """Flush and fsync everything, close handles."""

@@ -11,11 +11,11 @@ from collections import OrderedDict
 
 from aiohttp import web
 
-from ceptra_lab import metrics_text
+from ceptra_lab import metrics_text, testmode
 from ceptra_lab.audit import parse_since
 from ceptra_lab.auth import AuthError, Authenticator
 from ceptra_lab.cluster import Cluster
-from ceptra_lab.config_store import ConfigConflict, ConfigInvalid, changed_leaf_paths, impact_of
+from ceptra_lab.config_history import ConfigConflict, ConfigInvalid, changed_leaf_paths, impact_of
 from ceptra_lab.definitions import BundleError, compile_bundle, lane_budget_violations, parse_bundle
 from ceptra_lab.http_common import (
     AUTH,
@@ -389,9 +389,7 @@ FAULT_KEYS = ("part_id", "apply_capacity", "replication_lag_ms", "http_503_ratio
 async def test_metrics_snapshot(request: web.Request) -> web.Response:
     """Deterministic aggregate dump of one partition with its digest."""
     cluster = request.app[CLUSTER]
-    if "part_id" not in request.query:
-        raise ApiError(400, "query parameter part_id is required, e.g. ?part_id=0")
-    part_id = known_partition(cluster, request.query["part_id"])
+    part_id = testmode.query_partition(request)
     snapshot = dict(cluster.partitions[part_id].metrics_snapshot())
     snapshot["part_id"] = part_id
     return json_response(snapshot)
@@ -445,12 +443,16 @@ async def test_wipe(request: web.Request) -> web.Response:
     """Empty a partition's WAL and state."""
     cluster = request.app[CLUSTER]
     body = await read_json_object(request)
-    only_keys(body, ("part_id",))
+    only_keys(body, ("part_id", "drop_checkpoint"))
     if "part_id" not in body:
         raise ApiError(422, "part_id is required", violations=[{"path": "part_id", "message": "required"}])
     part_id = known_partition(cluster, body["part_id"])
-    cluster.wipe(part_id, actor(request))
-    return json_response({"part_id": part_id, "wiped": True, "manifest": cluster.manifest(part_id)})
+    drop = body.get("drop_checkpoint", False)
+    if not isinstance(drop, bool):
+        raise ApiError(422, "drop_checkpoint must be true or false",
+                       violations=[{"path": "drop_checkpoint", "message": "must be a boolean"}])
+    details = cluster.wipe(part_id, actor(request), drop_checkpoint=drop)
+    return json_response({"part_id": part_id, "wiped": True, "baseline": details, "manifest": cluster.manifest(part_id)})
 
 
 async def _targets(request: web.Request) -> list[str]:
@@ -493,7 +495,7 @@ def make_app(cluster: Cluster, authenticator: Authenticator, dialect: str = "spe
         routes += [("GET", "/v1/test/metrics-snapshot", test_metrics_snapshot), ("GET", "/v1/test/faults", test_faults),
                    ("POST", "/v1/test/faults", test_faults), ("POST", "/v1/test/outage", test_outage),
                    ("POST", "/v1/test/wipe", test_wipe), ("POST", "/v1/test/compact", test_compact),
-                   ("POST", "/v1/test/checkpoint", test_checkpoint)]
+                   ("POST", "/v1/test/checkpoint", test_checkpoint)] + testmode.ROUTES
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     app.on_startup.append(_on_startup)

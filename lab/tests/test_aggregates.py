@@ -6,7 +6,7 @@ import random
 
 from ceptra_lab.aggregates import (COMPACTED_PANE_MS, EVENTS_METRIC, AggregateStore, digest_of,
                                    exact_units, export_state, merge_state, new_state, units_to_float)
-from ceptra_lab.configview import ConfigView
+from ceptra_lab.config_knobs import KnobView
 
 MS = 1_000_000
 NOW = 1_700_000_000_000 * MS
@@ -36,7 +36,7 @@ def test_merge_state_is_the_monoid_of_single_updates():
 
 
 def _store(config=None):
-    return AggregateStore(config or ConfigView(), "0")
+    return AggregateStore(config or KnobView(), "0")
 
 
 def test_store_routes_by_payload_metric_without_bundle_and_counts_events():
@@ -53,7 +53,7 @@ def test_store_routes_by_payload_metric_without_bundle_and_counts_events():
 
 
 def test_compaction_folds_old_panes_and_keeps_totals():
-    config = ConfigView()
+    config = KnobView()
     config.update(dict(config.config, raw_retention_ms=60_000, correction_horizon_ms=10 * 3600_000))
     store = _store(config)
     rng = random.Random(7)
@@ -86,7 +86,7 @@ def test_copy_is_independent_and_digest_is_stable():
 
 
 def test_late_event_dropped_for_metric_but_counted_in_events():
-    config = ConfigView()
+    config = KnobView()
     config.update(dict(config.config, correction_horizon_ms=1000, lateness_allowance_ms=0,
                        watermark_guard_ms=0))
     store = _store(config)
@@ -99,7 +99,7 @@ def test_late_event_dropped_for_metric_but_counted_in_events():
 
 
 def test_copies_share_panes_copy_on_write_through_updates_and_compaction():
-    config = ConfigView()
+    config = KnobView()
     config.update(dict(config.config, raw_retention_ms=1000, correction_horizon_ms=10 * 3600_000))
     store = _store(config)
     from ceptra_lab.aggregates import AggregateStore as _AS  # noqa: F401  (same class, explicit)

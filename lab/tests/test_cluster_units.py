@@ -5,7 +5,7 @@ import pytest
 
 from ceptra_lab.audit import AuditLog, parse_since
 from ceptra_lab.cluster import fnv1a_64
-from ceptra_lab.config_store import ConfigInvalid, ConfigStore, changed_leaf_paths, impact_of, merge_patch
+from ceptra_lab.config_history import ConfigInvalid, ConfigHistory, changed_leaf_paths, impact_of, merge_patch
 
 
 def test_fnv1a_64_reference_vectors():
@@ -40,8 +40,8 @@ def test_changed_leaf_paths_and_impact():
     assert impact_of(["durability_mode", "wal_path"]) == "restart"
 
 
-def test_config_store_versions_and_validation():
-    store = ConfigStore(["0", "1"])
+def test_config_history_versions_and_validation():
+    store = ConfigHistory(["0", "1"])
     no_checks = lambda old, new: ([], [])  # noqa: E731
     new, changed, _ = store.preview({"partitions": {"1": {"ingress_gate": "warmup"}}}, no_checks)
     assert changed == ["partitions.1.ingress_gate"]

@@ -7,8 +7,9 @@ import random
 import pytest
 
 from ceptra_lab.aggregates import canonical_json
-from ceptra_lab.configview import DEFAULT_CONFIG, ConfigView
-from ceptra_lab.partition import Partition, _apply_entries
+from ceptra_lab.config_knobs import DEFAULT_CONFIG, KnobView
+from ceptra_lab.applier import apply_entries
+from ceptra_lab.partition import Partition
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -55,7 +56,7 @@ def gaming_bundle():
 def make_config(**overrides):
     config = copy.deepcopy(DEFAULT_CONFIG)
     config.update(overrides)
-    return ConfigView(config)
+    return KnobView(config)
 
 
 def patch(view, **changes):
@@ -104,22 +105,29 @@ def test_duplicate_event_id_returns_prior_outcome_and_applies_nothing(part, cloc
     part.apply_pending()
     assert part.commit_index == 1 and part.duplicates_total == 1
     assert part.metrics_snapshot()["digest"] == digest
-    # after client_retry_window_s the id is forgotten and counts as a new event
+    # a retry after client_retry_window_s is refused (§3): the entry is not finalized, so kept
     clock.now += 1801 * S
     later = part.append(event(1, ts=clock.now - S))
-    assert later["status"] == "Healthy" and "duplicate" not in later and later["index"] == 2
+    assert (later["status"], later["cep_status_reason"]) == ("PermanentDurability", "PERMANENT_RETRY_EXPIRED")
+    assert part.retry_expired == [{"event_id": "e-1", "part_id": part.part_id, "received_ts_ns": clock.now}]
+    assert part.commit_index == 1 and part.retry_expired_total == 1
 
 
 def test_dedup_capacity_full_answers_transient_dedup_capacity(clock):
-    part = Partition("0", make_config(dedup_capacity_per_partition=2), clock)
-    assert part.append(event(1))["status"] == "Healthy"
-    assert part.append(event(2))["status"] == "Healthy"
+    part = Partition("0", make_config(dedup_capacity_per_partition=2, lateness_allowance_ms=0,
+                                      correction_horizon_ms=1000), clock)
+    assert part.append(event(1, ts=START - 100 * S))["status"] == "Healthy"
+    assert part.append(event(2, ts=START - S))["status"] == "Healthy"
+    part.apply_pending()
     refused = part.append(event(3))
     assert (refused["status"], refused["cep_status_reason"]) == ("TransientBackpressure", "DEDUP_CAPACITY")
     assert part.dedup_capacity_exhausted_total == 1
     assert part.manifest()["dedup"] == {"capacity": 2, "occupancy": 2}
-    clock.now += 1801 * S                       # entries expire: evictable again
+    # an entry is evictable once it is older than client_retry_window_s AND finalized (§3):
+    # entry 1 is behind the horizon (now - 2 s), entry 2 is not
+    clock.now += 1801 * S
     assert part.append(event(3, ts=clock.now - S))["status"] == "Healthy"
+    assert part.manifest()["dedup"]["occupancy"] == 2
 
 
 def test_replay_session_drops_repeated_seqs(part):
@@ -135,7 +143,8 @@ def test_replay_session_drops_repeated_seqs(part):
     part.apply_pending()
     assert part.applied_total == 4
     assert part.manifest()["replay_sessions"] == {"run-1/0": {"last_seq": 4}}
-    assert part.manifest()["dedup"]["occupancy"] == 0      # sessions bypass the event_id table
+    # sessions add seq dedup on top of the event_id table, they do not replace it
+    assert part.manifest()["dedup"]["occupancy"] == 4
 
 
 def test_late_events_dropped_then_land_after_raising_lateness_and_horizon(clock):
@@ -298,26 +307,33 @@ def test_checkpoint_then_replay_from_checkpoint_reproduces_snapshot(part, clock)
     assert steps[0]["from_index"] == 50 and steps[-1]["replayed_index"] == 120
     assert [s["replayed_index"] for s in steps] == [75, 100, 120]
     assert part.metrics_snapshot() == expected
-    assert part.manifest()["checkpoint"] == {"full_index": 50, "age_ms": 0}
+    assert part.manifest()["checkpoint"] == {"full_index": 50, "age_ms": 0, "event_ts_high_ns": START - 51 * S}
 
 
-def test_replay_job_uses_current_bundle_for_new_metrics(part, clock):
+def test_replay_job_builds_the_shadow_bundles_state_from_the_checkpoint(part, clock):
     for i in range(10):
         part.append(event(i))
     part.apply_pending()
     part.checkpoint()
     part.append(event(10))
     part.apply_pending()
-    part.set_bundles(gaming_bundle(), None)         # e.g. an upgrade:false bundle got activated
-    assert "anti_cheat_flags" not in part.metrics_snapshot()["metrics"]
+    new = gaming_bundle()
+    part.set_bundles(None, new)                      # warming; its metrics start empty here
+    part.append(event(11))
+    part.apply_pending()
+    assert part.applier.shadow.totals()["anti_cheat_flags"]["count"] == 1
     assert part.replay_from_checkpoint(1000)["done"] is True
-    assert "anti_cheat_flags" in part.metrics_snapshot()["metrics"]
+    assert part.applier.shadow.totals()["anti_cheat_flags"]["count"] == 2     # entries 11 and 12
+    assert "anti_cheat_flags" not in part.metrics_snapshot()["metrics"]      # still on the old version
+    part.define_activate(new)
+    part.apply_pending()
+    assert part.metrics_snapshot()["metrics"]["anti_cheat_flags"]["raw"]
 
 
 def test_per_key_last_event_wins_skips_entries_not_above_key_index(part):
     for i in range(3):
         part.append(event(i, player="p"))
-    store = part.store.copy()
-    key_last = {"p": 2}
-    applied, skipped, _ = _apply_entries(part._wal, 0, 3, store, key_last, START)
-    assert (applied, skipped) == (1, 2) and key_last == {"p": 3}
+    applier = part.applier.copy()
+    applier.key_last = {"p": 2}
+    applied, skipped, _ = apply_entries(part._wal, 0, 3, applier)
+    assert (applied, skipped) == (1, 2) and applier.key_last == {"p": 3}

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from ceptra_lab.configview import ConfigView
+from ceptra_lab.config_knobs import KnobView
 from ceptra_lab.partition import Partition
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # shared fakes, any import mode
@@ -65,13 +65,13 @@ def test_checkpoint_age_reason_and_automatic_checkpoints_trim_the_wal():
     part.auto_checkpoint = False
     clock.now += 31 * S
     assert part.readiness()["reasons"] == ["checkpoint_age"]
-    assert part.manifest()["checkpoint"] == {"full_index": 0, "age_ms": 31000}
+    assert part.manifest()["checkpoint"] == {"full_index": 0, "age_ms": 31000, "event_ts_high_ns": 0}
     part.auto_checkpoint = True
     for i in range(10):
         part.append(event(i, ts=clock.now - S))
     part.apply_pending()                                # takes the due checkpoint
     manifest = part.manifest()
-    assert manifest["checkpoint"] == {"full_index": 10, "age_ms": 0}
+    assert manifest["checkpoint"] == {"full_index": 10, "age_ms": 0, "event_ts_high_ns": clock.now - S}
     assert manifest["wal_first_index"] == 11 and manifest["wal_last_index"] == 10
     assert part.readiness()["ready"] is True
     assert part.wal_entries(1) == []
@@ -90,29 +90,44 @@ def test_compact_reports_folds_and_keeps_totals():
     assert part.metrics_snapshot()["metrics"]["anti_cheat_flags_total"]["compacted"]
 
 
-def test_finalized_horizon_index_and_stall_flag():
+def test_finalized_horizon_index():
     part, clock = new_partition(lateness_allowance_ms=0, watermark_guard_ms=0, correction_horizon_ms=1000)
     for i in range(5):
         part.append(event(i, ts=clock.now - (10 - i) * S))
     part.apply_pending()                              # WM = max ts = now - 6 s; horizon now - 7 s
     assert part.finalized_horizon_index() == 3        # entries at now-10..now-8 s are before the horizon
-    # old events keep being applied but the newest event time (hence the horizon) stays put
-    for step in range(5):
-        clock.now += 10 * S
-        part.append(event(100 + step, ts=START - 20 * S))
-        part.apply_pending()
-    assert part.finalized_horizon_stall() is False    # 50 s without progress: not yet
-    assert "watermark_stall" not in part.readiness()["reasons"]
     assert part.manifest()["finalized_horizon_index"] == 3
-    for step in range(2):
-        clock.now += 10 * S
-        part.append(event(200 + step, ts=START - 20 * S))
+
+
+def test_watermark_stall_after_two_lateness_allowances_of_flat_horizon():
+    # §3: the finalized horizon flat for more than 2 x L while events that feed a metric apply
+    part, clock = new_partition(lateness_allowance_ms=5000, watermark_guard_ms=0, correction_horizon_ms=1000)
+    part.append(event(1, ts=clock.now - S))
+    part.apply_pending()
+    for step in range(4):        # old events: the newest event time, hence the horizon, stays put
+        clock.now += 2 * S
+        part.append(event(10 + step, ts=START - 20 * S))
         part.apply_pending()
-    assert part.finalized_horizon_stall() is True     # 70 s
+    assert part.finalized_horizon_stall() is False    # flat for 8 s <= 2 x L
+    assert "watermark_stall" not in part.readiness()["reasons"]
+    clock.now += 3 * S
+    part.append(event(20, ts=START - 20 * S))
+    part.apply_pending()
+    assert part.finalized_horizon_stall() is True     # 11 s
     assert "watermark_stall" in part.readiness()["reasons"]
     part.append(event(300, ts=clock.now - S))
     part.apply_pending()
-    assert part.finalized_horizon_stall() is False
+    assert part.finalized_horizon_stall() is False    # the horizon moved
+
+
+def test_events_no_metric_reads_never_raise_a_stall():
+    part, clock = new_partition()
+    for i in range(180):                              # 3 minutes of plain events (no metric in the payload)
+        clock.now += S
+        part.append(event(i, ts=clock.now - S, payload={"kind": "plain"}))
+        part.apply_pending()
+        assert part.finalized_horizon_stall() is False
+    assert part.readiness()["ready"] is True
 
 
 def test_wal_entries_and_restore_rebuild_same_state_and_dedup():
@@ -125,7 +140,7 @@ def test_wal_entries_and_restore_rebuild_same_state_and_dedup():
     saved = json.loads(json.dumps(part.wal_entries(1)))
     assert [e["index"] for e in saved] == list(range(1, 22))
     assert part.wal_entries(20)[0]["index"] == 20
-    other = Partition("3", ConfigView(part.config.config), clock)
+    other = Partition("3", KnobView(part.config.config), clock)
     other.set_bundles(gaming_bundle(), None)
     other.restore(saved, json.loads(json.dumps(part.manifest())))
     assert other.metrics_snapshot() == part.metrics_snapshot()
@@ -170,7 +185,7 @@ def test_restore_tolerates_repeated_and_unparseable_entries():
 
 
 def test_raising_correction_horizon_for_a_backfill_is_not_a_stall():
-    part, clock = new_partition(lateness_allowance_ms=0, watermark_guard_ms=0, correction_horizon_ms=1000)
+    part, clock = new_partition(lateness_allowance_ms=30000, watermark_guard_ms=0, correction_horizon_ms=1000)
     part.append(event(1, ts=clock.now - S))
     part.apply_pending()
     patch(part.config, correction_horizon_ms=7 * 24 * 3600 * 1000)   # horizon moves back a week
@@ -181,7 +196,7 @@ def test_raising_correction_horizon_for_a_backfill_is_not_a_stall():
         if step == 0:
             assert part.finalized_horizon_stall() is False
     assert part.late_total == {}
-    assert part.finalized_horizon_stall() is True                  # stuck again after 60 s: a real stall
+    assert part.finalized_horizon_stall() is True                  # flat again for > 2 x L: a real stall
 
 
 def test_replay_without_checkpoint_rebuilds_from_the_first_wal_entry():
@@ -251,3 +266,26 @@ def test_a_large_wal_truncation_is_spread_over_housekeeping_calls():
     part.append(event(total, ts=clock.now - S))
     part.apply_pending()
     assert part.manifest()["applied_index"] == total + 1
+
+
+def test_follower_model_lags_behind_a_burst_and_catches_up():
+    part, clock = new_partition()
+    part.replication_capacity = 100.0                 # events/s the follower takes
+    for i in range(50):
+        part.append(event(i, ts=clock.now - S))
+    part.apply_pending()
+    assert part.follower_lag_ms() == 0.0              # nothing aged yet
+    for _ in range(4):                                # 200 ms: ~20 of 50 entries replicated
+        clock.now += 50 * MS
+        part.replicate(clock.now)
+    assert 15 <= part.replicated_index <= 25 and part.follower_lag_ms() == 200.0
+    assert "replication_lag" not in part.readiness()["reasons"]
+    clock.now += 100 * MS
+    part.replicate(clock.now)
+    assert part.follower_lag_ms() == 300.0 and "replication_lag" in part.readiness()["reasons"]
+    for _ in range(20):
+        clock.now += 50 * MS
+        part.replicate(clock.now)
+    assert part.replicated_index == 50 and part.follower_lag_ms() == 0.0
+    part.set_replication_lag_ms(40)                   # the fault adds to the model
+    assert part.follower_lag_ms() == 40.0

@@ -1,4 +1,4 @@
-"""Versioned cluster configuration: defaults, RFC 7396 merge patches, bounds, rollback.
+"""The cluster config's version history: defaults, RFC 7396 merge patches, bounds, rollback.
 
 Every version keeps its full blob; a PATCH that changes nothing keeps the version, a
 rollback restores an old blob as a NEW version. Cluster-specific checks (dedup occupancy,
@@ -11,7 +11,7 @@ import time
 from typing import Callable
 
 # One copy of the contract's defaults: the engine resolves knobs against the same dict.
-from .configview import DEFAULT_CONFIG
+from .config_knobs import DEFAULT_CONFIG
 
 
 # Integer knobs: (minimum, maximum or None). Bounds the contract names are exact; the rest
@@ -165,7 +165,7 @@ def validate_shape(config: dict, partition_ids: list[str]) -> list[dict]:
     return violations
 
 
-class ConfigStore:
+class ConfigHistory:
     """All config versions of the cluster; version 1 is the defaults."""
 
     def __init__(self, partition_ids: list[str], versions: list[dict] | None = None):

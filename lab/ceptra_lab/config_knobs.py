@@ -1,9 +1,9 @@
-"""Read-only view of the lab's current cluster config, as the partition engine sees it.
+"""Knob lookup over one cluster config blob, as the partition engine reads it.
 
-The server's config store owns versions, merge patches and validation; on every change it
-hands the new blob to ``ConfigView.update``. The engine reads knobs through ``knob()``
+``config_history`` owns the versions, merge patches and validation; on every change the
+cluster hands the new blob to ``KnobView.update``. The engine reads knobs through ``knob()``
 (metric > partition > top level > contract default) and caches what it derives from them,
-keyed by ``ConfigView.generation`` so a cache is rebuilt exactly once per change.
+keyed by ``KnobView.generation`` so a cache is rebuilt exactly once per change.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ DEFAULT_CONFIG: dict = {
 _MISSING = object()
 
 
-class ConfigView:
+class KnobView:
     """The current config blob plus precedence-aware lookups.
 
     ``version`` is the config store's version (or a local counter when none is given);
