@@ -14,6 +14,7 @@
 ``benchmarks/bench_replay_throttle.py``.)
 """
 
+import threading
 import time
 
 from .replay_lab import PER_PARTITION, applied_counts, make_run, run_in_background, set_fault, wait_until

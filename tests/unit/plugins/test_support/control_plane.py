@@ -32,7 +32,7 @@ import time
 from collections import namedtuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ceptra_lab.config_store import merge_patch   # RFC 7396, exactly as the lab applies it
+from ceptra_lab.config_history import merge_patch   # RFC 7396, exactly as the lab applies it
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient, Headers
 from ansible_collections.ceptra.backfill.plugins.module_utils._definitions import expected_bundle_id
