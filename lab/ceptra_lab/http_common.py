@@ -10,7 +10,7 @@ from collections import OrderedDict
 
 from aiohttp import web
 
-from ceptra_lab.auth import Authenticator
+from ceptra_lab.auth import CAPABILITIES, Authenticator
 from ceptra_lab.cluster import Cluster
 
 try:
@@ -54,10 +54,16 @@ def error_response(status: int, message: str, **details) -> web.Response:
     return json_response({"error": message, "status": status, **details}, status=status)
 
 
-def requires(role: str | None):
-    """Mark a handler with the weakest role allowed to call it (None: no identity needed)."""
+def requires(capability: str | None):
+    """Mark a handler with the capability it needs (auth.CAPABILITIES; None: no identity needed).
+
+    Roles are capability sets (auth.ROLE_CAPABILITIES): name what the call does, not a role.
+    """
+    if capability is not None and capability not in CAPABILITIES:
+        raise ValueError(f"unknown capability {capability!r}; use one of {', '.join(CAPABILITIES)} or None")
+
     def mark(handler):
-        handler.required_role = role
+        handler.required_capability = capability
         return handler
     return mark
 

@@ -56,7 +56,7 @@ async def errors_middleware(request: web.Request, handler):
     except ApiError as exc:
         return error_response(exc.status, exc.message, **exc.details)
     except AuthError as exc:
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, **exc.details)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -70,14 +70,14 @@ async def errors_middleware(request: web.Request, handler):
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler):
-    """Identify the caller and enforce the route's role (401/403)."""
-    role = getattr(request.match_info.handler, "required_role", None)
-    if role is None:
+    """Identify the caller and enforce the route's capability (401/403)."""
+    capability = getattr(request.match_info.handler, "required_capability", None)
+    if capability is None:
         return await handler(request)
     transport = request.transport
     peercert = transport.get_extra_info("peercert") if transport is not None else None
     identity = request.app[AUTH].identify(request.headers.get("Authorization"), peercert)
-    Authenticator.require(identity, role)
+    Authenticator.require(identity, capability)
     request["identity"] = identity
     return await handler(request)
 
@@ -123,7 +123,7 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-@requires("observer")
+@requires("read")
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: 200 when ready, 503 otherwise, same body."""
     document = request.app[CLUSTER].readiness_document()
@@ -143,21 +143,21 @@ def reference_readiness(document: dict) -> dict:
     return variant
 
 
-@requires("observer")
+@requires("read")
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition."""
     text = metrics_text.render(request.app[CLUSTER], request.app[DIALECT])
     return web.Response(body=text.encode("utf-8"), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
-@requires("observer")
+@requires("read")
 async def state(request: web.Request) -> web.Response:
     """The cluster and partition manifests."""
     return json_response(request.app[CLUSTER].state())
 
 
 # ---- config -----------------------------------------------------------------------------------------------
-@requires("observer")
+@requires("read")
 async def get_config(request: web.Request) -> web.Response:
     """The current config with its version as ETag."""
     store = request.app[CLUSTER].config
@@ -195,7 +195,7 @@ def config_result(store, previous: int, changed: list[str], warnings: list[str],
     return json_response(body, headers={"ETag": f'"{store.version}"'})
 
 
-@requires("operator")
+@requires("control")
 async def patch_config(request: web.Request) -> web.Response:
     """RFC 7396 merge patch under optional If-Match."""
     cluster = request.app[CLUSTER]
@@ -223,7 +223,7 @@ async def patch_config(request: web.Request) -> web.Response:
     return config_result(store, previous, changed, warnings)
 
 
-@requires("operator")
+@requires("control")
 async def rollback_config(request: web.Request) -> web.Response:
     """Restore version V's blob as a new version."""
     cluster = request.app[CLUSTER]
@@ -265,14 +265,14 @@ async def read_bundle(request: web.Request):
     return compiled, text
 
 
-@requires("observer")
+@requires("read")
 async def validate_definitions(request: web.Request) -> web.Response:
     """Validate a bundle without storing it."""
     compiled, _ = await read_bundle(request)
     return json_response(compiled.validation_report())
 
 
-@requires("operator")
+@requires("control")
 async def upload_definitions(request: web.Request) -> web.Response:
     """Upload a bundle: partitions prepare and shadow-apply it; identical re-upload is a no-op."""
     compiled, text = await read_bundle(request)
@@ -283,13 +283,13 @@ async def upload_definitions(request: web.Request) -> web.Response:
                           "needs_replay": bool(compiled.needs_replay), "warnings": list(compiled.warnings)})
 
 
-@requires("observer")
+@requires("read")
 async def get_definitions(request: web.Request) -> web.Response:
     """Active bundle and every bundle's per-partition shadow state."""
     return json_response(request.app[CLUSTER].definitions_document())
 
 
-@requires("operator")
+@requires("control")
 async def post_activate(request: web.Request) -> web.Response:
     """Create, update or abort an activation barrier."""
     cluster = request.app[CLUSTER]
@@ -314,7 +314,7 @@ async def post_activate(request: web.Request) -> web.Response:
     return json_response(cluster.barrier_view(barrier))
 
 
-@requires("observer")
+@requires("read")
 async def get_activation(request: web.Request) -> web.Response:
     """One barrier document."""
     cluster = request.app[CLUSTER]
@@ -324,7 +324,7 @@ async def get_activation(request: web.Request) -> web.Response:
     return json_response(cluster.barrier_view(barrier))
 
 
-@requires("operator")
+@requires("control")
 async def post_replay(request: web.Request) -> web.Response:
     """Start a WAL replay job from the latest full checkpoint."""
     cluster = request.app[CLUSTER]
@@ -343,7 +343,7 @@ async def post_replay(request: web.Request) -> web.Response:
     return json_response({"job_id": job["job_id"], "state": job["state"]})
 
 
-@requires("observer")
+@requires("read")
 async def get_replay(request: web.Request) -> web.Response:
     """One replay job document."""
     cluster = request.app[CLUSTER]
@@ -354,7 +354,7 @@ async def get_replay(request: web.Request) -> web.Response:
 
 
 # ---- audit -------------------------------------------------------------------------------------------------
-@requires("observer")
+@requires("read")
 async def get_audit(request: web.Request) -> web.Response:
     """Audit records, optionally filtered by since and kind."""
     since = None
@@ -367,7 +367,7 @@ async def get_audit(request: web.Request) -> web.Response:
     return json_response({"records": request.app[CLUSTER].audit.query(since, kind)})
 
 
-@requires("operator")
+@requires("control")
 async def post_audit(request: web.Request) -> web.Response:
     """Automation's own audit record."""
     body = await read_json_object(request)
@@ -385,7 +385,7 @@ async def post_audit(request: web.Request) -> web.Response:
 FAULT_KEYS = ("part_id", "apply_capacity", "replication_lag_ms", "http_503_ratio", "shadow_state", "not_leader")
 
 
-@requires("observer")
+@requires("read")
 async def test_metrics_snapshot(request: web.Request) -> web.Response:
     """Deterministic aggregate dump of one partition with its digest."""
     cluster = request.app[CLUSTER]
@@ -397,7 +397,7 @@ async def test_metrics_snapshot(request: web.Request) -> web.Response:
     return json_response(snapshot)
 
 
-@requires("admin")
+@requires("test_hooks")
 async def test_faults(request: web.Request) -> web.Response:
     """GET: the fault table; POST: change it."""
     cluster = request.app[CLUSTER]
@@ -426,7 +426,7 @@ async def test_faults(request: web.Request) -> web.Response:
     return json_response(cluster.fault_table())
 
 
-@requires("admin")
+@requires("test_hooks")
 async def test_outage(request: web.Request) -> web.Response:
     """Fence partitions for a time window."""
     cluster = request.app[CLUSTER]
@@ -440,7 +440,7 @@ async def test_outage(request: web.Request) -> web.Response:
     return json_response(cluster.start_outage(part_ids, duration, actor(request)))
 
 
-@requires("admin")
+@requires("test_hooks")
 async def test_wipe(request: web.Request) -> web.Response:
     """Empty a partition's WAL and state."""
     cluster = request.app[CLUSTER]
@@ -460,14 +460,14 @@ async def _targets(request: web.Request) -> list[str]:
     return [known_partition(cluster, body["part_id"])] if "part_id" in body else list(cluster.part_ids)
 
 
-@requires("admin")
+@requires("test_hooks")
 async def test_compact(request: web.Request) -> web.Response:
     """Run the compaction job now."""
     targets = await _targets(request)
     return json_response({"compacted": request.app[CLUSTER].compact_all(targets)})
 
 
-@requires("admin")
+@requires("test_hooks")
 async def test_checkpoint(request: web.Request) -> web.Response:
     """Take a full checkpoint now."""
     targets = await _targets(request)
