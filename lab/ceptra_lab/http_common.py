@@ -85,7 +85,9 @@ async def read_body(request: web.Request, limit: int = MAX_JSON_BODY) -> bytes:
     """The request body; 413 when larger than `limit`."""
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"request body of {request.content_length} bytes exceeds the {limit}-byte limit")
-    body = await request.content.read(limit + 1)
+    # request.read() reads the whole body (at most the app's client_max_size) and keeps it, so
+    # the idempotency middleware and the handler see the same bytes
+    body = await request.read()
     if len(body) > limit:
         raise ApiError(413, f"request body exceeds the {limit}-byte limit")
     return body

@@ -6,6 +6,8 @@ shared request helpers in http_common.py); every error leaves as the contract's 
 """
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections import OrderedDict
 
@@ -62,7 +64,10 @@ async def errors_middleware(request: web.Request, handler):
             raise
         message = {404: f"no route {request.method} {request.path}", 405: f"method {request.method} not allowed on {request.path}",
                    413: "request body too large"}.get(exc.status, exc.reason)
-        return error_response(exc.status, message)
+        response = error_response(exc.status, message)
+        if "Allow" in exc.headers:   # 405 names the methods the path has (RFC 9110 §15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:  # a lab bug: answer 500 with the contract body, log the traceback server-side only
         LOG.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal lab error (see the lab's log)")
@@ -94,7 +99,13 @@ async def faults_middleware(request: web.Request, handler):
 
 @web.middleware
 async def idempotency_middleware(request: web.Request, handler):
-    """A repeated Idempotency-Key within 600 s returns the first response without acting again."""
+    """A repeated Idempotency-Key within 600 s returns the first response without acting again.
+
+    Keys are scoped to the caller: the cache key is (identity, method, path, key), so another
+    identity reusing a key acts on its own. The first request's fingerprint (query string and
+    body) is kept with its answer; the same caller reusing the key for a different request
+    gets 422 naming the key, and nothing is done.
+    """
     key = request.headers.get("Idempotency-Key")
     if not key or request.method not in ("POST", "PATCH", "PUT", "DELETE") or request.path.endswith("/append-stream"):
         return await handler(request)
@@ -104,15 +115,23 @@ async def idempotency_middleware(request: web.Request, handler):
     # idempotent through event_id dedup anyway)
     while cache and (now - next(iter(cache.values()))[0] > IDEMPOTENCY_TTL_S or len(cache) > IDEMPOTENCY_MAX_KEYS):
         cache.popitem(last=False)
-    cache_key = (request.method, request.path, key)
+    identity = request.get("identity")
+    cache_key = (identity.actor if identity is not None else "", request.method, request.path, key)
+    fingerprint = hashlib.sha256(request.query_string.encode() + b"\n" + await read_body(request)).hexdigest()
     if cache_key in cache:
-        _, status, body, headers = cache[cache_key]
+        _, first_fingerprint, status, body, headers = cache[cache_key]
+        if first_fingerprint != fingerprint:
+            raise ApiError(422, f"Idempotency-Key {key!r} was already used by this identity for a different "
+                                f"{request.method} {request.path} request (other body or query) within "
+                                f"{int(IDEMPOTENCY_TTL_S)} s; send a new key for a new request",
+                           violations=[{"path": "Idempotency-Key", "message": f"key {key!r} reused with a different request"}],
+                           idempotency_key=key)
         return web.Response(body=body, status=status, content_type="application/json",
                             headers={**headers, "Idempotent-Replayed": "true"})
     response = await handler(request)
     if isinstance(response, web.Response) and response.status < 500 and response.body is not None:
         headers = {name: response.headers[name] for name in ("ETag",) if name in response.headers}
-        cache[cache_key] = (now, response.status, bytes(response.body), headers)
+        cache[cache_key] = (now, fingerprint, response.status, bytes(response.body), headers)
     return response
 
 

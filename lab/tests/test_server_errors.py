@@ -73,6 +73,12 @@ def test_bad_request_gets_contract_error_and_changes_nothing(lab, method, path, 
     assert fingerprint(lab) == before
 
 
+def test_405_names_the_methods_of_the_path(lab):
+    status, headers, body = lab.request("DELETE", "/v1/config", role="admin")
+    assert status == 405 and body["status"] == 405
+    assert set(headers["Allow"].replace(" ", "").split(",")) == {"GET", "PATCH"}
+
+
 def test_oversized_body_is_413(lab):
     before = fingerprint(lab)
     big = json.dumps({"annotations": {"blob": "x" * (17 * 1024 * 1024)}}).encode()
