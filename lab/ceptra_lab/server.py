@@ -17,7 +17,7 @@ from ceptra_lab import metrics_text
 from ceptra_lab.audit import parse_since
 from ceptra_lab.auth import AuthError, Authenticator
 from ceptra_lab.cluster import Cluster
-from ceptra_lab.config_store import ConfigConflict, ConfigInvalid, changed_leaf_paths, impact_of
+from ceptra_lab.config_store import MAX_DURATION_MS, ConfigConflict, ConfigInvalid, impact_of
 from ceptra_lab.definitions import BundleError, compile_bundle, lane_budget_violations, parse_bundle
 from ceptra_lab.http_common import (
     AUTH,
@@ -42,6 +42,11 @@ from ceptra_lab.http_common import (
 from ceptra_lab.ingest import post_append, post_append_stream
 
 IDEMPOTENCY_TTL_S = 600.0
+# Upper bounds of the test hooks (assumed, docs/lab.md): nothing a hook accepts may overflow
+# the int64 nanosecond times the lab computes and reports.
+MAX_OUTAGE_MS = 86_400_000
+MAX_FAULT_APPLY_CAPACITY = 1e9
+MAX_FAULT_NOT_LEADER = 1_000_000
 IDEMPOTENCY_MAX_KEYS = 100000
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
 REFERENCE_REASON_NAMES = {"apply_lag": "apply_lag_exceeded", "replication_lag": "replication_lag_exceeded",
@@ -248,20 +253,28 @@ async def rollback_config(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     store = cluster.config
     raw = request.query.get("to")
-    if raw is None or not raw.strip().lstrip("-").isdigit():
-        raise ApiError(400, "query parameter 'to' must be a config version number, e.g. ?to=3")
-    target = int(raw)
+    # ASCII digits only: str.isdigit() also accepts '²' and '٣', which int() refuses or misreads
+    if raw is None:
+        raise ApiError(400, "query parameter 'to' is required: the config version to restore, e.g. ?to=3")
+    if not re.fullmatch(r"[0-9]{1,18}", raw.strip()):
+        raise ApiError(400, f"query parameter 'to' must be a config version number in ASCII digits, e.g. ?to=3; got {raw!r}")
+    target = int(raw.strip())
     blob = store.blob(target)
     if blob is None:
         raise ApiError(404, f"config version {target} does not exist (current is {store.version})")
     if target == store.version:
         raise ApiError(409, f"version {target} is the current version; nothing to roll back")
     previous = store.version
-    changed = changed_leaf_paths(store.config, blob)
+    try:
+        blob, changed, warnings = store.preview_rollback(blob, config_extra_checks(cluster))
+    except ConfigInvalid as exc:
+        raise ApiError(422, f"config version {target} cannot be restored: "
+                            + "; ".join(f"{v['path']}: {v['message']}" for v in exc.violations),
+                       violations=exc.violations) from None
     store.commit(blob, actor(request), f"rollback to {target}")
     cluster.audit.append(actor(request), "config_rollback", {
         "version": store.version, "previous_version": previous, "to": target, "changed_keys": changed})
-    return config_result(store, previous, changed, [], rolled_back_to=target)
+    return config_result(store, previous, changed, warnings, rolled_back_to=target)
 
 
 # ---- definitions, activation, replay -----------------------------------------------------------------------
@@ -427,17 +440,20 @@ async def test_faults(request: web.Request) -> web.Response:
         if "part_id" in body:
             known_partition(cluster, body["part_id"])
         number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        if "apply_capacity" in body and body["apply_capacity"] is not None and not (number(body["apply_capacity"]) and body["apply_capacity"] > 0):
-            problems.append({"path": "apply_capacity", "message": "must be a positive number or null"})
-        if "replication_lag_ms" in body and not (number(body["replication_lag_ms"]) and body["replication_lag_ms"] >= 0):
-            problems.append({"path": "replication_lag_ms", "message": "must be a number >= 0"})
+        if "apply_capacity" in body and body["apply_capacity"] is not None and not (
+                number(body["apply_capacity"]) and 0 < body["apply_capacity"] <= MAX_FAULT_APPLY_CAPACITY):
+            problems.append({"path": "apply_capacity",
+                             "message": f"must be a number in (0, {MAX_FAULT_APPLY_CAPACITY:.0f}] events/s or null"})
+        if "replication_lag_ms" in body and not (number(body["replication_lag_ms"])
+                                                 and 0 <= body["replication_lag_ms"] <= MAX_DURATION_MS):
+            problems.append({"path": "replication_lag_ms", "message": f"must be a number in [0, {MAX_DURATION_MS}]"})
         if "http_503_ratio" in body and not (number(body["http_503_ratio"]) and 0 <= body["http_503_ratio"] <= 1):
             problems.append({"path": "http_503_ratio", "message": "must be a number in [0, 1]"})
         if "shadow_state" in body and body["shadow_state"] not in (None, "SHADOW_FAILED", "SHADOW_TIMEOUT"):
             problems.append({"path": "shadow_state", "message": "must be SHADOW_FAILED, SHADOW_TIMEOUT or null"})
         if "not_leader" in body and not (isinstance(body["not_leader"], int) and not isinstance(body["not_leader"], bool)
-                                         and body["not_leader"] >= 0):
-            problems.append({"path": "not_leader", "message": "must be an integer >= 0"})
+                                         and 0 <= body["not_leader"] <= MAX_FAULT_NOT_LEADER):
+            problems.append({"path": "not_leader", "message": f"must be an integer in [0, {MAX_FAULT_NOT_LEADER}]"})
         if problems:
             raise ApiError(422, "invalid fault settings", violations=problems)
         cluster.set_faults(body)
@@ -453,9 +469,9 @@ async def test_outage(request: web.Request) -> web.Response:
     only_keys(body, ("part_ids", "duration_ms"))
     part_ids = partition_list(cluster, body["part_ids"], "part_ids") if "part_ids" in body else list(cluster.part_ids)
     duration = body.get("duration_ms")
-    if isinstance(duration, bool) or not isinstance(duration, int) or duration <= 0:
-        raise ApiError(422, "duration_ms must be a positive integer",
-                       violations=[{"path": "duration_ms", "message": "must be a positive integer"}])
+    if isinstance(duration, bool) or not isinstance(duration, int) or not 0 < duration <= MAX_OUTAGE_MS:
+        message = f"must be an integer in [1, {MAX_OUTAGE_MS}] (at most 24 h)"
+        raise ApiError(422, f"duration_ms {message}", violations=[{"path": "duration_ms", "message": message}])
     return json_response(cluster.start_outage(part_ids, duration, actor(request)))
 
 
