@@ -48,6 +48,8 @@ MAX_OUTAGE_MS = 86_400_000
 MAX_FAULT_APPLY_CAPACITY = 1e9
 MAX_FAULT_NOT_LEADER = 1_000_000
 IDEMPOTENCY_MAX_KEYS = 100000
+IDEMPOTENCY_KEY_MAX = 200
+IDEMPOTENCY_KEY_FORMAT = re.compile(r"[!-~]{1,%d}" % IDEMPOTENCY_KEY_MAX)
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
 REFERENCE_REASON_NAMES = {"apply_lag": "apply_lag_exceeded", "replication_lag": "replication_lag_exceeded",
                           "checkpoint_age": "checkpoint_age_exceeded", "cert_expiry": "certificate_expiring",
@@ -112,8 +114,11 @@ async def idempotency_middleware(request: web.Request, handler):
     gets 422 naming the key, and nothing is done.
     """
     key = request.headers.get("Idempotency-Key")
-    if not key or request.method not in ("POST", "PATCH", "PUT", "DELETE") or request.path.endswith("/append-stream"):
+    if key is None or request.method not in ("POST", "PATCH", "PUT", "DELETE") or request.path.endswith("/append-stream"):
         return await handler(request)
+    if not IDEMPOTENCY_KEY_FORMAT.fullmatch(key):
+        raise ApiError(400, f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters "
+                            "(no spaces), e.g. a UUID")
     cache = request.app[IDEMPOTENCY]
     now = time.monotonic()
     # oldest first; the size cap bounds memory when every append carries a key (appends are

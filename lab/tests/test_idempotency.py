@@ -94,3 +94,13 @@ def test_same_key_on_another_path_is_another_request(two_admins):
     assert call(lab, "t-op-1", "POST", "/v1/audit", {"kind": "a", "details": {}}, key="k-path")[0] == 201
     status, headers, body = call(lab, "t-op-1", "PATCH", "/v1/config", {"annotations": {"p": 1}}, key="k-path")
     assert status == 200 and "Idempotent-Replayed" not in headers and body["changed_keys"] == ["annotations.p"]
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 201, "tab\tkey"])
+def test_malformed_key_is_400_and_nothing_happens(two_admins, key):
+    lab = two_admins
+    before = len(audit(lab))
+    status, _, body = lab.request("POST", "/v1/audit", {"kind": "k", "details": {}}, role=None,
+                                  headers={"Authorization": "Bearer t-op-1", "Idempotency-Key": key})
+    assert status == 400 and "Idempotency-Key" in body["error"], body
+    assert len(audit(lab)) == before

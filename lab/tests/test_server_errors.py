@@ -56,6 +56,8 @@ BAD_REQUESTS = [
     ("POST", "/v1/test/outage", b'{"duration_ms": "long"}', {"Content-Type": "application/json"}, 422),
     ("POST", "/v1/test/wipe", b'{}', {"Content-Type": "application/json"}, 422),
     ("POST", "/v1/test/wipe", b'{"part_id": "77"}', {"Content-Type": "application/json"}, 404),
+    ("POST", "/v1/test/wipe", b'{"part_id": 0}', {"Content-Type": "application/json"}, 422),
+    ("POST", "/v1/replay", b'{"part_ids": [0]}', {"Content-Type": "application/json"}, 422),
     ("GET", "/v1/nothing-here", None, {}, 404),
     ("DELETE", "/v1/config", None, {}, 405),
 ]
