@@ -115,3 +115,11 @@ def test_bad_append_fields_are_permanent_payload(lab):
         status, _, body = lab.request("POST", "/append", dict(message, part_id="0"), role="ingest")
         assert status == 200 and body["status"] == "PermanentDurability", body
         assert body["cep_status_reason"] == "PERMANENT_PAYLOAD" and body["error"]
+
+
+def test_not_leader_answer_never_echoes_a_malformed_event_id(lab_factory):
+    lab = lab_factory(partitions=1)
+    assert lab.request("POST", "/v1/test/faults", {"not_leader": 1})[0] == 200
+    status, _, body = lab.request("POST", "/append", {"event_id": {"a": 1}, "part_id": "0", "partition_key": "k",
+                                                      "ts_ns": 1, "payload": {}}, role="ingest")
+    assert status == 200 and body["cep_status_reason"].startswith("NOT_LEADER") and body["event_id"] is None
