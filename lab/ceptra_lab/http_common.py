@@ -13,20 +13,63 @@ from aiohttp import web
 from ceptra_lab.auth import CAPABILITIES, Authenticator
 from ceptra_lab.cluster import Cluster
 
+import json
+
 try:
     import orjson
-
-    def dumps(value) -> bytes:
-        """Serialize a response document."""
-        return orjson.dumps(value)
-    loads = orjson.loads
 except ImportError:  # pragma: no cover - orjson is in the venv
-    import json
+    orjson = None
 
-    def dumps(value) -> bytes:
-        """Serialize a response document."""
-        return json.dumps(value).encode()
-    loads = json.loads
+# A request document may nest at most this deep. orjson reads up to 1024 levels but writes
+# at most 254, so a deeper document the lab stored (config annotations, audit details, an
+# event payload) would make every later read of it fail; 64 leaves room for the envelopes
+# the lab wraps around stored documents.
+MAX_JSON_DEPTH = 64
+_parse = orjson.loads if orjson is not None else json.loads
+
+
+def dumps(value) -> bytes:
+    """Serialize a response document (orjson; the stdlib encoder for what orjson refuses,
+    e.g. integers beyond 64 bits, so an odd value never turns an answer into a 500)."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(value)
+        except TypeError:
+            pass
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def loads(data: bytes | str):
+    """Parse a request document; ValueError when it is not JSON or nests deeper than MAX_JSON_DEPTH.
+
+    The depth is only walked when the text holds more brackets than the limit (bytes.count
+    is cheap), so the ingest hot path pays two counts per line.
+    """
+    document = _parse(data)
+    if type(data) is bytes:
+        brackets = data.count(b"{") + data.count(b"[")
+    else:
+        brackets = str(data).count("{") + str(data).count("[")
+    if brackets > MAX_JSON_DEPTH and json_depth(document) > MAX_JSON_DEPTH:
+        raise ValueError(f"document nests deeper than {MAX_JSON_DEPTH} levels of objects and lists")
+    return document
+
+
+def json_depth(document) -> int:
+    """Nesting depth of a parsed JSON document (a scalar is 0, [] or {} is 1); iterative."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
 
 LOG = logging.getLogger("ceptra_lab")
 MAX_JSON_BODY = 16 * 1024 * 1024

@@ -216,3 +216,40 @@ def test_a_stored_blob_without_a_default_means_the_default(tmp_path):
         assert config["dedup_capacity_per_partition"] == 1000000
         assert config["partition_flow"]["max_event_bytes"] == 1048576
         assert lab.request("POST", "/append", sample_event("old-1", part_id="0"), role="ingest")[2]["status"] == "Healthy"
+
+
+def nested(depth):
+    value = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_documents_nested_too_deep_are_refused_and_reads_keep_answering(lab):
+    """orjson writes at most 254 levels: a stored deeper document broke every later read."""
+    before = fingerprint(lab)
+    for method, path, body in (("PATCH", "/v1/config", {"annotations": nested(300)}),
+                               ("POST", "/v1/audit", {"kind": "deep", "details": nested(300)}),
+                               ("POST", "/append", dict(sample_event("deep-1", part_id="0"), extra=nested(300)))):
+        status, _, answer = lab.request(method, path, body, role="admin")
+        assert status == 400 and "deeper than 64 levels" in answer["error"], (path, answer)
+    line = json.dumps(dict(sample_event("deep-2", part_id="1"), extra=nested(300)))
+    status, _, text = lab.request("POST", "/v1/partitions/1/append-stream", data=line.encode() + b"\n", role="ingest",
+                                  headers={"Content-Type": "application/x-ndjson"})
+    answer = json.loads(text)
+    assert status == 200 and answer["cep_status_reason"] == "PERMANENT_PAYLOAD" and "deeper" in answer["error"]
+    assert fingerprint(lab) == before
+    # as deep as allowed: stored, and every read still answers
+    assert lab.request("PATCH", "/v1/config", {"annotations": nested(60)}, role="operator")[0] == 200
+    assert lab.request("POST", "/v1/audit", {"kind": "deep", "details": nested(60)})[0] == 201
+    assert_every_read_answers(lab, "deep")
+
+
+def test_dumps_falls_back_for_what_orjson_refuses():
+    from ceptra_lab.http_common import dumps, json_depth, loads
+
+    assert json.loads(dumps({"big": 2 ** 70, "deep": nested(260)}))["big"] == 2 ** 70
+    assert json_depth({"a": [1, {"b": []}]}) == 4 and json_depth(5) == 0
+    assert loads(b'{"a": [' + b"[" * 10 + b"]" * 10 + b"]}") == {"a": [[[[[[[[[[[]]]]]]]]]]]}
+    with pytest.raises(ValueError):
+        loads(json.dumps(nested(65)))
