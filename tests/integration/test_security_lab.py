@@ -106,7 +106,6 @@ def test_replay_as_observer_is_refused_and_appends_nothing(tls_lab, lab, run_pla
     assert "403" in replay["msg"] and "cannot append events" in replay["msg"], replay["msg"]
 
 
-
 def test_replay_as_ingest_appends_but_cannot_read_or_audit(tls_lab, run_playbook, tmp_path):
     """docs/replay.md: an ingest-only identity replays, with warnings for the reads and CP audit it may not do."""
     history = str(tmp_path / "history.db")
