@@ -1,7 +1,9 @@
 """Test PKI for mutual TLS: a CA, a server certificate and one client certificate per role.
 
-Client certificates carry the URI SAN `spiffe://ceptra.lab/role/<role>`, which the lab maps
-to the role. Keys are ECDSA P-256 (fast to generate); validity 30 days.
+Client certificates carry the URI SAN `spiffe://<trust domain>/role/<role>` (default trust
+domain `ceptra.lab`, the serve command's default too), which the lab maps to the role. Keys are
+ECDSA P-256 (fast to generate); validity 30 days. Both sides speak TLS 1.3 only (contract
+section 1).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ceptra_lab.auth import ROLES, TRUST_DOMAIN
+from ceptra_lab.auth import ROLES, TRUST_DOMAIN, role_identity
 
 VALIDITY = datetime.timedelta(days=30)
 
@@ -43,8 +45,13 @@ def _builder(subject: str, issuer: x509.Name, public_key) -> x509.CertificateBui
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY))
 
 
-def write_certs(directory: str, roles=ROLES) -> dict:
-    """Write ca.pem, server.pem/server-key.pem and <role>.pem/<role>-key.pem; returns the paths."""
+def write_certs(directory: str, roles=ROLES, trust_domain: str = TRUST_DOMAIN,
+                extra_clients: dict[str, str] | None = None) -> dict:
+    """Write ca.pem, server.pem/server-key.pem and <role>.pem/<role>-key.pem; returns the paths.
+
+    ``extra_clients`` maps a file name to a URI SAN: more client certificates from the same
+    CA (tests use it for identities outside the trust domain).
+    """
     os.makedirs(directory, exist_ok=True)
     ca_key = _key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ceptra-lab test CA")])
@@ -72,25 +79,29 @@ def write_certs(directory: str, roles=ROLES) -> dict:
     issue("server", "localhost", [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
           ExtendedKeyUsageOID.SERVER_AUTH)
     for role in roles:
-        issue(role, f"ceptra-lab {role}", [x509.UniformResourceIdentifier(f"spiffe://{TRUST_DOMAIN}/role/{role}")],
+        issue(role, f"ceptra-lab {role}", [x509.UniformResourceIdentifier(role_identity(role, trust_domain))],
               ExtendedKeyUsageOID.CLIENT_AUTH)
+    for name, uri in (extra_clients or {}).items():
+        issue(name, f"ceptra-lab {name}", [x509.UniformResourceIdentifier(uri)], ExtendedKeyUsageOID.CLIENT_AUTH)
     return paths
 
 
 def server_ssl_context(directory: str) -> ssl.SSLContext:
-    """A server context that requires a client certificate signed by the lab CA."""
+    """A server context that requires a client certificate signed by the lab CA, TLS 1.3 only."""
     for name in ("ca.pem", "server.pem", "server-key.pem"):
         if not os.path.exists(os.path.join(directory, name)):
             raise ValueError(f"--tls-dir {directory} has no {name}; create it with: ceptra-lab certs {directory}")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=os.path.join(directory, "ca.pem"))
     context.load_cert_chain(os.path.join(directory, "server.pem"), os.path.join(directory, "server-key.pem"))
     context.verify_mode = ssl.CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
     return context
 
 
 def client_ssl_context(directory: str, role: str | None) -> ssl.SSLContext:
     """A client context trusting the lab CA, presenting the role's certificate (None: no certificate)."""
     context = ssl.create_default_context(cafile=os.path.join(directory, "ca.pem"))
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
     if role:
         context.load_cert_chain(os.path.join(directory, f"{role}.pem"), os.path.join(directory, f"{role}-key.pem"))
     return context

@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 
+from ceptra_lab.auth import TRUST_DOMAIN
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (one subcommand per tool)."""
@@ -25,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the lagging follower takes at most this many events/s per partition (default: keeps up)")
     serve.add_argument("--tls-dir", help="serve HTTPS with mutual TLS using the files of `ceptra-lab certs DIR`")
     serve.add_argument("--tokens", help="JSON tokens file (default: the demo tokens lab-<role>)")
+    serve.add_argument("--trust-domain", default=TRUST_DOMAIN, metavar="DOMAIN",
+                       help=f"SPIFFE trust domain of client identities (default: {TRUST_DOMAIN}, the one "
+                            "`ceptra-lab certs` uses); a certificate from another domain is refused with 401")
     serve.add_argument("--state-dir", help="keep WAL, config versions and audit log here across restarts")
     serve.add_argument("--dialect", choices=("spec", "reference"), default="spec",
                        help="serve /readyz and /metrics in the spec shape or the reference implementation's variant")
@@ -33,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     certs = sub.add_parser("certs", help="write a test CA, a server certificate and one client certificate per role")
     certs.add_argument("directory")
+    certs.add_argument("--trust-domain", default=TRUST_DOMAIN, metavar="DOMAIN",
+                       help=f"SPIFFE trust domain of the client certificates (default: {TRUST_DOMAIN})")
 
     seed = sub.add_parser("seed-history", help="write a synthetic historic event set into SQLite or PostgreSQL")
     seed.add_argument("--db", required=True, help="sqlite:PATH or postgresql://... (or a libpq DSN 'host=... dbname=...')")
@@ -70,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return serve(args)
         if args.command == "certs":
+            from ceptra_lab.auth import check_trust_domain
             from ceptra_lab.certs import write_certs
-            paths = write_certs(args.directory)
+            paths = write_certs(args.directory, trust_domain=check_trust_domain(args.trust_domain))
             for name, path in sorted(paths.items()):
                 print(f"{name}: {path}")
             return 0
@@ -90,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT; persist state before exiting."""
-    from ceptra_lab.auth import Authenticator, demo_tokens, load_tokens
+    from ceptra_lab.auth import Authenticator, check_trust_domain, demo_tokens, load_tokens
     from ceptra_lab.certs import server_ssl_context
     from ceptra_lab.cluster import Cluster
     from ceptra_lab.server import make_app
@@ -103,16 +111,17 @@ def serve(args: argparse.Namespace) -> int:
         raise ValueError("--apply-capacity must be a positive number of events per second")
     if args.replication_capacity is not None and args.replication_capacity <= 0:
         raise ValueError("--replication-capacity must be a positive number of events per second")
+    trust_domain = check_trust_domain(args.trust_domain)
     # With mutual TLS the certificate is the identity; demo tokens are only for plain-HTTP demos.
     if args.tokens:
-        tokens = load_tokens(args.tokens)
+        tokens = load_tokens(args.tokens, trust_domain)
     else:
-        tokens = {} if args.tls_dir else demo_tokens()
+        tokens = {} if args.tls_dir else demo_tokens(trust_domain)
     ssl_context = server_ssl_context(args.tls_dir) if args.tls_dir else None
     cluster = Cluster(args.partitions, test_mode=args.test_mode, apply_capacity=args.apply_capacity,
                       state_dir=args.state_dir, shadow_warmup_ms=args.shadow_warmup_ms,
                       replication_capacity=args.replication_capacity)
-    app = make_app(cluster, Authenticator(tokens), dialect=args.dialect)
+    app = make_app(cluster, Authenticator(tokens, trust_domain), dialect=args.dialect)
     bound_gc_pauses()
     asyncio.run(_run(app, args.host, args.port, ssl_context, None if args.tokens else tokens))
     return 0

@@ -40,8 +40,8 @@ def fnv1a_64(data: bytes) -> int:
 
 
 def permanent(event_id, reason: str, error: str | None = None) -> dict:
-    """A PermanentDurability append response."""
-    response = {"event_id": event_id, "status": "PermanentDurability", "credit_hint": "Shed",
+    """A PermanentDurability append response (an event_id that is not a string is echoed as null)."""
+    response = {"event_id": event_id if isinstance(event_id, str) else None, "status": "PermanentDurability", "credit_hint": "Shed",
                 "cep_credit_hint": {"client_window_size": 0, "retry_backoff_ms": 0}, "cep_status_reason": reason}
     if error:
         response["error"] = error

@@ -14,24 +14,30 @@ from typing import Callable
 from .config_knobs import DEFAULT_CONFIG
 
 
-# Integer knobs: (minimum, maximum or None). Bounds the contract names are exact; the rest
-# only forbid nonsense (negative times, zero-sized panes).
-INT_BOUNDS: dict[str, tuple[int, int | None]] = {
-    "lateness_allowance_ms": (0, None),
-    "watermark_guard_ms": (0, None),
-    "correction_horizon_ms": (0, None),
-    "max_future_skew_ms": (0, None),
-    "pane_size_ms": (1, None),
-    "raw_retention_ms": (0, None),
-    "compacted_retention_ms": (0, None),
-    "client_retry_window_s": (1, None),
-    "dedup_capacity_per_partition": (1, None),
+# Integer knobs: (minimum, maximum). The bounds the contract names are exact
+# (checkpoint_full_interval_ms, partition_flow.max_event_bytes); the others are the lab's
+# (assumed, docs/lab.md): no negative times or empty panes, and an upper bound on every knob
+# so that no accepted value can overflow what the lab computes and reports from it (event
+# times in int64 nanoseconds: a 10-year duration in ns is 3.2e17, far inside 9.2e18).
+MAX_DURATION_MS = 10 * 365 * 86_400_000          # 10 years
+INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "lateness_allowance_ms": (0, MAX_DURATION_MS),
+    "watermark_guard_ms": (0, MAX_DURATION_MS),
+    "correction_horizon_ms": (0, MAX_DURATION_MS),
+    "max_future_skew_ms": (0, MAX_DURATION_MS),
+    "pane_size_ms": (1, 86_400_000),                 # at most one day
+    "raw_retention_ms": (0, MAX_DURATION_MS),
+    "compacted_retention_ms": (0, MAX_DURATION_MS),
+    "client_retry_window_s": (1, MAX_DURATION_MS // 1000),
+    "dedup_capacity_per_partition": (1, 100_000_000),
     "checkpoint_full_interval_ms": (15000, 300000),
-    "checkpoint_retained_fulls": (1, None),
-    "fsync_cadence_ms": (0, None),
+    "checkpoint_retained_fulls": (1, 100),
+    "fsync_cadence_ms": (0, 60_000),
 }
-FLOW_BOUNDS = {"max_events": (1, None), "max_bytes": (1, None), "max_event_bytes": (65536, 8388608)}
-READINESS_BOUNDS = {"apply_lag_ms": (0, None), "replication_lag_ms": (0, None)}
+FLOW_BOUNDS = {"max_events": (1, 1_000_000), "max_bytes": (1, 1 << 30), "max_event_bytes": (65536, 8388608)}
+READINESS_BOUNDS = {"apply_lag_ms": (0, MAX_DURATION_MS), "replication_lag_ms": (0, MAX_DURATION_MS)}
+PER_METRIC_BOUNDS = (0, MAX_DURATION_MS)
+LANE_DOMAIN_BOUNDS = (1, 64)                         # a label's domain above LANE_MAX_PER_PARTITION never fits
 PER_METRIC_KEYS = ("lateness_allowance_ms", "watermark_guard_ms", "correction_horizon_ms")
 PER_PARTITION_KEYS = PER_METRIC_KEYS + ("ingress_gate",)
 STRING_KEYS = {"durability_mode": None, "wal_path": None, "numa_affinity": None}
@@ -63,6 +69,25 @@ def merge_patch(target, patch):
             result.pop(key, None)
         else:
             result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def with_defaults(config: dict) -> dict:
+    """The config with every knob the contract gives a default filled in (a copy).
+
+    An RFC 7396 ``null`` deletes a key; for a knob with a documented default that means
+    "back to the default", so the stored blob never lacks one (the engine and every reader
+    can rely on it). Knobs without a default (``durability_mode``, ``fsync_cadence_ms``,
+    ``wal_path``, ``numa_affinity``, per-metric/per-partition overrides, lane-domain overrides,
+    annotations) are optional: deleting one removes it and the next level applies.
+    """
+    result = copy.deepcopy(config)
+    for key, default in DEFAULT_CONFIG.items():
+        if key not in result:
+            result[key] = copy.deepcopy(default)
+        elif key in ("partition_flow", "readiness") and isinstance(result[key], dict):
+            for sub_key, sub_default in default.items():
+                result[key].setdefault(sub_key, sub_default)
     return result
 
 
@@ -100,13 +125,17 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_int(violations: list, path: str, value, bounds: tuple[int, int | None]) -> None:
+def _check_int(violations: list, path: str, value, bounds: tuple[int, int]) -> None:
     low, high = bounds
     if not _is_int(value):
-        violations.append({"path": path, "message": f"must be an integer, got {type(value).__name__}"})
-    elif value < low or (high is not None and value > high):
-        allowed = f"[{low}, {high}]" if high is not None else f">= {low}"
-        violations.append({"path": path, "message": f"{value} is out of bounds; allowed {allowed}"})
+        violations.append({"path": path, "message": f"must be an integer, got {_type_name(value)}"})
+    elif value < low or value > high:
+        violations.append({"path": path, "message": f"{value} is out of bounds; allowed [{low}, {high}]"})
+
+
+def _type_name(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", float: "a non-integer number",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def validate_shape(config: dict, partition_ids: list[str]) -> list[dict]:
@@ -139,7 +168,7 @@ def validate_shape(config: dict, partition_ids: list[str]) -> list[dict]:
             continue
         for key, value in knobs.items():
             if key in PER_METRIC_KEYS:
-                _check_int(violations, f"metrics.{metric}.{key}", value, (0, None))
+                _check_int(violations, f"metrics.{metric}.{key}", value, PER_METRIC_BOUNDS)
             else:
                 violations.append({"path": f"metrics.{metric}.{key}", "message": f"unknown key; allowed {', '.join(PER_METRIC_KEYS)}"})
     for part_id, knobs in config.get("partitions", {}).items():
@@ -154,14 +183,15 @@ def validate_shape(config: dict, partition_ids: list[str]) -> list[dict]:
                 if value not in ("open", "warmup"):
                     violations.append({"path": f"partitions.{part_id}.ingress_gate", "message": "must be 'open' or 'warmup'"})
             elif key in PER_METRIC_KEYS:
-                _check_int(violations, f"partitions.{part_id}.{key}", value, (0, None))
+                _check_int(violations, f"partitions.{part_id}.{key}", value, PER_METRIC_BOUNDS)
             else:
                 violations.append({"path": f"partitions.{part_id}.{key}", "message": f"unknown key; allowed {', '.join(PER_PARTITION_KEYS)}"})
     for label, domain in config.get("lane_domains", {}).items():
         if not isinstance(domain, dict) or set(domain) != {"max_per_partition"}:
             violations.append({"path": f"lane_domains.{label}", "message": "must be {\"max_per_partition\": N}"})
         else:
-            _check_int(violations, f"lane_domains.{label}.max_per_partition", domain["max_per_partition"], (1, None))
+            _check_int(violations, f"lane_domains.{label}.max_per_partition", domain["max_per_partition"],
+                       LANE_DOMAIN_BOUNDS)
     return violations
 
 
@@ -171,9 +201,21 @@ class ConfigHistory:
     def __init__(self, partition_ids: list[str], versions: list[dict] | None = None):
         self.partition_ids = partition_ids
         # each version: {"version", "config", "ts", "actor", "reason"}
+        # a stored blob that lacks a defaulted knob (written before deletes restored defaults)
+        # means that default
+        for entry in versions or ():
+            if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+                raise ValueError("stored config versions are malformed (each needs a 'config' object); "
+                                 "fix config.json in the state dir or start with an empty one")
+            entry["config"] = with_defaults(entry["config"])
         self.versions: list[dict] = versions or [
             {"version": 1, "config": copy.deepcopy(DEFAULT_CONFIG), "ts": time.time(), "actor": "lab", "reason": "defaults"}]
         self.listeners: list[Callable[[dict], None]] = []
+        problems = validate_shape(self.config, partition_ids)
+        if problems:   # a stored config from an older lab that today's rules refuse
+            raise ValueError(f"stored config version {self.version} is not valid: "
+                             + "; ".join(f"{v['path']}: {v['message']}" for v in problems)
+                             + " (fix config.json in the state dir or start with an empty one)")
 
     @property
     def version(self) -> int:
@@ -208,7 +250,13 @@ class ConfigHistory:
         """Compute (new_config, changed_keys, warnings) of a merge patch or raise ConfigInvalid."""
         if not isinstance(patch, dict):
             raise ConfigInvalid([{"path": "", "message": "a merge patch must be a JSON object"}])
-        new_config = merge_patch(self.config, patch)
+        return self._preview_blob(with_defaults(merge_patch(self.config, patch)), extra_checks)
+
+    def preview_rollback(self, blob: dict, extra_checks: Callable[[dict, dict], tuple[list, list]]) -> tuple[dict, list[str], list[str]]:
+        """The same checks for restoring an old blob (it may predate today's rules) or raise ConfigInvalid."""
+        return self._preview_blob(with_defaults(blob), extra_checks)
+
+    def _preview_blob(self, new_config: dict, extra_checks) -> tuple[dict, list[str], list[str]]:
         violations = validate_shape(new_config, self.partition_ids)
         warnings: list[str] = []
         if not violations:

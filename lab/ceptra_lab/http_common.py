@@ -6,27 +6,71 @@ request helpers that validate bodies and partition ids. No routes live here.
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
 
 from aiohttp import web
 
-from ceptra_lab.auth import Authenticator
+from ceptra_lab.auth import CAPABILITIES, Authenticator
 from ceptra_lab.cluster import Cluster
+
+import json
 
 try:
     import orjson
-
-    def dumps(value) -> bytes:
-        """Serialize a response document."""
-        return orjson.dumps(value)
-    loads = orjson.loads
 except ImportError:  # pragma: no cover - orjson is in the venv
-    import json
+    orjson = None
 
-    def dumps(value) -> bytes:
-        """Serialize a response document."""
-        return json.dumps(value).encode()
-    loads = json.loads
+# A request document may nest at most this deep. orjson reads up to 1024 levels but writes
+# at most 254, so a deeper document the lab stored (config annotations, audit details, an
+# event payload) would make every later read of it fail; 64 leaves room for the envelopes
+# the lab wraps around stored documents.
+MAX_JSON_DEPTH = 64
+_parse = orjson.loads if orjson is not None else json.loads
+
+
+def dumps(value) -> bytes:
+    """Serialize a response document (orjson; the stdlib encoder for what orjson refuses,
+    e.g. integers beyond 64 bits, so an odd value never turns an answer into a 500)."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(value)
+        except TypeError:
+            pass
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def loads(data: bytes | str):
+    """Parse a request document; ValueError when it is not JSON or nests deeper than MAX_JSON_DEPTH.
+
+    The depth is only walked when the text holds more brackets than the limit (bytes.count
+    is cheap), so the ingest hot path pays two counts per line.
+    """
+    document = _parse(data)
+    if type(data) is bytes:
+        brackets = data.count(b"{") + data.count(b"[")
+    else:
+        brackets = str(data).count("{") + str(data).count("[")
+    if brackets > MAX_JSON_DEPTH and json_depth(document) > MAX_JSON_DEPTH:
+        raise ValueError(f"document nests deeper than {MAX_JSON_DEPTH} levels of objects and lists")
+    return document
+
+
+def json_depth(document) -> int:
+    """Nesting depth of a parsed JSON document (a scalar is 0, [] or {} is 1); iterative."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
 
 LOG = logging.getLogger("ceptra_lab")
 MAX_JSON_BODY = 16 * 1024 * 1024
@@ -54,10 +98,16 @@ def error_response(status: int, message: str, **details) -> web.Response:
     return json_response({"error": message, "status": status, **details}, status=status)
 
 
-def requires(role: str | None):
-    """Mark a handler with the weakest role allowed to call it (None: no identity needed)."""
+def requires(capability: str | None):
+    """Mark a handler with the capability it needs (auth.CAPABILITIES; None: no identity needed).
+
+    Roles are capability sets (auth.ROLE_CAPABILITIES): name what the call does, not a role.
+    """
+    if capability is not None and capability not in CAPABILITIES:
+        raise ValueError(f"unknown capability {capability!r}; use one of {', '.join(CAPABILITIES)} or None")
+
     def mark(handler):
-        handler.required_role = role
+        handler.required_capability = capability
         return handler
     return mark
 
@@ -79,7 +129,9 @@ async def read_body(request: web.Request, limit: int = MAX_JSON_BODY) -> bytes:
     """The request body; 413 when larger than `limit`."""
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"request body of {request.content_length} bytes exceeds the {limit}-byte limit")
-    body = await request.content.read(limit + 1)
+    # request.read() reads the whole body (at most the app's client_max_size) and keeps it, so
+    # the idempotency middleware and the handler see the same bytes
+    body = await request.read()
     if len(body) > limit:
         raise ApiError(413, f"request body exceeds the {limit}-byte limit")
     return body
@@ -102,6 +154,20 @@ async def read_json_object(request: web.Request, allow_empty: bool = False) -> d
     return document
 
 
+def query_index(request: web.Request, name: str, default: str | None, what: str) -> int:
+    """A non-negative integer query parameter in ASCII digits (400 otherwise).
+
+    ``str.isdigit()`` also accepts '²' and '٣', which ``int()`` refuses or misreads, so the
+    parameter must match ``[0-9]{1,18}``. ``default`` is used when it is absent (None: required).
+    """
+    raw = request.query.get(name, default)
+    if raw is None:
+        raise ApiError(400, f"query parameter {name!r} is required: {what}, e.g. ?{name}=3")
+    if not re.fullmatch(r"[0-9]{1,18}", raw.strip()):
+        raise ApiError(400, f"query parameter {name!r} must be {what} in ASCII digits, e.g. ?{name}=3; got {raw!r}")
+    return int(raw.strip())
+
+
 def only_keys(document: dict, allowed: tuple[str, ...]) -> None:
     """422 when the body carries keys the route does not know."""
     unknown = sorted(set(document) - set(allowed))
@@ -112,7 +178,7 @@ def only_keys(document: dict, allowed: tuple[str, ...]) -> None:
 
 def known_partition(cluster: Cluster, part_id, field: str = "part_id") -> str:
     """Return part_id as a string or raise 404/422."""
-    if isinstance(part_id, bool) or not isinstance(part_id, (str, int)):
+    if not isinstance(part_id, str):   # the contract's ids are strings ("0"); a number is refused
         raise ApiError(422, f"{field} must be a string like \"0\"", violations=[{"path": field, "message": "must be a string"}])
     if str(part_id) not in cluster.partitions:
         raise ApiError(404, f"unknown partition {part_id!r}; this cluster has partitions 0..{len(cluster.part_ids) - 1}")

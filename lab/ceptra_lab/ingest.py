@@ -26,7 +26,7 @@ from ceptra_lab.http_common import (
 )
 
 
-@requires("ingest")
+@requires("append")
 async def post_append(request: web.Request) -> web.Response:
     """One event (the reference client's wire shape)."""
     cluster = request.app[CLUSTER]
@@ -44,7 +44,7 @@ async def post_append(request: web.Request) -> web.Response:
     return json_response(cluster.append_routed(message, len(body)))
 
 
-@requires("ingest")
+@requires("append")
 async def post_append_stream(request: web.Request) -> web.StreamResponse:
     """NDJSON in, NDJSON out: one response line per input line, in order."""
     cluster = request.app[CLUSTER]

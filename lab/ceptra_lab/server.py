@@ -6,6 +6,8 @@ shared request helpers in http_common.py); every error leaves as the contract's 
 """
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections import OrderedDict
 
@@ -15,7 +17,7 @@ from ceptra_lab import metrics_text, testmode
 from ceptra_lab.audit import parse_since
 from ceptra_lab.auth import AuthError, Authenticator
 from ceptra_lab.cluster import Cluster
-from ceptra_lab.config_history import ConfigConflict, ConfigInvalid, changed_leaf_paths, impact_of
+from ceptra_lab.config_history import MAX_DURATION_MS, ConfigConflict, ConfigInvalid, changed_leaf_paths, impact_of
 from ceptra_lab.definitions import BundleError, compile_bundle, lane_budget_violations, parse_bundle
 from ceptra_lab.http_common import (
     AUTH,
@@ -33,6 +35,7 @@ from ceptra_lab.http_common import (
     loads,
     only_keys,
     partition_list,
+    query_index,
     read_body,
     read_json_object,
     requires,
@@ -40,7 +43,14 @@ from ceptra_lab.http_common import (
 from ceptra_lab.ingest import post_append, post_append_stream
 
 IDEMPOTENCY_TTL_S = 600.0
+# Upper bounds of the test hooks (assumed, docs/lab.md): nothing a hook accepts may overflow
+# the int64 nanosecond times the lab computes and reports.
+MAX_OUTAGE_MS = 86_400_000
+MAX_FAULT_APPLY_CAPACITY = 1e9
+MAX_FAULT_NOT_LEADER = 1_000_000
 IDEMPOTENCY_MAX_KEYS = 100000
+IDEMPOTENCY_KEY_MAX = 200
+IDEMPOTENCY_KEY_FORMAT = re.compile(r"[!-~]{1,%d}" % IDEMPOTENCY_KEY_MAX)
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
 REFERENCE_REASON_NAMES = {"apply_lag": "apply_lag_exceeded", "replication_lag": "replication_lag_exceeded",
                           "checkpoint_age": "checkpoint_age_exceeded", "cert_expiry": "certificate_expiring",
@@ -56,13 +66,16 @@ async def errors_middleware(request: web.Request, handler):
     except ApiError as exc:
         return error_response(exc.status, exc.message, **exc.details)
     except AuthError as exc:
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, **exc.details)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         message = {404: f"no route {request.method} {request.path}", 405: f"method {request.method} not allowed on {request.path}",
                    413: "request body too large"}.get(exc.status, exc.reason)
-        return error_response(exc.status, message)
+        response = error_response(exc.status, message)
+        if "Allow" in exc.headers:   # 405 names the methods the path has (RFC 9110 §15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:  # a lab bug: answer 500 with the contract body, log the traceback server-side only
         LOG.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal lab error (see the lab's log)")
@@ -70,14 +83,14 @@ async def errors_middleware(request: web.Request, handler):
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler):
-    """Identify the caller and enforce the route's role (401/403)."""
-    role = getattr(request.match_info.handler, "required_role", None)
-    if role is None:
+    """Identify the caller and enforce the route's capability (401/403)."""
+    capability = getattr(request.match_info.handler, "required_capability", None)
+    if capability is None:
         return await handler(request)
     transport = request.transport
     peercert = transport.get_extra_info("peercert") if transport is not None else None
     identity = request.app[AUTH].identify(request.headers.get("Authorization"), peercert)
-    Authenticator.require(identity, role)
+    Authenticator.require(identity, capability)
     request["identity"] = identity
     return await handler(request)
 
@@ -94,25 +107,42 @@ async def faults_middleware(request: web.Request, handler):
 
 @web.middleware
 async def idempotency_middleware(request: web.Request, handler):
-    """A repeated Idempotency-Key within 600 s returns the first response without acting again."""
+    """A repeated Idempotency-Key within 600 s returns the first response without acting again.
+
+    Keys are scoped to the caller: the cache key is (identity, method, path, key), so another
+    identity reusing a key acts on its own. The first request's fingerprint (query string and
+    body) is kept with its answer; the same caller reusing the key for a different request
+    gets 422 naming the key, and nothing is done.
+    """
     key = request.headers.get("Idempotency-Key")
-    if not key or request.method not in ("POST", "PATCH", "PUT", "DELETE") or request.path.endswith("/append-stream"):
+    if key is None or request.method not in ("POST", "PATCH", "PUT", "DELETE") or request.path.endswith("/append-stream"):
         return await handler(request)
+    if not IDEMPOTENCY_KEY_FORMAT.fullmatch(key):
+        raise ApiError(400, f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters "
+                            "(no spaces), e.g. a UUID")
     cache = request.app[IDEMPOTENCY]
     now = time.monotonic()
     # oldest first; the size cap bounds memory when every append carries a key (appends are
     # idempotent through event_id dedup anyway)
     while cache and (now - next(iter(cache.values()))[0] > IDEMPOTENCY_TTL_S or len(cache) > IDEMPOTENCY_MAX_KEYS):
         cache.popitem(last=False)
-    cache_key = (request.method, request.path, key)
+    identity = request.get("identity")
+    cache_key = (identity.actor if identity is not None else "", request.method, request.path, key)
+    fingerprint = hashlib.sha256(request.query_string.encode() + b"\n" + await read_body(request)).hexdigest()
     if cache_key in cache:
-        _, status, body, headers = cache[cache_key]
+        _, first_fingerprint, status, body, headers = cache[cache_key]
+        if first_fingerprint != fingerprint:
+            raise ApiError(422, f"Idempotency-Key {key!r} was already used by this identity for a different "
+                                f"{request.method} {request.path} request (other body or query) within "
+                                f"{int(IDEMPOTENCY_TTL_S)} s; send a new key for a new request",
+                           violations=[{"path": "Idempotency-Key", "message": f"key {key!r} reused with a different request"}],
+                           idempotency_key=key)
         return web.Response(body=body, status=status, content_type="application/json",
                             headers={**headers, "Idempotent-Replayed": "true"})
     response = await handler(request)
     if isinstance(response, web.Response) and response.status < 500 and response.body is not None:
         headers = {name: response.headers[name] for name in ("ETag",) if name in response.headers}
-        cache[cache_key] = (now, response.status, bytes(response.body), headers)
+        cache[cache_key] = (now, fingerprint, response.status, bytes(response.body), headers)
     return response
 
 
@@ -123,7 +153,7 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-@requires("observer")
+@requires("read")
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: 200 when ready, 503 otherwise, same body."""
     document = request.app[CLUSTER].readiness_document()
@@ -143,21 +173,21 @@ def reference_readiness(document: dict) -> dict:
     return variant
 
 
-@requires("observer")
+@requires("read")
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition."""
     text = metrics_text.render(request.app[CLUSTER], request.app[DIALECT])
     return web.Response(body=text.encode("utf-8"), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
-@requires("observer")
+@requires("read")
 async def state(request: web.Request) -> web.Response:
     """The cluster and partition manifests."""
     return json_response(request.app[CLUSTER].state())
 
 
 # ---- config -----------------------------------------------------------------------------------------------
-@requires("observer")
+@requires("read")
 async def get_config(request: web.Request) -> web.Response:
     """The current config with its version as ETag."""
     store = request.app[CLUSTER].config
@@ -195,7 +225,7 @@ def config_result(store, previous: int, changed: list[str], warnings: list[str],
     return json_response(body, headers={"ETag": f'"{store.version}"'})
 
 
-@requires("operator")
+@requires("control")
 async def patch_config(request: web.Request) -> web.Response:
     """RFC 7396 merge patch under optional If-Match."""
     cluster = request.app[CLUSTER]
@@ -223,26 +253,28 @@ async def patch_config(request: web.Request) -> web.Response:
     return config_result(store, previous, changed, warnings)
 
 
-@requires("operator")
+@requires("control")
 async def rollback_config(request: web.Request) -> web.Response:
     """Restore version V's blob as a new version."""
     cluster = request.app[CLUSTER]
     store = cluster.config
-    raw = request.query.get("to")
-    if raw is None or not raw.strip().lstrip("-").isdigit():
-        raise ApiError(400, "query parameter 'to' must be a config version number, e.g. ?to=3")
-    target = int(raw)
+    target = query_index(request, "to", None, "the config version to restore")
     blob = store.blob(target)
     if blob is None:
         raise ApiError(404, f"config version {target} does not exist (current is {store.version})")
     if target == store.version:
         raise ApiError(409, f"version {target} is the current version; nothing to roll back")
     previous = store.version
-    changed = changed_leaf_paths(store.config, blob)
+    try:
+        blob, changed, warnings = store.preview_rollback(blob, config_extra_checks(cluster))
+    except ConfigInvalid as exc:
+        raise ApiError(422, f"config version {target} cannot be restored: "
+                            + "; ".join(f"{v['path']}: {v['message']}" for v in exc.violations),
+                       violations=exc.violations) from None
     store.commit(blob, actor(request), f"rollback to {target}")
     cluster.audit.append(actor(request), "config_rollback", {
         "version": store.version, "previous_version": previous, "to": target, "changed_keys": changed})
-    return config_result(store, previous, changed, [], rolled_back_to=target)
+    return config_result(store, previous, changed, warnings, rolled_back_to=target)
 
 
 # ---- definitions, activation, replay -----------------------------------------------------------------------
@@ -265,14 +297,14 @@ async def read_bundle(request: web.Request):
     return compiled, text
 
 
-@requires("observer")
+@requires("read")
 async def validate_definitions(request: web.Request) -> web.Response:
     """Validate a bundle without storing it."""
     compiled, _ = await read_bundle(request)
     return json_response(compiled.validation_report())
 
 
-@requires("operator")
+@requires("control")
 async def upload_definitions(request: web.Request) -> web.Response:
     """Upload a bundle: partitions prepare and shadow-apply it; identical re-upload is a no-op."""
     compiled, text = await read_bundle(request)
@@ -283,13 +315,13 @@ async def upload_definitions(request: web.Request) -> web.Response:
                           "needs_replay": bool(compiled.needs_replay), "warnings": list(compiled.warnings)})
 
 
-@requires("observer")
+@requires("read")
 async def get_definitions(request: web.Request) -> web.Response:
     """Active bundle and every bundle's per-partition shadow state."""
     return json_response(request.app[CLUSTER].definitions_document())
 
 
-@requires("operator")
+@requires("control")
 async def post_activate(request: web.Request) -> web.Response:
     """Create, update or abort an activation barrier."""
     cluster = request.app[CLUSTER]
@@ -314,7 +346,7 @@ async def post_activate(request: web.Request) -> web.Response:
     return json_response(cluster.barrier_view(barrier))
 
 
-@requires("observer")
+@requires("read")
 async def get_activation(request: web.Request) -> web.Response:
     """One barrier document."""
     cluster = request.app[CLUSTER]
@@ -324,7 +356,7 @@ async def get_activation(request: web.Request) -> web.Response:
     return json_response(cluster.barrier_view(barrier))
 
 
-@requires("operator")
+@requires("control")
 async def post_replay(request: web.Request) -> web.Response:
     """Start a WAL replay job from the latest full checkpoint."""
     cluster = request.app[CLUSTER]
@@ -343,7 +375,7 @@ async def post_replay(request: web.Request) -> web.Response:
     return json_response({"job_id": job["job_id"], "state": job["state"]})
 
 
-@requires("observer")
+@requires("read")
 async def get_replay(request: web.Request) -> web.Response:
     """One replay job document."""
     cluster = request.app[CLUSTER]
@@ -354,7 +386,7 @@ async def get_replay(request: web.Request) -> web.Response:
 
 
 # ---- audit -------------------------------------------------------------------------------------------------
-@requires("observer")
+@requires("read")
 async def get_audit(request: web.Request) -> web.Response:
     """Audit records, optionally filtered by since and kind."""
     since = None
@@ -367,7 +399,7 @@ async def get_audit(request: web.Request) -> web.Response:
     return json_response({"records": request.app[CLUSTER].audit.query(since, kind)})
 
 
-@requires("operator")
+@requires("control")
 async def post_audit(request: web.Request) -> web.Response:
     """Automation's own audit record."""
     body = await read_json_object(request)
@@ -385,7 +417,7 @@ async def post_audit(request: web.Request) -> web.Response:
 FAULT_KEYS = ("part_id", "apply_capacity", "replication_lag_ms", "http_503_ratio", "shadow_state", "not_leader")
 
 
-@requires("observer")
+@requires("read")
 async def test_metrics_snapshot(request: web.Request) -> web.Response:
     """Deterministic aggregate dump of one partition with its digest."""
     cluster = request.app[CLUSTER]
@@ -395,7 +427,7 @@ async def test_metrics_snapshot(request: web.Request) -> web.Response:
     return json_response(snapshot)
 
 
-@requires("admin")
+@requires("test_hooks")
 async def test_faults(request: web.Request) -> web.Response:
     """GET: the fault table; POST: change it."""
     cluster = request.app[CLUSTER]
@@ -406,17 +438,20 @@ async def test_faults(request: web.Request) -> web.Response:
         if "part_id" in body:
             known_partition(cluster, body["part_id"])
         number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        if "apply_capacity" in body and body["apply_capacity"] is not None and not (number(body["apply_capacity"]) and body["apply_capacity"] > 0):
-            problems.append({"path": "apply_capacity", "message": "must be a positive number or null"})
-        if "replication_lag_ms" in body and not (number(body["replication_lag_ms"]) and body["replication_lag_ms"] >= 0):
-            problems.append({"path": "replication_lag_ms", "message": "must be a number >= 0"})
+        if "apply_capacity" in body and body["apply_capacity"] is not None and not (
+                number(body["apply_capacity"]) and 0 < body["apply_capacity"] <= MAX_FAULT_APPLY_CAPACITY):
+            problems.append({"path": "apply_capacity",
+                             "message": f"must be a number in (0, {MAX_FAULT_APPLY_CAPACITY:.0f}] events/s or null"})
+        if "replication_lag_ms" in body and not (number(body["replication_lag_ms"])
+                                                 and 0 <= body["replication_lag_ms"] <= MAX_DURATION_MS):
+            problems.append({"path": "replication_lag_ms", "message": f"must be a number in [0, {MAX_DURATION_MS}]"})
         if "http_503_ratio" in body and not (number(body["http_503_ratio"]) and 0 <= body["http_503_ratio"] <= 1):
             problems.append({"path": "http_503_ratio", "message": "must be a number in [0, 1]"})
         if "shadow_state" in body and body["shadow_state"] not in (None, "SHADOW_FAILED", "SHADOW_TIMEOUT"):
             problems.append({"path": "shadow_state", "message": "must be SHADOW_FAILED, SHADOW_TIMEOUT or null"})
         if "not_leader" in body and not (isinstance(body["not_leader"], int) and not isinstance(body["not_leader"], bool)
-                                         and body["not_leader"] >= 0):
-            problems.append({"path": "not_leader", "message": "must be an integer >= 0"})
+                                         and 0 <= body["not_leader"] <= MAX_FAULT_NOT_LEADER):
+            problems.append({"path": "not_leader", "message": f"must be an integer in [0, {MAX_FAULT_NOT_LEADER}]"})
         if problems:
             raise ApiError(422, "invalid fault settings", violations=problems)
         cluster.set_faults(body)
@@ -424,7 +459,7 @@ async def test_faults(request: web.Request) -> web.Response:
     return json_response(cluster.fault_table())
 
 
-@requires("admin")
+@requires("test_hooks")
 async def test_outage(request: web.Request) -> web.Response:
     """Fence partitions for a time window."""
     cluster = request.app[CLUSTER]
@@ -432,13 +467,13 @@ async def test_outage(request: web.Request) -> web.Response:
     only_keys(body, ("part_ids", "duration_ms"))
     part_ids = partition_list(cluster, body["part_ids"], "part_ids") if "part_ids" in body else list(cluster.part_ids)
     duration = body.get("duration_ms")
-    if isinstance(duration, bool) or not isinstance(duration, int) or duration <= 0:
-        raise ApiError(422, "duration_ms must be a positive integer",
-                       violations=[{"path": "duration_ms", "message": "must be a positive integer"}])
+    if isinstance(duration, bool) or not isinstance(duration, int) or not 0 < duration <= MAX_OUTAGE_MS:
+        message = f"must be an integer in [1, {MAX_OUTAGE_MS}] (at most 24 h)"
+        raise ApiError(422, f"duration_ms {message}", violations=[{"path": "duration_ms", "message": message}])
     return json_response(cluster.start_outage(part_ids, duration, actor(request)))
 
 
-@requires("admin")
+@requires("test_hooks")
 async def test_wipe(request: web.Request) -> web.Response:
     """Empty a partition's WAL and state."""
     cluster = request.app[CLUSTER]
@@ -462,14 +497,14 @@ async def _targets(request: web.Request) -> list[str]:
     return [known_partition(cluster, body["part_id"])] if "part_id" in body else list(cluster.part_ids)
 
 
-@requires("admin")
+@requires("test_hooks")
 async def test_compact(request: web.Request) -> web.Response:
     """Run the compaction job now."""
     targets = await _targets(request)
     return json_response({"compacted": request.app[CLUSTER].compact_all(targets)})
 
 
-@requires("admin")
+@requires("test_hooks")
 async def test_checkpoint(request: web.Request) -> web.Response:
     """Take a full checkpoint now."""
     targets = await _targets(request)

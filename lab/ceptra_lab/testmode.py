@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ceptra_lab.http_common import CLUSTER, ApiError, json_response, known_partition, only_keys, read_json_object, requires
+from ceptra_lab.http_common import (CLUSTER, ApiError, json_response, known_partition, only_keys, query_index,
+                                     read_json_object, requires)
 
 
 def query_partition(request: web.Request) -> str:
@@ -14,31 +15,29 @@ def query_partition(request: web.Request) -> str:
     return known_partition(request.app[CLUSTER], request.query["part_id"])
 
 
-@requires("observer")
+@requires("read")
 async def derived_events(request: web.Request) -> web.Response:
     """GET /v1/test/derived-events?part_id=P[&since=N]: derived events with raft_log_index > N."""
     cluster = request.app[CLUSTER]
     part_id = query_partition(request)
-    raw_since = request.query.get("since", "0")
-    if not raw_since.isdigit():
-        raise ApiError(400, "since must be a raft log index (a non-negative integer)")
+    since = query_index(request, "since", "0", "a raft log index")
     partition = cluster.partitions[part_id]
-    events = partition.derived_events(int(raw_since))
+    events = partition.derived_events(since)
     ruleset = getattr(partition.active_bundle, "ruleset", None)
-    return json_response({"part_id": part_id, "since": int(raw_since), "count": len(events),
+    return json_response({"part_id": part_id, "since": since, "count": len(events),
                           "dropped": partition.derived_dropped, "derived_events": events,
                           "rule_errors": dict(ruleset.errors) if ruleset is not None else {},
                           "rule_evaluations": ruleset.evaluations if ruleset is not None else 0,
                           "sink": cluster.sink.document()})
 
 
-@requires("observer")
+@requires("read")
 async def get_sink(request: web.Request) -> web.Response:
     """GET /v1/test/sink: the test sink's counters."""
     return json_response(request.app[CLUSTER].sink.document())
 
 
-@requires("admin")
+@requires("test_hooks")
 async def post_sink(request: web.Request) -> web.Response:
     """POST /v1/test/sink {"external_decision_ids"?: [...], "reset"?: bool}: register decisions a
     secondary system delivered itself, or start the counters over."""

@@ -56,6 +56,8 @@ BAD_REQUESTS = [
     ("POST", "/v1/test/outage", b'{"duration_ms": "long"}', {"Content-Type": "application/json"}, 422),
     ("POST", "/v1/test/wipe", b'{}', {"Content-Type": "application/json"}, 422),
     ("POST", "/v1/test/wipe", b'{"part_id": "77"}', {"Content-Type": "application/json"}, 404),
+    ("POST", "/v1/test/wipe", b'{"part_id": 0}', {"Content-Type": "application/json"}, 422),
+    ("POST", "/v1/replay", b'{"part_ids": [0]}', {"Content-Type": "application/json"}, 422),
     ("GET", "/v1/nothing-here", None, {}, 404),
     ("DELETE", "/v1/config", None, {}, 405),
 ]
@@ -71,6 +73,12 @@ def test_bad_request_gets_contract_error_and_changes_nothing(lab, method, path, 
     assert body["status"] == expected and isinstance(body["error"], str) and body["error"]
     assert "Traceback" not in body["error"]
     assert fingerprint(lab) == before
+
+
+def test_405_names_the_methods_of_the_path(lab):
+    status, headers, body = lab.request("DELETE", "/v1/config", role="admin")
+    assert status == 405 and body["status"] == 405
+    assert set(headers["Allow"].replace(" ", "").split(",")) == {"GET", "PATCH"}
 
 
 def test_oversized_body_is_413(lab):
@@ -107,3 +115,11 @@ def test_bad_append_fields_are_permanent_payload(lab):
         status, _, body = lab.request("POST", "/append", dict(message, part_id="0"), role="ingest")
         assert status == 200 and body["status"] == "PermanentDurability", body
         assert body["cep_status_reason"] == "PERMANENT_PAYLOAD" and body["error"]
+
+
+def test_not_leader_answer_never_echoes_a_malformed_event_id(lab_factory):
+    lab = lab_factory(partitions=1)
+    assert lab.request("POST", "/v1/test/faults", {"not_leader": 1})[0] == 200
+    status, _, body = lab.request("POST", "/append", {"event_id": {"a": 1}, "part_id": "0", "partition_key": "k",
+                                                      "ts_ns": 1, "payload": {}}, role="ingest")
+    assert status == 200 and body["cep_status_reason"].startswith("NOT_LEADER") and body["event_id"] is None
