@@ -25,12 +25,14 @@ def tls_lab(tmp_path_factory):
         yield running
 
 
-def write_history(path, parts=2, per_part=150):
+def write_history(path, parts=2, per_part=150, prefix="sec"):
+    """A small history; ``prefix`` keeps event ids apart between tests sharing a lab (it
+    deduplicates every event by event_id, REPLAY ones included)."""
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE ceptra_history (part_id TEXT NOT NULL, raft_index BIGINT, event_time_ns BIGINT NOT NULL, "
                  "event_id TEXT NOT NULL, partition_key TEXT NOT NULL, schema_key TEXT NOT NULL, payload TEXT NOT NULL, "
                  "flags TEXT)")
-    rows = [(str(p), i, START_NS + i * 1_000_000, "sec-%d-%04d" % (p, i), "key-%d" % i, "metric_sample_v1",
+    rows = [(str(p), i, START_NS + i * 1_000_000, "%s-%d-%04d" % (prefix, p, i), "key-%d" % i, "metric_sample_v1",
              json.dumps({"metric": "security_test_total", "labels": {}, "value": 1.0}), None)
             for p in range(parts) for i in range(1, per_part + 1)]
     conn.executemany("INSERT INTO ceptra_history VALUES (?,?,?,?,?,?,?,?)", rows)
@@ -109,7 +111,7 @@ def test_replay_as_observer_is_refused_and_appends_nothing(tls_lab, lab, run_pla
 def test_replay_as_ingest_appends_but_cannot_read_or_audit(tls_lab, run_playbook, tmp_path):
     """docs/replay.md: an ingest-only identity replays, with warnings for the reads and CP audit it may not do."""
     history = str(tmp_path / "history.db")
-    total = write_history(history, parts=2, per_part=20)
+    total = write_history(history, parts=2, per_part=20, prefix="sec-ingest")
     certs = tls_lab.tls_dir
     ingest = {"url": tls_lab.url, "client_cert": os.path.join(certs, "ingest.pem"),
               "client_key": os.path.join(certs, "ingest-key.pem"), "ca_path": os.path.join(certs, "ca.pem")}
