@@ -14,3 +14,21 @@ os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", COLLECTIONS)
 # The shared reference material (bundles, telemetry catalog) sits beside this checkout;
 # CEPTRA_SHARED points elsewhere. Tests read it as os.environ["CEPTRA_SHARED"].
 os.environ.setdefault("CEPTRA_SHARED", os.path.abspath(os.path.join(ROOT, "..", "shared")))
+
+
+# Tests name files worth keeping (a rendered report page, say) with
+# ``record_property("artifact", path)``; the paths are printed at the end of the run, also
+# under pytest-xdist (user properties travel with the test reports to the controller).
+_ARTIFACTS = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _ARTIFACTS.extend(value for name, value in report.user_properties if name == "artifact")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _ARTIFACTS:
+        terminalreporter.write_sep("-", "artifacts")
+        for path in _ARTIFACTS:
+            terminalreporter.write_line("artifact: %s" % path)
