@@ -130,9 +130,31 @@ changed_files:
   type: list
   elements: str
 summary:
-  description: C(ok), C(checklist_ok), C(items), C(passed), C(failed), C(unchecked), C(audit_chain_ok).
+  description: The verdict and the checklist counts.
   returned: success
   type: dict
+  contains:
+    ok:
+      description: True when there is at least one item, every item is V(true) and the audit chain (when read) is intact.
+      type: bool
+    checklist_ok:
+      description: True when there is at least one item and every item is V(true).
+      type: bool
+    items:
+      description: Checklist items.
+      type: int
+    passed:
+      description: Items with C(ok=true).
+      type: int
+    failed:
+      description: Items with C(ok=false).
+      type: int
+    unchecked:
+      description: Items with C(ok=null).
+      type: int
+    audit_chain_ok:
+      description: Whether the audit log's chain is intact; null without an audit log.
+      type: bool
 charts_rendered:
   description: Whether the page has charts (false - tables).
   returned: success

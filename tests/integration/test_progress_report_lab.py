@@ -138,8 +138,9 @@ def screenshot(html_path, png_path, tmp_path):
     if os.path.exists(png_path):
         os.unlink(png_path)
     profile = tmp_path / ("chromium-profile-%d" % len(os.listdir(tmp_path)))
-    cmd = [chromium()] + CHROMIUM_FLAGS + ["--user-data-dir=%s" % profile, "--window-size=1280,2400",
-                                          "--screenshot=%s" % png_path, "file://%s" % html_path]
+    cmd = [chromium()] + CHROMIUM_FLAGS + [
+        "--user-data-dir=%s" % profile, "--window-size=1280,2400", "--screenshot=%s" % png_path,
+        "file://%s" % html_path]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0 and os.path.exists(png_path), proc.stderr[-2000:]
     return png_path
