@@ -254,6 +254,13 @@ def _verdict(model):
     return ("PASS" if summary["ok"] else "FAIL"), text
 
 
+def _md_evidence(evidence):
+    """Evidence on one table row: text as is, anything else as compact JSON in code quotes."""
+    if evidence is None or isinstance(evidence, str):
+        return evidence or ""
+    return "`%s`" % json.dumps(evidence, sort_keys=True, separators=(", ", ": "), default=str)
+
+
 def _md_cell(text):
     return str(text).replace("|", "\\|").replace("\n", "<br>")
 
@@ -267,7 +274,7 @@ def render_markdown(model, chart_files=None):
     out += ["## Checklist", "", "| result | check | evidence |", "| --- | --- | --- |"]
     for item in model["checklist"]:
         name = item["name"] if not item.get("section") else "%s: %s" % (item["section"], item["name"])
-        out.append("| %s | %s | %s |" % (_mark(item["ok"]), _md_cell(name), _md_cell(_evidence_text(item["evidence"]))))
+        out.append("| %s | %s | %s |" % (_mark(item["ok"]), _md_cell(name), _md_cell(_md_evidence(item["evidence"]))))
     out += ["", "## Replay progress", ""]
     if not model["partitions"]:
         out += ["No replay progress was recorded for the selected runs.", ""]

@@ -123,6 +123,7 @@ def test_html_escapes_and_shows_tables_without_charts(tmp_path):
     assert "<h3>Partition 1</h3>" in page and "<img" not in page
     markdown = report.render_markdown(model, None)
     assert "| FAIL | Digests equal the reference | p1 sha256:aa != sha256:bb |" in markdown
+    assert '| PASS | Step 4: Every partition applied the window | `{"0": 800, "1": 800}` |' in markdown
     assert "### Partition 0" in markdown and "![" not in markdown
 
 
