@@ -158,7 +158,7 @@ def test_without_matplotlib_the_module_writes_tables(tmp_path, capsys, no_matplo
     assert sorted(os.listdir(dest)) == ["report.html", "report.json", "report.md"]
     assert "<h3>Partition 0</h3>" in (dest / "report.html").read_text()
     failed, result = run_module(module, {"dest": str(dest), "checklist": CHECKLIST, "audit_log": str(log),
-                                            "charts": "required"})
+                                         "charts": "required"})
     assert failed and "matplotlib is not installed" in result["msg"]
 
 
