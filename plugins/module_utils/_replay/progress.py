@@ -89,12 +89,14 @@ class ProgressTracker(object):
             part._rate_mark = (self.clock(), done)
             self.parts[str(part_id)] = part
 
-    def record_batch(self, part_id, events, nbytes, position, last_ts_ns=None, retries=0, duplicates=0):
-        """Account an acked batch and update the EWMA rate."""
+    def record_batch(self, part_id, events, nbytes, position, last_ts_ns=None, retries=0, duplicates=0, skipped=0):
+        """Account an acked batch (``events`` sent and acked, ``skipped`` copies passed among
+        them without sending) and update the EWMA rate."""
         now = self.clock()
         with self._lock:
             p = self.parts[str(part_id)]
-            p.done += events
+            p.done += events + skipped
+            p.duplicates_skipped += skipped
             p.bytes_done += nbytes
             p.sent_this_run += events
             p.position = position

@@ -296,9 +296,9 @@ def test_duplicate_rows_are_reported_never_skipped(backend):
         assert [e.seq for e in events] == list(range(1, 7))
         assert [(e.event or {}).get("event_id") for e in events] == ["e-0", "e-1", "e-2", None, None, "e-3"]
         copies = [e for e in events if e.event is None]
-        # duplicate_of points at an earlier copy (with a tiebreak: the copy just before).
-        assert all(e.duplicate_of[:2] == (102, "e-2") and e.duplicate_of <= e.position for e in copies)
-        assert copies[0].duplicate_of == events[2].position
+        # duplicate_of is the ordering key of the first copy; positions are key + rank
+        assert all(e.duplicate_of == (102, "e-2") for e in copies)
+        assert [e.position for e in events[2:5]] == [(102, "e-2", 1), (102, "e-2", 2), (102, "e-2", 3)]
         assert all("duplicate row: the same event" in e.error and e.raw_row["event_id"] == "e-2" for e in copies)
 
 
@@ -346,8 +346,9 @@ def test_pages_are_fetched_with_limit_never_the_whole_table(backend):
     assert len(events) == 3000
     read_queries = [s for s in src.statements if s.startswith("SELECT \"event_time_ns\"")]
     assert read_queries and all("LIMIT" in s and "ORDER BY" in s for s in read_queries)
-    # One null-key check (a COUNT), then pages of at most limit + 1 rows (the look-ahead).
-    assert max(fetched) <= 101
+    # One null-key check (a COUNT), then pages of at most limit + 2 rows (the resume row,
+    # read again to find its rank's group, and the look-ahead).
+    assert max(fetched) <= 102
     assert len(fetched) >= 30
 
 

@@ -11,7 +11,7 @@ leaving over a socket. The state behind it follows the contract (../shared/ceptr
 - ``/v1/activate``: activation barriers; ``/v1/replay``: WAL replay jobs;
 - ``/v1/state``, ``/readyz`` (with per-partition lags), ``/v1/audit`` (write, read with
   ``kind``/``since``), ``/v1/test/metrics-snapshot``;
-- the append stream with replay-session (or event_id) dedup.
+- the append stream with event_id dedup for every event and replay-session (replay_seq) dedup on top.
 
 Identity follows the lab: ``role`` is the caller's role (``ingest`` < ``observer`` <
 ``operator`` < ``admin``); a call needing a stronger role is answered 403.
@@ -443,7 +443,8 @@ class ControlPlane(CeptraClient):
             if msg["replay_seq"] <= self.last_seq.get(session, 0):
                 return {"event_id": event_id, "status": "Healthy", "duplicate": True, "cep_credit_hint": hint}
             self.last_seq[session] = msg["replay_seq"]
-        elif event_id in self.seen_ids:
+        # contract section 5: event_id dedup for every event; sessions add replay_seq dedup on top
+        if event_id in self.seen_ids:
             return {"event_id": event_id, "status": "Healthy", "duplicate": True, "cep_credit_hint": hint}
         self.seen_ids.add(event_id)
         self.applied.setdefault(part_id, []).append(event_id)
