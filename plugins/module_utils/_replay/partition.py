@@ -110,8 +110,10 @@ class PartitionReplay(object):
         try:
             self._loop()
         finally:
-            self.flush()
-            self.reader.close()
+            try:
+                self.flush()
+            finally:   # a failed commit must not leave the read-ahead thread behind
+                self.reader.close()
 
     def _loop(self):
         run = self.run
