@@ -230,6 +230,9 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
                 _print_plan(plan, out)
             return EXIT_DONE
         return _run(run, args, argv, out, err)
+    except CeptraError as exc:   # the source or the cursor store failed while planning: a message, not a traceback
+        err.write("error: %s\n" % exc.message)
+        return EXIT_USAGE
     finally:
         engine.close_run(run)
 
