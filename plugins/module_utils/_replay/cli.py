@@ -92,8 +92,10 @@ RUN_VALUE_OPTIONS = (
 RUN_SWITCHES = (
     ("--no-throttle", "send as fast as the cluster acks"),
     ("--no-replay-sessions", "event_id dedup only"),
-    ("--no-find-copies", "do not look for later copies of an event in the history (they are sent, "
-                         "and deduplicated by the cluster only within its retry window)"),
+    ("--no-find-copies", "do not look for later copies of an event in the history: they are sent, and the "
+                         "cluster's event_id dedup applies each once if it arrives within client_retry_window_s "
+                         "of its original (always in event_time order; a later one is refused "
+                         "PERMANENT_RETRY_EXPIRED and stops its partition)"),
     ("--retry-stopped", None),
     ("--reassign-workers", "record --worker-hosts as the run's worker group, replacing the one it started with "
                            "(stop every worker of the run first)"),

@@ -16,10 +16,11 @@ from __future__ import annotations
 import time
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import stopped_status
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import parse_status, stopped_status
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.reader import AdaptivePageReader
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import dead_letter_write, position_json
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sender import PartitionSender, SendResult, encode_event
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sender import (
+    RETRY_EXPIRED, PartitionSender, SendResult, encode_event)
 
 
 class Acked(object):
@@ -91,7 +92,14 @@ class PartitionReplay(object):
         self.run = run
         self.cfg = run.cfg
         self.part_id = part_id
-        self.acked = Acked(run.store.load(run.run_id, part_id))
+        cursor = run.store.load(run.run_id, part_id)
+        self.acked = Acked(cursor)
+        # A partition stopped at a PERMANENT_RETRY_EXPIRED refusal: with retry_stopped that
+        # event is passed, never resent (the cluster has it; the contract forbids a retry).
+        state, report = parse_status(cursor.status if cursor else None)
+        self.pass_seq = None
+        if state == "stopped" and self.cfg.retry_stopped and (report or {}).get("reason") == RETRY_EXPIRED:
+            self.pass_seq = report.get("seq")
         self.batch = Batch()
         self.last_flush = run.clock()
         self.page, self.index = [], 0
@@ -129,6 +137,9 @@ class PartitionReplay(object):
                 if not self.page:
                     self._finish()
                     return
+            if self.pass_seq is not None and self.page[self.index].seq == self.pass_seq:
+                self._pass_retry_expired(self.page[self.index])
+                continue
             rows, chunk, lines = self._next_chunk()
             if rows is None:
                 return       # a bad row stopped the partition
@@ -247,6 +258,22 @@ class PartitionReplay(object):
                  % (self.part_id, report.get("event_id"), report.get("position"), report.get("reason"),
                     report.get("message")))
         run.summary.write("partition_stopped", **report)
+
+    def _pass_retry_expired(self, event):
+        """Pass the event the cluster refused PERMANENT_RETRY_EXPIRED, without sending it again."""
+        run = self.run
+        self.flush()
+        self.index += 1
+        self.pass_seq = None
+        part = run.progress.parts[self.part_id]
+        run.progress.update(self.part_id, retry_expired=part.retry_expired + 1, done=part.done + 1,
+                            position=event.position)
+        self.acked.passed(event)
+        run.commit(self.part_id, self.acked, "running")
+        run.audit.record(self.part_id, event, event, 0, 0, time.time(), "retry_expired",
+                         event_id=(event.event or {}).get("event_id"))
+        run.warn("partition %s: event at seq %d (refused PERMANENT_RETRY_EXPIRED) passed without resending it"
+                 % (self.part_id, event.seq))
 
     def _bad_row(self, event, problem):
         """Apply the bad-row policy to ``event``; True to go on after it (dead_letter)."""

@@ -47,6 +47,7 @@ class PartitionProgress(object):
         self.sent_this_run = 0
         self.dead_lettered = 0
         self.duplicates_skipped = 0   # later copies of an event in the history, not sent
+        self.retry_expired = 0        # events passed after a PERMANENT_RETRY_EXPIRED refusal (never resent)
         self.report = None
 
     def as_dict(self):
@@ -68,7 +69,8 @@ class PartitionProgress(object):
             "eta_s": eta, "apply_lag_ms": self.apply_lag_ms, "replication_lag_ms": self.replication_lag_ms,
             "historic_lag_s": hist_lag, "retries": self.retries, "duplicates": self.duplicates,
             "sent_this_run": self.sent_this_run, "dead_lettered": self.dead_lettered,
-            "duplicates_skipped": self.duplicates_skipped, "report": self.report,
+            "duplicates_skipped": self.duplicates_skipped, "retry_expired": self.retry_expired,
+            "report": self.report,
         }
 
 

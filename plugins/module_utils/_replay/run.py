@@ -121,6 +121,7 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
             "status": state, "events_done": done,
             "duplicates_skipped": int(counts.get("duplicates_skipped", 0)),
             "dead_lettered": int(counts.get("dead_lettered", 0)),
+            "retry_expired": int(counts.get("retry_expired", 0)),
             "events_remaining": remaining, "events_total": done + remaining,
             "position": list(cursor.position) if cursor and cursor.position is not None else None,
             "first_position": position_json(info.get("first_position")),
@@ -161,7 +162,8 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
             self.progress.add(part_id, p["events_total"], p["events_done"], 0, p["position"], p["status"],
                               p["max_ts_ns"])
             # rows passed without sending in earlier time slices (kept in the cursor)
-            self.progress.update(part_id, duplicates_skipped=p["duplicates_skipped"], dead_lettered=p["dead_lettered"])
+            self.progress.update(part_id, duplicates_skipped=p["duplicates_skipped"], dead_lettered=p["dead_lettered"],
+                                 retry_expired=p["retry_expired"])
             if p["report"]:
                 self.progress.update(part_id, report=p["report"])
         if all(p["events_done"] == 0 and p["status"] == "pending" for p in plan["partitions"].values()):
@@ -328,7 +330,7 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
         counts = {}
         if p is not None:
             counts = {k: v for k, v in (("duplicates_skipped", p.duplicates_skipped),
-                                        ("dead_lettered", p.dead_lettered)) if v}
+                                        ("dead_lettered", p.dead_lettered), ("retry_expired", p.retry_expired)) if v}
         cursor = Cursor(acked.position, acked.seq, acked.done, acked.nbytes, status, time.time(), counts or None)
         with self._store_lock:
             self.store.commit(self.run_id, part_id, cursor)

@@ -448,3 +448,24 @@ def test_skip_and_dead_letter_counts_survive_time_slices_and_restarts(tmp_path):
     assert cluster.applied["0"] == [e.event["event_id"] for e in rows if e.event is not None and e.error is None]
     third = make_run(cluster, source, store, tmp_path, **options).run()   # a rerun changes nothing
     assert third["done"] and not third["changed"] and third["duplicates_skipped"] == 2
+
+
+def test_permanent_retry_expired_stops_and_is_never_resent(tmp_path):
+    # contract section 4 / spec section 3: fatal, the client must not retry it
+    cluster, source, store = ControlPlane(), source_of(2, 20), MemoryCursorStore()
+    cluster.script["h-1-000007"] = [{"status": "PermanentDurability", "cep_status_reason": "PERMANENT_RETRY_EXPIRED",
+                                     "error": "event_id h-1-000007 was acknowledged more than client_retry_window_s ago"}]
+    result = make_run(cluster, source, store, tmp_path).run()
+    [report] = result["stopped"]
+    assert report["reason"] == "PERMANENT_RETRY_EXPIRED" and report["seq"] == 7
+    assert "must not retry it" in report["message"] and "retry_stopped" in report["message"]
+    result = make_run(cluster, source, store, tmp_path, retry_stopped=True).run()
+    assert result["done"] and result["stopped"] == []
+    sends = [m["event_id"] for call in cluster.calls if call.route == "append_stream" for m in call.body]
+    assert sends.count("h-1-000007") == 1
+    part = result["partitions"]["1"]
+    assert (part["events_done"], part["retry_expired"]) == (20, 1)
+    assert store.load("run-1", "1").counts == {"retry_expired": 1}
+    assert cluster.applied["1"] == [e.event["event_id"] for e in source.events["1"] if e.seq != 7]
+    records = [json.loads(line) for line in open(tmp_path / "audit.jsonl")]
+    assert [r["seq_first"] for r in records if r["outcome"] == "retry_expired"] == [7]
