@@ -80,8 +80,12 @@ def load_bundle(src=None, content=None):
             raise ControlPlaneError("cannot read bundle file %s: %s" % (src, exc))
     if isinstance(content, dict):
         bundle = content
-    else:
+    elif isinstance(content, str):
         bundle = _parse_bundle_text(content, origin)
+    else:
+        # a raw option: YAML turns `content: 12345` into a number, `content: [a]` into a list
+        raise ControlPlaneError("bundle content must be the bundle as YAML or JSON text or a mapping, got %s %r; "
+                                "quote it or read the file with src" % (type(content).__name__, ("%r" % (content,))[:80]))
     if not isinstance(bundle, dict) or not bundle:
         raise ControlPlaneError("bundle from %s must be a mapping (a YAML or JSON object), got %s"
                                 % (origin, type(bundle).__name__))
