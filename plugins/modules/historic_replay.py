@@ -297,6 +297,9 @@ def main():
                           required_together=[["worker_hosts", "this_host"]],
                           required_if=[["on_bad_row", "dead_letter", ["dead_letter_path"]]])
     params = module.params
+    module.no_log_credentials(*engine.credential_values(params))
+    if params["time_budget"] < 0:
+        module.fail_json(msg="time_budget must be 0 (replay to completion) or more seconds, got %s" % params["time_budget"])
     with module.reporting("replay run %s" % params["run_id"]):
         run = engine.open_run(engine.config_from_params(params), module.client, engine.source_spec_from_params(params),
                               params["cursor_store"], params["worker_hosts"], params["this_host"],

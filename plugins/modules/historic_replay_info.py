@@ -148,6 +148,7 @@ def main():
     spec.update(include_lag={"type": "bool", "default": True})
     module = CeptraModule(argument_spec=spec, required_together=[["worker_hosts", "this_host"]])
     params = module.params
+    module.no_log_credentials(*engine.credential_values(params))
     with module.reporting("read the progress of replay run %s" % params["run_id"]):
         run = engine.open_run(engine.config_from_params(params), module.client, engine.source_spec_from_params(params),
                               params["cursor_store"], params["worker_hosts"], params["this_host"],

@@ -74,6 +74,7 @@ class PartitionReplay(object):
         self.batch = Batch()
         self.last_flush = run.clock()
         self.page, self.index = [], 0
+        self.stream_failure_warned = False
         # every line of this partition ends with the same session suffix (then replay_seq)
         self.suffix = wire.session_suffix(run.run_id, part_id, self.cfg.use_replay_sessions)
         self.sender = PartitionSender(
@@ -164,6 +165,7 @@ class PartitionReplay(object):
                 return True
         started = time.time()
         result = self.sender.send(chunk, lines)
+        self._warn_stream_failure(result)
         if result.acked:
             last = chunk[result.acked - 1]
             self.acked.position, self.acked.seq = last.position, last.seq
@@ -182,6 +184,17 @@ class PartitionReplay(object):
             run.audit.record(self.part_id, None, None, 0, 0, started, "stopped", report=report)
             return False
         return not result.interrupted
+
+    def _warn_stream_failure(self, result):
+        """Say so on the first failed request of this slice: a slice that ends short must not look
+        healthy. Retries of a send that acked nothing are counted too."""
+        if result.retries and not result.acked:
+            self.run.progress.record_batch(self.part_id, 0, 0, self.acked.position, retries=result.retries)
+        if self.sender.last_failure and not self.stream_failure_warned:
+            self.stream_failure_warned = True
+            self.run.warn("partition %s: the append stream failed and is being resent with backoff (%s); the "
+                          "partition stops after repeated failures. If this persists, check the cluster's ingest "
+                          "path and config (partition_flow)" % (self.part_id, self.sender.last_failure))
 
     # ------------------------------------------------------------------ commits and records
     def flush(self):

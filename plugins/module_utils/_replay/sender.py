@@ -122,6 +122,7 @@ class PartitionSender(object):
         self._gap_fixed = set()
         self._later_permanent = None   # (index, response) of a permanent refusal behind a retryable one
         self._transport_failures = 0   # failed requests in a row (this send)
+        self.last_failure = None       # what went wrong with the last failed request (for the run's warning)
         self._not_leader = 0           # NOT_LEADER answers in a row (this send)
 
     # ------------------------------------------------------------------ helpers
@@ -197,6 +198,7 @@ class PartitionSender(object):
                 if end - start > 1:
                     return None
             self._transport_failures += 1
+            self.last_failure = exc.message
             result.retries += 1
             if self._transport_failures > TRANSPORT_RETRY_LIMIT:
                 result.stop = self._report(events[start], "TransportError", "TRANSPORT",
@@ -338,6 +340,8 @@ class PartitionSender(object):
                 # a short response (connection closed mid-stream): resend the rest
                 action = "transient"
                 failing = {}
+                self.last_failure = ("the append stream answered %d of %d events, then ended"
+                                     % (len(responses), count))
         result.acked += acked
         result.acked_bytes += acked_bytes
         result.duplicates += duplicates
