@@ -84,7 +84,7 @@ def load_bundle(src=None, content=None):
         bundle = _parse_bundle_text(content, origin)
     else:
         # a raw option: YAML turns `content: 12345` into a number, `content: [a]` into a list
-        raise ControlPlaneError("bundle content must be the bundle as YAML or JSON text or a mapping, got %s %r; "
+        raise ControlPlaneError("bundle content must be the bundle as YAML or JSON text or a mapping, got %s %s; "
                                 "quote it or read the file with src" % (type(content).__name__, ("%r" % (content,))[:80]))
     if not isinstance(bundle, dict) or not bundle:
         raise ControlPlaneError("bundle from %s must be a mapping (a YAML or JSON object), got %s"

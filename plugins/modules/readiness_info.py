@@ -143,6 +143,7 @@ import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import RETRYABLE_STATUSES
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
@@ -227,6 +228,11 @@ def _looker(module, params, expression):
             if params["wait_for"] == "none" or (err.status is not None and err.status not in RETRYABLE_STATUSES):
                 raise
             return False, (None, "", err)
+        unknown = _partitions.unknown_ids(params["partitions"] or (), doc["partitions"])
+        if unknown and doc["partitions"]:
+            # partitions do not appear by waiting: end the wait at once
+            raise CeptraError(_partitions.describe_unknown(unknown, doc["partitions"], "/readyz"),
+                              unknown_partitions=unknown, condition_met=False, readiness=doc)
         try:
             met, still = check_condition(doc, params["wait_for"], params["partitions"], params["reasons"], expression)
         except JMESPATH_ERRORS as exc:

@@ -139,8 +139,8 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
             todo = self._start_slice(self.plan())
             self._work(todo, time_budget_s)
             self.audit.close()
+            self._publish(final=True)        # first: a failed push is a warning of this result
             result = self._result(started_wall)
-            self._publish(final=True)
             if result["done"] and self.finished_this_slice:
                 self.summary.write("run_end", events_done=result["events_done"], stopped=result["stopped"])
             return result
