@@ -80,7 +80,8 @@ class PartitionReplay(object):
         self.sender = PartitionSender(
             run.client, part_id, run.run_id, use_sessions=self.cfg.use_replay_sessions,
             max_window=self.cfg.max_window, resolve_leader=run.resolve_leader,
-            wait_durability=run.wait_durability, should_stop=run.stopping, sleep=run.sleep_unless_stopped)
+            wait_durability=run.wait_durability, should_stop=run.stopping, sleep=run.sleep_unless_stopped,
+            on_failure=self._stream_failed)
         self.reader = AdaptivePageReader(lambda after, after_seq: run.read_page(source, part_id, after, after_seq),
                                          self.acked.position, self.acked.seq, alone=run.running_alone)
 
@@ -165,7 +166,6 @@ class PartitionReplay(object):
                 return True
         started = time.time()
         result = self.sender.send(chunk, lines)
-        self._warn_stream_failure(result)
         if result.acked:
             last = chunk[result.acked - 1]
             self.acked.position, self.acked.seq = last.position, last.seq
@@ -185,16 +185,14 @@ class PartitionReplay(object):
             return False
         return not result.interrupted
 
-    def _warn_stream_failure(self, result):
-        """Say so on the first failed request of this slice: a slice that ends short must not look
-        healthy. Retries of a send that acked nothing are counted too."""
-        if result.retries and not result.acked:
-            self.run.progress.record_batch(self.part_id, 0, 0, self.acked.position, retries=result.retries)
-        if self.sender.last_failure and not self.stream_failure_warned:
+    def _stream_failed(self, message):
+        """The sender's first failed request of this slice is a warning: a slice that ends short
+        (the stream keeps failing until the time budget) must not look healthy."""
+        if not self.stream_failure_warned:
             self.stream_failure_warned = True
             self.run.warn("partition %s: the append stream failed and is being resent with backoff (%s); the "
                           "partition stops after repeated failures. If this persists, check the cluster's ingest "
-                          "path and config (partition_flow)" % (self.part_id, self.sender.last_failure))
+                          "path and config (partition_flow)" % (self.part_id, message))
 
     # ------------------------------------------------------------------ commits and records
     def flush(self):
