@@ -100,9 +100,7 @@ def build_config(options):
         value = getattr(cfg, key)
         if not (key == "max_rate" and value is None) and not _finite(value, above=0):
             raise ReplayConfigError("%s must be a positive number, got %r" % (key, value))
-    if not _finite(cfg.critical_factor, above=1):
-        raise ReplayConfigError("critical_factor must be a number above 1 (the run aborts when a lag stays above this "
-                                "multiple of its threshold), got %r" % (cfg.critical_factor,))
+    # critical_factor and setpoint_ratio: throttle.ThrottleSettings checks them
     if not _finite(cfg.durability_wait_s, above=-math.inf) or cfg.durability_wait_s < 0:
         raise ReplayConfigError("durability_wait_s must be 0 or more seconds, got %r" % (cfg.durability_wait_s,))
     if isinstance(cfg.max_event_bytes, bool) or not isinstance(cfg.max_event_bytes, int) \

@@ -122,7 +122,7 @@ def test_config_override_refuses_a_knob_above_its_bound(run_module):
     ({"max_rate": 0}, "max_rate must be a positive number"),
     ({"initial_rate": float("inf")}, "initial_rate must be a positive number, got inf"),
     ({"apply_lag_threshold_ms": float("nan")}, "apply_lag_threshold_ms must be a positive number"),
-    ({"critical_factor": 1}, "critical_factor must be a number above 1"),
+    ({"critical_factor": 1}, "critical_factor must be above 1"),
     ({"durability_wait_s": -1}, "durability_wait_s must be 0 or more seconds"),
     ({"max_event_bytes": 0}, "max_event_bytes must be a whole number of at least 1024"),
     ({"pushgateway_url": "pushgateway:9091"}, "pushgateway_url must be the Pushgateway's http:// or https://"),
