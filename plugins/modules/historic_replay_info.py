@@ -30,11 +30,11 @@ attributes:
     details: Replay progress has no before/after to show.
 options:
   source:
-    description: The historic source, as for M(ceptra.backfill.historic_replay).
+    description: The historic source, as for M(ceptra.backfill.historic_replay) (a password in C(dsn) is masked).
     type: dict
     required: true
   cursor_store:
-    description: The cursor store, as for M(ceptra.backfill.historic_replay).
+    description: The cursor store, as for M(ceptra.backfill.historic_replay) (a password in C(dsn) is masked).
     type: dict
     required: true
   run_id:

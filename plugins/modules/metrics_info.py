@@ -29,6 +29,7 @@ options:
   partitions:
     description:
       - Only return series of these partition ids (cluster-wide series are always returned).
+      - A partition no series of C(/metrics) names fails the task, naming the partitions there are.
     type: list
     elements: str
 extends_documentation_fragment:
@@ -76,6 +77,11 @@ missing:
   type: list
   elements: str
   sample: ["ceptra_finalized_horizon_stall"]
+unknown_partitions:
+  description: Partitions of O(partitions) that C(/metrics) does not name.
+  returned: failure, when O(partitions) names partitions that do not exist
+  type: list
+  elements: str
 """
 
 from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions

@@ -32,6 +32,8 @@ options:
   partitions:
     description:
       - Partition ids the wait condition looks at (default all partitions).
+      - A partition that C(/readyz) does not report fails the task on the first read, naming
+        the partitions it reports (partitions do not appear by waiting).
     type: list
     elements: str
   reasons:
@@ -114,6 +116,12 @@ polls:
   returned: success
   type: int
   sample: 3
+unknown_partitions:
+  description: Partitions of O(partitions) that C(/readyz) does not report.
+  returned: failure, when O(partitions) names partitions that do not exist
+  type: list
+  elements: str
+  sample: ["99"]
 readiness:
   description:
     - The normalized readiness document.
