@@ -116,9 +116,9 @@ class Window:
         """
         if self.expires_at is not None:
             if self.expires_at > now + MAX_VALIDITY_S:
+                latest = MAX_VALIDITY_S // 86400
                 raise ConfigManagerError("expires_at=%s is more than %dd (10 years) from now; an override is "
-                                         "temporary: give an earlier expiry" % (format_ts(self.expires_at),
-                                                                               MAX_VALIDITY_S // 86400))
+                                         "temporary: give an earlier expiry" % (format_ts(self.expires_at), latest))
             return self.expires_at
         if self.extend or old is None or entry_expiry(old) <= now:
             return now + self.seconds
