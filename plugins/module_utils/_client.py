@@ -501,7 +501,7 @@ class CeptraClient:
                             "client_key (CEPTRA_CLIENT_CERT / CEPTRA_CLIENT_KEY)")
                 raise CeptraError(
                     "%s %s failed: could not reach %s (%s) after %d attempt(s); %s"
-                    % (method, path, self.url, _reason(exc), attempts, hint),
+                    % (method, path, redact_userinfo(self.url), _reason(exc), attempts, hint),
                     route=route, method=method, path=path, attempts=attempts,
                 ) from None
             if (200 <= status < 300) if expected is None else (status in expected):
