@@ -213,6 +213,7 @@ def main():
         "fail_on_difference": {"type": "bool", "default": False},
     }, mutually_exclusive=[["other", "right_src"]])
     params = module.params
+    module.no_log_credentials((params["other"] or {}).get("url"))
     right_part_id = params["other_part_id"] if params["other_part_id"] is not None else params["part_id"]
     if (not params["left_src"] and not params["right_src"] and not params["other"]
             and right_part_id == params["part_id"]):
