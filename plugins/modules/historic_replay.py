@@ -45,12 +45,16 @@ options:
       - The historic source, see C(docs/historic-source.md). Keys C(type) (V(sqlite) or V(postgresql)),
         C(path) (SQLite file), C(dsn) (PostgreSQL), C(table) (default V(ceptra_history)),
         C(columns) (logical name -> column name), C(order_by), C(max_event_bytes).
+      - A password in C(dsn) (C(password=...) or C(postgresql://user:password@host/db)) is a no-log
+        value, masked in every result, warning and message (also at C(-vvv)); E(PGPASSWORD) or a
+        C(.pgpass) file keeps it out of the playbook altogether.
     type: dict
     required: true
   cursor_store:
     description:
       - 'Where per-partition cursors live: C({type: sqlite, path: FILE}) (one host) or
         C({type: postgresql, dsn: DSN, table: NAME}) (workers on several hosts).'
+      - A password in C(dsn) is masked like the one of O(source).
     type: dict
     required: true
   run_id:
@@ -90,7 +94,7 @@ options:
     description: This worker's name in O(worker_hosts), usually C({{ inventory_hostname }}).
     type: str
   time_budget:
-    description: Seconds to replay in this call; V(0) replays to completion.
+    description: Seconds to replay in this call; V(0) replays to completion. A negative value fails the task.
     type: float
     default: 60
   apply_lag_threshold_ms:
@@ -114,7 +118,7 @@ options:
     type: float
     default: 500
   max_rate:
-    description: Upper bound of the send rate per partition (events/s).
+    description: Upper bound of the send rate per partition (events/s); a positive number.
     type: float
   max_window:
     description: Upper bound of events in flight per request; the cluster's credit hint may lower it.
@@ -167,7 +171,10 @@ options:
     description: Prometheus textfile (node_exporter textfile collector) rewritten atomically every second.
     type: path
   pushgateway_url:
-    description: Prometheus Pushgateway base URL; metrics are pushed at the end of each call.
+    description:
+      - Prometheus Pushgateway base URL (V(http://) or V(https://) with a host); metrics are pushed at
+        the end of each call. A failed push is a warning, never a failure.
+      - Credentials in the URL (C(user:password@)) are no-log values, masked in every output.
     type: str
   audit_file:
     description: Local append-only JSON Lines audit file, one record per replay batch.
@@ -260,7 +267,9 @@ eta_s:
   type: float
 partitions:
   description: Per partition C(status), C(events_done), C(events_total), C(position), C(rate_eps), C(eta_s),
-    C(apply_lag_ms), C(replication_lag_ms), C(historic_lag_s), C(duplicates_skipped), C(dead_lettered), C(report).
+    C(apply_lag_ms), C(replication_lag_ms), C(historic_lag_s), C(duplicates_skipped), C(dead_lettered), C(report),
+    and C(failed_requests) (append-stream requests of this call that failed or were cut short and were resent;
+    the first one is also a warning, so a slice that ends short never looks healthy).
   returned: always
   type: dict
 stopped:
@@ -297,6 +306,9 @@ def main():
                           required_together=[["worker_hosts", "this_host"]],
                           required_if=[["on_bad_row", "dead_letter", ["dead_letter_path"]]])
     params = module.params
+    module.no_log_credentials(*engine.credential_values(params))
+    if params["time_budget"] < 0:
+        module.fail_json(msg="time_budget must be 0 (replay to completion) or more seconds, got %s" % params["time_budget"])
     with module.reporting("replay run %s" % params["run_id"]):
         run = engine.open_run(engine.config_from_params(params), module.client, engine.source_spec_from_params(params),
                               params["cursor_store"], params["worker_hosts"], params["this_host"],

@@ -110,6 +110,13 @@ def module_argument_spec(run=False):
     return spec
 
 
+def credential_values(params):
+    """The option values that may carry credentials (DSNs, the Pushgateway URL): a module
+    registers the secrets inside them as no-log values (``CeptraModule.no_log_credentials``)."""
+    return [(params.get(option) or {}).get("dsn") for option in ("source", "cursor_store")] + \
+        [params.get("pushgateway_url")]
+
+
 def config_from_params(params):
     """The run options of a module's params (``partitions`` -> ``part_ids``)."""
     config = {name: params[name] for name in OPTION_NAMES if name in params}

@@ -74,12 +74,14 @@ class PartitionReplay(object):
         self.batch = Batch()
         self.last_flush = run.clock()
         self.page, self.index = [], 0
+        self.stream_failure_warned = False
         # every line of this partition ends with the same session suffix (then replay_seq)
         self.suffix = wire.session_suffix(run.run_id, part_id, self.cfg.use_replay_sessions)
         self.sender = PartitionSender(
             run.client, part_id, run.run_id, use_sessions=self.cfg.use_replay_sessions,
             max_window=self.cfg.max_window, resolve_leader=run.resolve_leader,
-            wait_durability=run.wait_durability, should_stop=run.stopping, sleep=run.sleep_unless_stopped)
+            wait_durability=run.wait_durability, should_stop=run.stopping, sleep=run.sleep_unless_stopped,
+            on_failure=self._stream_failed)
         self.reader = AdaptivePageReader(lambda after, after_seq: run.read_page(source, part_id, after, after_seq),
                                          self.acked.position, self.acked.seq, alone=run.running_alone)
 
@@ -182,6 +184,15 @@ class PartitionReplay(object):
             run.audit.record(self.part_id, None, None, 0, 0, started, "stopped", report=report)
             return False
         return not result.interrupted
+
+    def _stream_failed(self, message):
+        """The sender's first failed request of this slice is a warning: a slice that ends short
+        (the stream keeps failing until the time budget) must not look healthy."""
+        if not self.stream_failure_warned:
+            self.stream_failure_warned = True
+            self.run.warn("partition %s: the append stream failed and is being resent with backoff (%s); the "
+                          "partition stops after repeated failures. If this persists, check the cluster's ingest "
+                          "path and config (partition_flow)" % (self.part_id, message))
 
     # ------------------------------------------------------------------ commits and records
     def flush(self):

@@ -139,8 +139,8 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
             todo = self._start_slice(self.plan())
             self._work(todo, time_budget_s)
             self.audit.close()
+            self._publish(final=True)        # first: a failed push is a warning of this result
             result = self._result(started_wall)
-            self._publish(final=True)
             if result["done"] and self.finished_this_slice:
                 self.summary.write("run_end", events_done=result["events_done"], stopped=result["stopped"])
             return result
@@ -255,6 +255,9 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
                     "request; %d refused event(s) were resent with event_id dedup instead of the replay session "
                     "(applied once, but out of order)" % (part_id, sender.out_of_order_commits, sender.gap_resends))
         snap = self.progress.snapshot()
+        for part_id, sender in self._senders.items():
+            # requests of this slice that failed or were cut short (retried: not in "retries", which counts acked batches)
+            snap["partitions"][part_id]["failed_requests"] = sender.failed_requests
         if self.throttle is not None:
             for pid, p in snap["partitions"].items():
                 p["apply_lag_ms"], p["replication_lag_ms"] = self.throttle.lags(pid)

@@ -98,7 +98,7 @@ class PartitionSender(object):
 
     def __init__(self, client, part_id, run_id, *, use_sessions=True, max_window=DEFAULTS.max_window,
                  resolve_leader=None, wait_durability=None, should_stop=None,
-                 sleep=time.sleep, rng=None, route="append_stream"):
+                 sleep=time.sleep, rng=None, route="append_stream", on_failure=None):
         self.client = client
         self.part_id = str(part_id)
         self.run_id = run_id
@@ -122,6 +122,8 @@ class PartitionSender(object):
         self._gap_fixed = set()
         self._later_permanent = None   # (index, response) of a permanent refusal behind a retryable one
         self._transport_failures = 0   # failed requests in a row (this send)
+        self.on_failure = on_failure   # called with what went wrong, for every failed request
+        self.failed_requests = 0       # requests that failed or were cut short, over the sender's life
         self._not_leader = 0           # NOT_LEADER answers in a row (this send)
 
     # ------------------------------------------------------------------ helpers
@@ -137,6 +139,11 @@ class PartitionSender(object):
         backoff = hint.get("retry_backoff_ms")
         if isinstance(backoff, (int, float)) and backoff > 0:
             self.backoff_ms = backoff
+
+    def _failed(self, message):
+        self.failed_requests += 1
+        if self.on_failure is not None:
+            self.on_failure(message)
 
     def _backoff_wait(self):
         """Uniformly random wait in [backoff/2, backoff] (contract section 4)."""
@@ -197,6 +204,7 @@ class PartitionSender(object):
                 if end - start > 1:
                     return None
             self._transport_failures += 1
+            self._failed(exc.message)
             result.retries += 1
             if self._transport_failures > TRANSPORT_RETRY_LIMIT:
                 result.stop = self._report(events[start], "TransportError", "TRANSPORT",
@@ -338,6 +346,7 @@ class PartitionSender(object):
                 # a short response (connection closed mid-stream): resend the rest
                 action = "transient"
                 failing = {}
+                self._failed("the append stream answered %d of %d events, then ended" % (len(responses), count))
         result.acked += acked
         result.acked_bytes += acked_bytes
         result.duplicates += duplicates
