@@ -44,6 +44,7 @@ class HistoricSource(EventRows):
         self.columns = spec["columns"]
         self.order_by = spec["order_by"]
         self.window = spec["window"]
+        self.partition_start = spec.get("partition_start") or {}
         self.part_ids = spec["part_ids"]
         self.max_event_bytes = spec["max_event_bytes"]
         self.find_copies = spec.get("find_copies", True)
@@ -96,10 +97,18 @@ class HistoricSource(EventRows):
             keys.append(self.tiebreak)
         return keys
 
-    def _filters(self, part_id, after):
-        """WHERE clause fragments and parameters: partition, window, keyset position."""
+    def _filters(self, part_id, after, start=True):
+        """WHERE clause fragments and parameters: partition, window, the partition's start
+        (``partition_start``, unless ``start`` is false), keyset position."""
         clauses = [self._compose("{c} = %s", c=self._col("part_id"))]
         params = [str(part_id)]
+        bound = self.partition_start.get(str(part_id)) if start else None
+        if bound and "after_raft_index" in bound:
+            clauses.append(self._compose("{c} > %s", c=self._col("raft_index")))
+            params.append(bound["after_raft_index"])
+        if bound and "from_event_time_ns" in bound:
+            clauses.append(self._compose("{c} >= %s", c=self._col("event_time_ns")))
+            params.append(bound["from_event_time_ns"])
         if "start_ns" in self.window:
             clauses.append(self._compose("{c} >= %s", c=self._col("event_time_ns")))
             params.append(self.window["start_ns"])
@@ -280,7 +289,7 @@ class HistoricSource(EventRows):
         once, the positions of their copies. The caller keeps the copies before each row.
         """
         wanted = list({(r[0], r[1]) for r in rows if r[0] is not None and r[1] is not None})
-        where, params = self._filters(part_id, None)
+        where, params = self._filters(part_id, None, start=False)
         keys = self._key_fragments()
         found = {}
         for start in range(0, len(wanted), COPY_LOOKUP_CHUNK):
