@@ -25,10 +25,14 @@ Everything here is pure: the module reads the cluster and the source and hands t
 from __future__ import annotations
 
 import math
+import time
 
 from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions
+from ansible_collections.ceptra.backfill.plugins.module_utils._audit import find_record
+from ansible_collections.ceptra.backfill.plugins.module_utils._config_manager import read_config
 from ansible_collections.ceptra.backfill.plugins.module_utils._config_rules import INT_BOUNDS, validate_leaves
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import engine
 
 PLAN_RECORD_KIND = "full_recovery_plan"
 DEFAULT_DEDUP_HEADROOM = 1.25
@@ -136,7 +140,8 @@ def knob_needs(config, part_ids, metrics, oldest_ts_ns, now_ns, window_s):
     """L and C settings that keep every replayed event mutable until the overrides expire.
 
     Per affected partition (``partitions.<p>``) for every metric there, plus per metric
-    (``metrics.<m>``) where a per-metric knob exists and would shadow the partition's.
+    (``metrics.<m>``, ``metrics`` = the config's per-metric entries) where a per-metric knob
+    exists and would shadow the partition's (metric > partition > top level).
     Only raises; returns ``(settings, needed_ms)``."""
     if oldest_ts_ns is None:
         return {}, 0
@@ -179,8 +184,7 @@ def bound_violations(settings, part_ids_known):
 def build_plan(inputs):
     """The full-recovery plan from what the module read (a dict):
 
-    ``run_id``, ``state`` (/v1/state), ``config`` (/v1/config ``config``), ``metrics`` (the
-    active bundle's metric names), ``part_ids`` (affected), ``starts`` ({part_id: start_of}),
+    ``run_id``, ``state`` (/v1/state), ``config`` (/v1/config ``config``), ``part_ids`` (affected), ``starts`` ({part_id: start_of}),
     ``replay`` (the replay engine's plan with those starts), ``horizon_ns``, ``now_ns``,
     ``window_s`` (validity of the overrides), ``live_rate_eps``, ``estimated_rate``,
     ``dedup_headroom``, ``order_by``, ``resumed``.
@@ -206,8 +210,8 @@ def build_plan(inputs):
             "min_ts_ns": replay.get("min_ts_ns"), "max_ts_ns": replay.get("max_ts_ns"),
             "dedup": {"occupancy": int(dedup.get("occupancy") or 0), "capacity": capacity, "needed": need},
         }
-    settings, lc_needed = knob_needs(config, inputs["part_ids"], inputs["metrics"], oldest, inputs["now_ns"],
-                                     inputs["window_s"])
+    settings, lc_needed = knob_needs(config, inputs["part_ids"], sorted(config.get("metrics") or {}), oldest,
+                                     inputs["now_ns"], inputs["window_s"])
     dedup_needed = max([p["dedup"]["needed"] for p in partitions.values()] or [0])
     if dedup_needed > capacity:
         settings["dedup_capacity_per_partition"] = int(math.ceil(dedup_needed / float(DEDUP_ROUND_TO))) * DEDUP_ROUND_TO
@@ -246,3 +250,82 @@ def plan_lines(plan):
     if plan["overrides"]:
         lines.append("overrides: %s" % plan["overrides"])
     return lines
+
+
+# --------------------------------------------------------------------------- reading it all
+def replay_source(source, order_by, part_ids, starts, horizon_ns):
+    """The source spec the replay runs with: the history's order, the affected partitions,
+    each partition's start and the horizon as the window's (exclusive) end."""
+    spec = dict(source, order_by=order_by, part_ids=list(part_ids),
+                partition_start={p: s["source_bound"] for p, s in starts.items() if s["source_bound"]})
+    window = dict(spec.get("window") or {})
+    window["end_ns"] = int(horizon_ns)
+    spec["window"] = window
+    return spec
+
+
+def _replay_plan(options, spec):
+    config = {"run_id": options["run_id"], "part_ids": spec["part_ids"], "estimated_rate": options["estimated_rate"]}
+    run = engine.open_run(config, options["client"], spec, options["cursor_store"], register_workers=False)
+    try:
+        return run.plan()
+    finally:
+        engine.close_run(run)
+
+
+def _order_and_plan(options, starts_for, part_ids, horizon_ns, order_by):
+    """``(order_by, starts, replay plan)``; ``auto`` takes raft_index when every row to replay
+    has the surrogate (the source refuses NULLs in raft order), else event_time."""
+    orders = [order_by] if order_by != "auto" else ["raft_index", "event_time"]
+    if order_by == "auto" and (options["source"].get("columns") or {}).get("raft_index", "raft_index") is None:
+        orders = ["event_time"]
+    for attempt, order in enumerate(orders):
+        starts = starts_for(order)
+        spec = replay_source(options["source"], order, part_ids, starts, horizon_ns)
+        try:
+            return order, starts, spec, _replay_plan(options, spec)
+        except engine.ReplayError:
+            if attempt == len(orders) - 1:
+                raise
+    raise FullRecoveryError("full recovery: no order to read the history in")  # not reached
+
+
+def plan_recovery(options, clock=time.time):
+    """Read the cluster, the run's recorded plan (a rerun resumes it) and the source; return
+    ``{plan, replay_source, record, lines}``. ``options``: ``client``, ``run_id``, ``source``,
+    ``cursor_store``, ``partitions``, ``order_by`` (auto|raft_index|event_time), ``horizon_ns``,
+    ``boundary_overlap_ms``, ``live_rate_eps``, ``estimated_rate``, ``override_window_s``,
+    ``dedup_headroom``."""
+    client = options["client"]
+    state = client.get_json("state") or {}
+    config, _version = read_config(client)
+    known = manifests(state)
+    recorded = find_record(client, PLAN_RECORD_KIND, plan_record_id(options["run_id"]))
+    now_ns = int(clock() * 1e9)
+    if recorded:
+        details = recorded["details"]
+        part_ids, horizon_ns = details["part_ids"], int(details["horizon_ns"])
+        order, starts = details["order_by"], details["starts"]
+        spec = replay_source(options["source"], order, part_ids, starts, horizon_ns)
+        replay = _replay_plan(options, spec)
+    else:
+        part_ids = affected_partitions(state, options.get("partitions"))
+        if not part_ids:
+            raise FullRecoveryError(
+                "full recovery %s: no partition is in warmup at its baseline checkpoint (ingress_gate warmup and "
+                "applied_index == checkpoint.full_index); name the partitions to recover with partitions"
+                % options["run_id"])
+        horizon_ns = int(options.get("horizon_ns") or now_ns)
+        overlap = options.get("boundary_overlap_ms")
+        overlap = int(effective_knob(config, "lateness_allowance_ms")) if overlap is None else int(overlap)
+        order, starts, spec, replay = _order_and_plan(
+            options, lambda order: {p: start_of(known[p], order, overlap) for p in part_ids}, part_ids,
+            horizon_ns, options.get("order_by") or "auto")
+    plan = build_plan({
+        "run_id": options["run_id"], "state": state, "config": config, "part_ids": part_ids, "starts": starts,
+        "replay": replay, "horizon_ns": horizon_ns, "now_ns": now_ns, "window_s": options["override_window_s"],
+        "live_rate_eps": options["live_rate_eps"], "estimated_rate": options["estimated_rate"],
+        "dedup_headroom": options["dedup_headroom"], "order_by": order, "resumed": bool(recorded)})
+    record = {"record_id": plan_record_id(options["run_id"]), "run_id": options["run_id"], "part_ids": part_ids,
+              "starts": starts, "horizon_ns": horizon_ns, "order_by": order}
+    return {"plan": plan, "replay_source": spec, "record": record, "lines": plan_lines(plan)}

@@ -48,7 +48,7 @@ def test_dedup_need_holds_baseline_replay_and_a_retry_window_of_live_events():
 
 
 def inputs(**changes):
-    base = {"run_id": "r1", "state": STATE, "config": {}, "metrics": ["m_fast"], "part_ids": ["1", "2"],
+    base = {"run_id": "r1", "state": STATE, "config": {}, "part_ids": ["1", "2"],
             "starts": {"1": fr.start_of(fr.manifests(STATE)["1"], "raft_index", 2000),
                        "2": fr.start_of(fr.manifests(STATE)["2"], "raft_index", 2000)},
             "replay": {"partitions": {"1": {"events_remaining": 3000, "min_ts_ns": NOW - 20 * MIN, "status": "pending"},
