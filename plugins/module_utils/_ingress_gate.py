@@ -126,13 +126,19 @@ class GateKeeper(object):
         openable = [] if held else [p for p in closed if p not in blocked]
         return {"gates": gates, "closed": closed, "openable": openable, "blocked": blocked, "held": held}
 
-    def open(self, part_ids, hold_file=None, when_ready=True, timeout=0.0, interval=1.0):
+    def open(self, part_ids, hold_file=None, when_ready=True, timeout=0.0, interval=1.0, create_hold=False):
         """Open every partition of ``part_ids`` that may open now; with ``timeout`` keep opening
         the others as they clear until all are open, else fail naming the rest and why.
+        ``create_hold`` creates ``hold_file`` first when a gate is still closed (the hold point's
+        arrival: the operator removes the file to let the gates open).
 
         Returns ``{changed, opened: [{part_id, at}], open, closed, blocked, held}``."""
         opened = []
         state = {}
+        if create_hold and hold_file and not self.check_mode and not os.path.exists(hold_file):
+            if any(gate != "open" for part_id, gate in read_gates(self.client).items() if part_id in part_ids):
+                with open(hold_file, "a"):
+                    pass
 
         def step():
             view = self.look(part_ids, hold_file, when_ready)

@@ -39,6 +39,12 @@ options:
   hold_file:
     description: With O(state=open), open nothing while this file exists (the operator's hold point).
     type: path
+  create_hold:
+    description:
+      - With O(hold_file), create it first when a gate is still closed (the hold point's
+        arrival; the operator removes the file to let the gates open). Not in check mode.
+    type: bool
+    default: false
   wait_timeout:
     description: With O(state=open), seconds to wait for every partition to open (0 - open what may open now and return).
     type: float
@@ -106,6 +112,7 @@ ARGUMENT_SPEC = {
     "state": {"type": "str", "choices": ["open", "warmup"], "default": "open"},
     "when_ready": {"type": "bool", "default": True},
     "hold_file": {"type": "path"},
+    "create_hold": {"type": "bool", "default": False},
     "wait_timeout": {"type": "float", "default": 0.0},
     "poll_interval": {"type": "float", "default": 1.0},
     "run_id": {"type": "str"},
@@ -122,7 +129,8 @@ def main():
             result = gates.close(params["partitions"])
         else:
             result = gates.open(params["partitions"], hold_file=params["hold_file"], when_ready=params["when_ready"],
-                                timeout=params["wait_timeout"], interval=params["poll_interval"])
+                                timeout=params["wait_timeout"], interval=params["poll_interval"],
+                                create_hold=params["create_hold"])
     for warning in gates.warnings:
         module.warn(warning)
     module.exit_json(**result)

@@ -46,9 +46,9 @@ def test_hold_file_keeps_gates_closed(tmp_path):
     plane = ControlPlane()
     plane.wiped = {"2"}
     hold = tmp_path / "hold"
-    hold.write_text("")
     gates, _clock = keeper(plane)
-    assert gates.open(["2"], hold_file=str(hold))["held"] and not plane.patches
+    assert gates.open(["2"], hold_file=str(hold), create_hold=True)["held"] and not plane.patches
+    assert hold.exists() and gates.open(["2"], hold_file=str(hold))["held"]
     hold.unlink()
     assert gates.open(["2"], hold_file=str(hold))["open"] == ["2"]
 

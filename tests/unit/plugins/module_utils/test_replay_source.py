@@ -531,3 +531,18 @@ def test_partition_start_by_raft_index_needs_the_column(tmp_path):
     with pytest.raises(SourceError, match="needs a raft_index column"):
         backend.open(columns={"raft_index": None}, partition_start={"0": {"after_raft_index": 1}})
     backend.close()
+
+
+def test_raft_order_copy_lookup_keeps_the_window_out_of_the_index_range(tmp_path):
+    """With a window, SQLite took the window as the time index's range and scanned it once per
+    looked-up event (seconds per page); the lookup probes the index by equality instead."""
+    backend = Backend("sqlite", tmp_path)
+    rows = [make_row("0", i, 1000 + i, "e-%04d" % i) for i in range(1, 3001)]
+    rows.append(make_row("0", 3001, 1000 + 10, "e-0010"))          # a stored copy of event 10
+    backend.create(rows)
+    src = backend.open(order_by="raft_index", window={"end_ns": 10 ** 18})
+    events = read_all(src, "0", 1000)
+    assert [e.duplicate_of[0] for e in events if e.duplicate_of] == [10] and len(events) == 3001
+    lookups = [q for q in src.statements if "ceptra_v" in q]
+    assert lookups and all('+"event_time_ns" <' in q for q in lookups)
+    backend.close()
