@@ -224,11 +224,15 @@ def build_plan(inputs):
     return {
         "run_id": inputs["run_id"], "resumed": bool(inputs["resumed"]), "order_by": inputs["order_by"],
         "part_ids": list(inputs["part_ids"]), "horizon_ns": inputs["horizon_ns"], "partitions": partitions,
+        # event-time span of what is left to replay (the horizon when nothing is)
+        "window_start_ns": oldest if oldest is not None else inputs["horizon_ns"],
         "events": sum(p["events"] for p in partitions.values()),
         "dedup_capacity": {"current": capacity, "needed": dedup_needed,
                            "raise_to": settings.get("dedup_capacity_per_partition")},
         "lateness_correction_needed_ms": lc_needed,
         "overrides": settings,
+        # what the config holds after the recovery besides the baseline: the gates opened
+        "expected_config_changes": {"partitions": {p: {"ingress_gate": "open"} for p in inputs["part_ids"]}},
         "source_partition_start": {p: s["source_bound"] for p, s in inputs["starts"].items() if s["source_bound"]},
     }
 
