@@ -1,12 +1,10 @@
-"""scenario_full end to end, as AWX runs it (ansible-runner; issue 13's acceptance).
+"""scenario_full end to end, as AWX runs it (ansible-runner; issue 13's acceptance; docs/scenario-full.md).
 
 A lab received 3,000 events per partition (a full checkpoint after the first 1,500); two of
 its four partitions then lost their WAL. The history archived every event with the Raft
 index the cluster gave it. A reference lab received the same events and the live ones, with
 no wipe: after the scenario every partition's snapshot must equal the reference's.
 """
-
-import os
 
 import pytest
 
@@ -29,6 +27,16 @@ def verify_vars(labs, run_id, order_by):
     source = dict(labs.vars()["full_recovery_source"], order_by=order_by)
     return {"ceptra_incident_id": run_id, "ceptra_run_id": run_id, "history_replay_source": source,
             "history_replay_cursor_store": labs.vars()["full_recovery_cursor_store"]}
+
+
+def replay_duplicates(job_result, part_id):
+    """Events of ``part_id`` the cluster answered ``duplicate`` over every replay round of a job."""
+    total = 0
+    for event in job_result.events:
+        data = event.get("event_data") or {}
+        if event.get("event") == "runner_on_ok" and "Replay one round of history" in data.get("task", ""):
+            total += ((data.get("res") or {}).get("partitions") or {}).get(part_id, {}).get("duplicates", 0)
+    return total
 
 
 def config_version(labs):
@@ -100,43 +108,42 @@ def test_two_wiped_partitions_recover_with_live_traffic_and_match_the_reference(
     assert verified.rc == 0, verified.stdout[-4000:]
 
 
-def test_no_checkpoint_replays_all_history_and_a_checkpoint_by_event_time_applies_nothing_it_held(make_labs, tmp_path):
-    # partition 1 lost its checkpoint too; partition 3 kept it, and the history has no raft index
+def test_no_checkpoint_event_time_boundary_bounds_a_never_ready_gate_resume_and_rerun(make_labs, tmp_path):
+    """Partition 1 lost its checkpoint too; partition 3 kept it and the history has no raft
+    index (event-time start, event_id dedup at the boundary); partition 3 never gets ready."""
     labs = make_labs(wiped={"1": True, "3": False}, raft_index=False)
-    result = RunnerJob(labs.lab, tmp_path).run("scenario_full.yml", scenario_vars(labs, "INC-13b"))
-    assert result.rc == 0, result.stdout[-4000:]
-    plan = result.set_stats()["full_recovery_plan"]
+    job = RunnerJob(labs.lab, tmp_path)
+    extra = scenario_vars(labs, "INC-13b", scenario_full_open_timeout_s=5, full_recovery_replication_lag_threshold_ms=1000)
+    # a live rate whose dedup need is past the knob's bound: refused in the plan, before any PATCH
+    version = config_version(labs)
+    refused = job.run("scenario_full.yml", dict(extra, full_recovery_live_rate_eps=1e6))
+    assert refused.rc != 0 and "refused before any config change: dedup_capacity_per_partition" in \
+        refused.results["Fail naming the gate"]["msg"]
+    assert config_version(labs) == version
+
+    set_fault(labs.lab, part_id="3", replication_lag_ms=400)      # above the readiness gate (250), below the throttle's
+    failed = job.run("scenario_full.yml", extra)
+    assert failed.rc != 0
+    plan = failed.set_stats()["full_recovery_plan"]
     assert plan["order_by"] == "event_time"
     assert plan["partitions"]["1"]["start"]["mode"] == "start_of_history" and plan["partitions"]["1"]["events"] == 3000
     boundary = plan["partitions"]["3"]["start"]
     assert boundary["mode"] == "event_time" and boundary["boundary_dedup"] == "event_id"
-    # the events of the overlap below the high-water mark are sent again and dropped by the cluster
-    overlap = plan["partitions"]["3"]["events"] - 1500
-    assert overlap > 0
-    replayed = [r for name, r in result.results.items() if name.endswith("Replay one round of history (strict order, "
-                                                                         "throttled on apply lag)")]
-    assert replayed
-    assert_matches_reference(labs, {})
-
-
-def test_a_partition_that_never_gets_ready_fails_at_the_gate_then_resumes_and_a_rerun_changes_nothing(make_labs, tmp_path):
-    labs = make_labs()
-    set_fault(labs.lab, part_id="3", replication_lag_ms=400)      # above the readiness gate (250), below the throttle's
-    job = RunnerJob(labs.lab, tmp_path)
-    extra = scenario_vars(labs, "INC-13c", scenario_full_open_timeout_s=5, full_recovery_replication_lag_threshold_ms=1000)
-    failed = job.run("scenario_full.yml", extra)
-    assert failed.rc != 0
     message = failed.results["Fail naming the gate"]["msg"]
     assert "Gate: ingress open" in message and "partition(s) 3 still in warmup" in message and "replication_lag" in message
     config = lab_json(labs.lab, "/v1/config")["config"]
     # overrides restored; the ready partition was opened, the other stays in warmup (docs/scenario-full.md)
     assert config["partitions"] == {"1": {"ingress_gate": "open"}, "3": {"ingress_gate": "warmup"}}
     assert config["annotations"].get("ceptra.backfill/overrides", {}) == {}
+
     set_fault(labs.lab, part_id="3", replication_lag_ms=0)
     resumed = job.run("scenario_full.yml", extra)
     assert resumed.rc == 0, resumed.stdout[-4000:]
     assert resumed.set_stats()["full_recovery_plan"]["resumed"]
+    # the events of the overlap below the high-water mark were sent again and dropped by the cluster
+    overlap = plan["partitions"]["3"]["events"] - 1500
+    assert overlap > 0 and replay_duplicates(failed, "3") + replay_duplicates(resumed, "3") == overlap
+    assert replay_duplicates(failed, "1") + replay_duplicates(resumed, "1") == 0
     assert_matches_reference(labs, {})
     again = job.run("scenario_full.yml", extra)
     assert again.rc == 0 and again.changed == 0, [n for n, r in again.results.items() if r.get("changed")]
-    assert os.path.isdir(tmp_path)
