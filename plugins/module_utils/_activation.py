@@ -118,6 +118,14 @@ def wait_for_barrier(client, barrier, timeout, interval, sleep=time.sleep, clock
     def look():
         fresh = dict(get_barrier(client, barrier_id))
         fresh.setdefault("barrier_id", barrier_id)
+        blocked = sort_part_ids(fresh.get("blocked_partitions") or [])
+        if fresh.get("state") in BARRIER_OPEN_STATES and blocked:
+            # A shadow failed while the barrier waited: it cannot commit on its own (§15).
+            raise ControlPlaneError(
+                "activation barrier %s is blocked by partition(s) in shadow failure: %s. Choose one: exclude them "
+                "explicitly (exclude_partitions: [%s]) or abort the activation (abort: true)"
+                % (barrier_id, ", ".join(blocked), ", ".join('"%s"' % p for p in blocked)),
+                barrier=fresh, failed_partitions=blocked)
         return fresh.get("state") not in BARRIER_OPEN_STATES, fresh
 
     poll = poll_until(look, timeout, interval, first=(barrier.get("state") not in BARRIER_OPEN_STATES, barrier),

@@ -184,6 +184,23 @@ def test_waiting_times_out_naming_missing_partitions():
     assert "timed out after 5s" in caught.value.message and "missing: 3" in caught.value.message
 
 
+def test_a_shadow_that_fails_while_the_barrier_waits_stops_the_wait_naming_the_choices():
+    cluster = ControlPlane()
+    cluster.add_bundle("b@1", READY_SHADOW, p3=PENDING_SHADOW)
+    original = cluster._get_activation
+
+    def fail_on_poll(call):
+        cluster.set_shadow("b@1", "3", FAILED_SHADOW)
+        return original(call)
+
+    cluster._get_activation = fail_on_poll
+    with pytest.raises(ControlPlaneError) as caught:
+        run(cluster, timeout=600)
+    assert "blocked by partition(s) in shadow failure: 3" in caught.value.message
+    assert 'exclude_partitions: ["3"]' in caught.value.message and "abort: true" in caught.value.message
+    assert caught.value.details["failed_partitions"] == ["3"]
+
+
 def test_an_aborted_barrier_while_waiting_fails():
     cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p3=PENDING_SHADOW)

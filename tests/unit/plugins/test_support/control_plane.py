@@ -308,6 +308,9 @@ class ControlPlane(CeptraClient):
         targeted = [p for p in self.part_ids if p not in barrier["exclude_partitions"]]
         missing = [p for p in targeted if entry["partitions"][p]["cep_shadow_state"] != "SHADOW_READY"]
         barrier["missing_partitions"] = missing
+        # like the lab: failed shadows are named and block the barrier until excluded or aborted
+        barrier["blocked_partitions"] = [p for p in missing if entry["partitions"][p]["cep_shadow_state"]
+                                         in ("SHADOW_FAILED", "SHADOW_TIMEOUT")]
         if not missing:
             barrier["state"] = "committed"
             barrier["barrier_index"] = {p: 100 for p in targeted}
