@@ -145,12 +145,25 @@ async def read_json_object(request: web.Request, allow_empty: bool = False) -> d
         if allow_empty:
             return {}
         raise ApiError(400, "request body is empty; send a JSON object")
+    return parse_json_object(body, "request body must be a JSON object")
+
+
+def parse_json_object(body: bytes, what: str) -> dict:
+    """Decode a JSON object (400 on bad JSON; 400 saying `what` when it is not an object)."""
     try:
         document = loads(body)
     except ValueError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
-        raise ApiError(400, f"request body must be a JSON object, got {type(document).__name__}")
+        raise ApiError(400, f"{what}, got {type(document).__name__}")
+    return document
+
+
+def found(mapping: dict, key: str, what: str):
+    """The document stored under `key`, or a 404 naming what was looked for."""
+    document = mapping.get(key)
+    if document is None:
+        raise ApiError(404, f"unknown {what} {key!r}")
     return document
 
 

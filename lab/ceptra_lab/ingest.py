@@ -21,6 +21,7 @@ from ceptra_lab.http_common import (
     json_response,
     known_partition,
     loads,
+    parse_json_object,
     read_body,
     requires,
 )
@@ -33,12 +34,7 @@ async def post_append(request: web.Request) -> web.Response:
     check_json_content_type(request)
     limit = cluster.config.config["partition_flow"]["max_event_bytes"] * 2 + 4096
     body = await read_body(request, limit)
-    try:
-        message = loads(body)
-    except ValueError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
-    if not isinstance(message, dict):
-        raise ApiError(400, f"an append message must be a JSON object, got {type(message).__name__}")
+    message = parse_json_object(body, "an append message must be a JSON object")
     if "part_id" in message and (message["part_id"] is None or str(message["part_id"]) not in cluster.partitions):
         known_partition(cluster, message["part_id"])
     return json_response(cluster.append_routed(message, len(body)))

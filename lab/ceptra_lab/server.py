@@ -30,6 +30,7 @@ from ceptra_lab.http_common import (
     actor,
     check_json_content_type,
     error_response,
+    found,
     json_response,
     known_partition,
     loads,
@@ -350,9 +351,7 @@ async def post_activate(request: web.Request) -> web.Response:
 async def get_activation(request: web.Request) -> web.Response:
     """One barrier document."""
     cluster = request.app[CLUSTER]
-    barrier = cluster.barriers.get(request.match_info["barrier_id"])
-    if barrier is None:
-        raise ApiError(404, f"unknown activation barrier {request.match_info['barrier_id']!r}")
+    barrier = found(cluster.barriers, request.match_info["barrier_id"], "activation barrier")
     return json_response(cluster.barrier_view(barrier))
 
 
@@ -379,9 +378,7 @@ async def post_replay(request: web.Request) -> web.Response:
 async def get_replay(request: web.Request) -> web.Response:
     """One replay job document."""
     cluster = request.app[CLUSTER]
-    job = cluster.replay_jobs.get(request.match_info["job_id"])
-    if job is None:
-        raise ApiError(404, f"unknown replay job {request.match_info['job_id']!r}")
+    job = found(cluster.replay_jobs, request.match_info["job_id"], "replay job")
     return json_response(cluster.job_view(job))
 
 
