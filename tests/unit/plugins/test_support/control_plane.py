@@ -351,6 +351,9 @@ class ControlPlane(CeptraClient):
         self.jobs[job_id] = {"job_id": job_id, "state": "running", "polls": 0,
                              "partitions": {p: {"from_index": 10, "to_index": 50, "replayed_index": 10}
                                             for p in call.body["part_ids"]}}
+        # the CP audits every replay job (contract section 3, /v1/audit)
+        self.audit.append({"id": "a-%d" % (len(self.audit) + 1), "ts": time.time(), "actor": "cp", "kind": "replay_job",
+                           "details": {"job_id": job_id, "part_ids": list(call.body["part_ids"])}})
         return 202, {"job_id": job_id, "state": "running"}
 
     def _get_replay_job(self, call):
