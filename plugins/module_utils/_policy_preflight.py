@@ -235,6 +235,27 @@ def wal_coverage(state):
     return coverage
 
 
+# --------------------------------------------------------------------------- the override of the extended replay
+
+
+def override_plan(queries, history_metrics, lookback_ms, min_lateness_ms=3600000, min_correction_ms=7200000,
+                  margin_ms=3600000):
+    """The L and C override that keeps the look-back window mutable, for the affected metrics only.
+
+    Affected: the new bundle's metrics whose source metric the history carries (all of them when
+    the history was not scanned). A pane is mutable while its end is after ``WM - C`` with
+    ``WM <= newest event - L``, so ``L = C = look-back + margin`` keeps the whole window mutable
+    however far the live traffic runs ahead; each at least its minimum. Returns ``(metrics, settings)``.
+    """
+    affected = [q.get("metric") for q in queries
+                if history_metrics is None or q.get("source_metric") is None or q.get("source_metric") in history_metrics]
+    widened = int(lookback_ms) + int(margin_ms)
+    knobs = {"lateness_allowance_ms": max(int(min_lateness_ms), widened),
+             "correction_horizon_ms": max(int(min_correction_ms), widened)}
+    settings = {"metrics": dict((metric, dict(knobs)) for metric in affected)} if affected else {}
+    return affected, settings
+
+
 # --------------------------------------------------------------------------- everything
 
 
@@ -306,6 +327,9 @@ def preflight(client, bundle, source=None, part_ids=None, scan_limit=DEFAULT_SCA
     result["retention"] = retention_check(config, queries, window_start_ns, now_ns, retention_margin_ms)
     problems.extend(retention_problems(result["retention"]))
     result["wal_coverage"] = wal_coverage(client.get_json("state"))
+    history_metrics = (result.get("history") or {}).get("metrics")
+    result["affected_metrics"], result["override_settings"] = override_plan(
+        queries, history_metrics, result["retention"]["lookback_ms"])
     result["ok"] = not problems
     return result
 
@@ -327,6 +351,10 @@ def summary_lines(result):
                                         if item["reason"] == "upgrade_false" else "new: starts empty"))
     for item in result.get("lane_projections") or []:
         lines.append("lanes %s: %s (%s)" % (item["metric"], item["projected_lanes"], item["status"]))
+    if result.get("affected_metrics"):
+        lines.append("override L and C of %s: %s" % (", ".join(result["affected_metrics"]),
+                                                      (result.get("override_settings") or {}).get("metrics", {}).get(
+                                                          result["affected_metrics"][0])))
     retention = result.get("retention") or {}
     if retention:
         lines.append("compacted_retention_ms %s, needed %s" % (retention.get("compacted_retention_ms"),

@@ -25,7 +25,8 @@ description:
   - Checks that C(compacted_retention_ms) keeps the look-back to O(window_start_ns) and the
     longest query range, plus O(retention_margin_ms).
   - Reports per partition what a WAL replay from the latest full checkpoint rebuilds
-    (RV(wal_coverage)).
+    (RV(wal_coverage)), and computes the lateness and correction override that keeps the
+    look-back mutable for the metrics the history feeds (RV(override_settings)).
   - Every finding is an item of RV(problems) whose message says what to fix; RV(ok) is true when
     there is none. Gate on RV(ok) (the C(ceptra.backfill.policy_preflight) role does).
 extends_documentation_fragment:
@@ -154,6 +155,17 @@ wal_coverage:
   description: Per partition C(rebuilt_after_index) (the latest full checkpoint) and C(not_rebuilt) entries.
   returned: always
   type: dict
+affected_metrics:
+  description: The new bundle's metrics the history feeds (the extended replay's override covers exactly these).
+  returned: always
+  type: list
+  elements: str
+override_settings:
+  description: The L and C override that keeps the look-back window mutable for the affected metrics,
+    in the layout of C(GET /v1/config) (input of M(ceptra.backfill.config_override)).
+  returned: always
+  type: dict
+  sample: {"metrics": {"flags_180d": {"lateness_allowance_ms": 867600000, "correction_horizon_ms": 867600000}}}
 summary:
   description: The preflight as lines to read.
   returned: always

@@ -121,3 +121,14 @@ def test_summary_lines_list_every_problem():
     lines = pre.summary_lines(result)
     assert any(line.startswith("PROBLEM attributes") for line in lines)
     assert any(line.startswith("PROBLEM retention") for line in lines)
+
+
+def test_the_override_widens_l_and_c_of_the_metrics_the_history_feeds_only():
+    other = dict(FLAGS, metric="logins", source_metric="logins_total")
+    affected, settings = pre.override_plan([FLAGS, FLAGS_180D, other], {"flags_total": []}, lookback_ms=10 * DAY_MS)
+    assert affected == ["flags", "flags_180d"]
+    knobs = {"lateness_allowance_ms": 10 * DAY_MS + 3600000, "correction_horizon_ms": 10 * DAY_MS + 3600000}
+    assert settings == {"metrics": {"flags": knobs, "flags_180d": knobs}}
+    assert pre.override_plan([FLAGS], {}, 0) == ([], {})
+    _, small = pre.override_plan([FLAGS], None, 0)
+    assert small["metrics"]["flags"] == {"lateness_allowance_ms": 3600000, "correction_horizon_ms": 7200000}
