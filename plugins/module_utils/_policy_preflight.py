@@ -294,10 +294,11 @@ def preflight(client, bundle, source=None, part_ids=None, scan_limit=DEFAULT_SCA
     result["already_active"] = active_id == result["bundle_id"]
     config = (client.get_json("config") or {}).get("config") or {}
 
-    result["replay_metrics"] = replay_metrics(queries, active_queries)
+    # An active bundle has nothing left to upgrade (a rerun after the activation).
+    result["replay_metrics"] = [] if result["already_active"] else replay_metrics(queries, active_queries)
     result["upgrade_false_metrics"] = [m["metric"] for m in result["replay_metrics"] if m["reason"] == "upgrade_false"]
     result["new_metrics"] = [m["metric"] for m in result["replay_metrics"] if m["reason"] == "new_metric"]
-    result["needs_wal_replay"] = bool(report.get("needs_replay")) or bool(result["upgrade_false_metrics"])
+    result["needs_wal_replay"] = bool(result["upgrade_false_metrics"])
 
     domains = _declared_lane_domains(bundle)
     result["lane_projections"] = lane_projection(queries, domains, config.get("lane_domains"))
