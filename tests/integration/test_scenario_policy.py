@@ -80,7 +80,7 @@ def policy_lab(shadow_warmup_ms=1000):
     """A lab on policy V whose latest full checkpoint precedes its live traffic."""
     lab = start_lab(extra_args=["--shadow-warmup-ms", str(shadow_warmup_ms), "--apply-capacity", "6000"])
     patch_config(lab, LAB_CONFIG)
-    activate(lab, upload(lab, V1))
+    activate(lab, upload(lab, V1), timeout=shadow_warmup_ms / 1000.0 + 30)
     return lab
 
 
@@ -307,7 +307,7 @@ def _refused_before_any_change(lab, result, gate, words):
 
 
 def test_preflight_failures_and_a_failed_shadow_stop_the_run_naming_what_to_fix(tmp_path):
-    lab = policy_lab(shadow_warmup_ms=3000)
+    lab = policy_lab(shadow_warmup_ms=30000)        # the barrier waits long enough for the fault
     try:
         window = write_archive(str(tmp_path / "archive.db"), time.time_ns())
         job = RunnerJob(lab, tmp_path)
