@@ -1,0 +1,136 @@
+"""Job templates of extensions/awx run as AWX runs them (ansible-runner, see awx_jobs.py),
+against a lab that speaks mutual TLS only, with the certificates of ``ceptra-lab certs``
+reaching the modules through the "CEPtra control plane" credential's injectors.
+
+The sliced replay-workers template runs as 3 runner jobs at once, each with its slice's
+inventory: together they replay every partition exactly once, each slice its own share, and
+the audit log names the AWX operator.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from ansible_collections.ceptra.backfill.plugins.module_utils._audit_chain import verify_chain
+from ceptra_lab.traffic import seed_history
+
+from . import awx_jobs
+
+REPO = awx_jobs.REPO
+BUNDLE = os.path.join(os.path.dirname(REPO), "shared", "reference", "bundles", "gaming_cheat_detection.yaml")
+SLICED = "CEPtra replay workers (sliced)"
+CREDENTIAL = "CEPtra production control plane"
+REPLAY_TASK = "Replay this worker's share in time slices until it is done"
+PARTITIONS = 8
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """The test PKI of ``ceptra-lab certs``."""
+    directory = tmp_path_factory.mktemp("certs")
+    subprocess.run([sys.executable, "-m", "ceptra_lab", "certs", str(directory)], check=True, capture_output=True)
+    return directory
+
+
+def credential_inputs(lab, certs, role="operator"):
+    """What an operator pastes into the credential: URL and PEM texts of one role's identity."""
+    def read(name):
+        return (certs / name).read_text(encoding="utf-8")
+
+    return {CREDENTIAL: {"url": lab.url, "client_cert": read("%s.pem" % role),
+                         "client_key": read("%s-key.pem" % role), "ca_cert": read("ca.pem")}}
+
+
+@pytest.fixture
+def history(pg_dsn):
+    """A seeded PostgreSQL history table and a cursor table name, dropped afterwards."""
+    import psycopg
+
+    suffix = uuid.uuid4().hex[:8]
+    tables = {"history": "awx_history_" + suffix, "cursors": "awx_cursors_" + suffix}
+    tables["rows"] = seed_history(pg_dsn, partitions=PARTITIONS, events_per_partition=300, bundle=BUNDLE,
+                                  duplicate_ratio=0.03, table=tables["history"])
+    with psycopg.connect(pg_dsn) as conn:
+        tables["distinct"] = conn.execute("SELECT COUNT(*) FROM (SELECT DISTINCT part_id, event_id FROM %s) d"
+                                          % tables["history"]).fetchone()[0]
+    yield tables
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for table in (tables["history"], tables["cursors"], tables["cursors"] + "_pause", tables["cursors"] + "_workers"):
+            conn.execute("DROP TABLE IF EXISTS %s" % table)
+
+
+def databases(pg_dsn, history):
+    """The template's database extra vars, pointed at the test database."""
+    return {"replay_workers_source": {"type": "postgresql", "dsn": pg_dsn, "table": history["history"]},
+            "replay_workers_cursor_store": {"type": "postgresql", "dsn": pg_dsn, "table": history["cursors"]}}
+
+
+@pytest.mark.postgres
+def test_sliced_replay_template_replays_every_partition_once(lab_factory, certs, history, pg_dsn, tmp_path):
+    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    assert lab.url.startswith("https://")
+    defs = awx_jobs.definitions()
+    template = awx_jobs.find(defs, "controller_templates", SLICED)
+    audit_log = tmp_path / "volume" / "backfill-audit.jsonl"
+    audit_log.parent.mkdir()
+    inputs = credential_inputs(lab, certs)
+    runs = awx_jobs.run_sliced(str(tmp_path / "jobs"), template, defs, inputs, 4100, "alice",
+                               answers={"ceptra_incident_id": "INC-4711"}, extra_vars=databases(pg_dsn, history),
+                               extra_env={"CEPTRA_AUDIT_LOG": str(audit_log)})
+
+    # one job per slice, each with only its own host, as AWX slices the inventory
+    assert [run.hosts for run in runs] == [["replay-worker-1"], ["replay-worker-2"], ["replay-worker-3"]]
+    shares = {}
+    for run in runs:
+        (host,) = run.hosts
+        assert run.status == "successful" and run.rc == 0, run.stdout[-3000:]
+        assert set(run.stats["ok"]) == {host} and not run.stats["failures"] and not run.stats["dark"]
+        assert run.stats["changed"] == {host: 1}   # the replay sent events; the rest only reads
+        (replayed,) = run.task_events(REPLAY_TASK)
+        assert replayed["event_data"]["host"] == host
+        result = replayed["event_data"]["res"]
+        assert result["done"] is True and result["events_done"] == result["events_total"] > 0
+        shares[host] = result["assigned_partitions"]
+        # the plan and the result are AWX's artifacts (set_stats)
+        artifacts = run.artifact_data()
+        assert artifacts["replay_workers_plan"][host]["partitions"] == shares[host]
+        assert artifacts["replay_workers_result"][host]["events_done"] == result["events_done"]
+        # the key and the token never reach the job output or its events
+        blob = run.stdout + json.dumps(run.events)
+        assert "PRIVATE KEY" not in blob and inputs[CREDENTIAL]["client_key"].splitlines()[1] not in blob
+
+    assigned = [part for share in shares.values() for part in share]
+    assert sorted(assigned, key=int) == [str(p) for p in range(PARTITIONS)]   # each partition in one slice
+    assert sorted(len(share) for share in shares.values()) == [2, 3, 3]
+    # every distinct historic event applied exactly once, over all slices
+    status, dummy, state = lab.request("GET", "/v1/state", role="observer")
+    assert status == 200
+    assert sum(p["commit_index"] for p in state["partitions"]) == history["distinct"] < history["rows"]
+
+    # the three slices appended to one chain-verified audit log, each under its AWX job, as the operator
+    report = verify_chain(str(audit_log))
+    assert report["ok"], report["problems"]
+    assert sorted(report["runs"]) == ["awx-job-4101", "awx-job-4102", "awx-job-4103"]
+    assert {run["operator"] for run in report["runs"].values()} == {"alice"}
+
+
+@pytest.mark.postgres
+def test_a_slice_without_the_complete_worker_list_sends_nothing(lab_factory, certs, history, pg_dsn, tmp_path):
+    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    defs = awx_jobs.definitions()
+    template = dict(awx_jobs.find(defs, "controller_templates", SLICED))
+    template["extra_vars"] = {k: v for k, v in template["extra_vars"].items() if k != "replay_workers_hosts"}
+    run = awx_jobs.run_job(str(tmp_path / "jobs"), template, defs, credential_inputs(lab, certs), 4200, "bob",
+                           answers={"ceptra_incident_id": "INC-4712"}, extra_vars=databases(pg_dsn, history),
+                           hosts=["replay-worker-2"], extra_env={"CEPTRA_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
+    assert run.status == "failed"
+    (failed,) = [e for e in run.events if e["event"] == "runner_on_failed"]
+    assert failed["event_data"]["task"] == "Gate: the complete worker list is given and holds this worker"
+    assert "replay_workers_hosts" in failed["event_data"]["res"]["msg"]
+    assert "each slice sees only" in failed["event_data"]["res"]["msg"]
+    status, dummy, state = lab.request("GET", "/v1/state", role="observer")
+    assert sum(p["commit_index"] for p in state["partitions"]) == 0
