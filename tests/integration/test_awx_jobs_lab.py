@@ -134,3 +134,22 @@ def test_a_slice_without_the_complete_worker_list_sends_nothing(lab_factory, cer
     assert "each slice sees only" in failed["event_data"]["res"]["msg"]
     status, dummy, state = lab.request("GET", "/v1/state", role="observer")
     assert sum(p["commit_index"] for p in state["partitions"]) == 0
+
+
+@pytest.mark.postgres
+def test_job_type_check_gives_the_plan_and_sends_nothing(lab_factory, certs, history, pg_dsn, tmp_path):
+    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    defs = awx_jobs.definitions()
+    template = awx_jobs.find(defs, "controller_templates", SLICED)
+    all_hosts = template["extra_vars"]["replay_workers_hosts"]
+    run = awx_jobs.run_job(str(tmp_path / "jobs"), template, defs, credential_inputs(lab, certs), 4300, "carol",
+                           job_type="check", answers={"ceptra_incident_id": "INC-4713"},
+                           extra_vars=databases(pg_dsn, history), hosts=awx_jobs.slice_hosts(all_hosts, 2, 3),
+                           extra_env={"CEPTRA_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
+    assert run.status == "successful", run.stdout[-3000:]
+    assert run.stats["changed"] == {} and set(run.stats["ok"]) == {"replay-worker-2"}
+    plan = run.artifact_data()["replay_workers_plan"]["replay-worker-2"]
+    assert plan["partitions"] == ["1", "4", "7"] and plan["events_remaining"] > 0
+    assert not run.task_events(REPLAY_TASK)    # check mode plans only
+    status, dummy, state = lab.request("GET", "/v1/state", role="observer")
+    assert sum(p["commit_index"] for p in state["partitions"]) == 0

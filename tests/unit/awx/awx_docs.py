@@ -7,6 +7,7 @@ without importing them (``ast``: no awx.awx code runs) and cached as JSON beside
 """
 
 import ast
+import fcntl
 import glob
 import json
 import os
@@ -48,6 +49,13 @@ def _documentation(source):
 
 def awx_module_docs(cache=CACHE):
     """{module: {"version": collection version, "options": {...}}} for the MODULES of awx.awx."""
+    os.makedirs(cache, exist_ok=True)
+    with open(os.path.join(cache, ".lock"), "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # test workers in parallel download once
+        return _cached_docs(cache)
+
+
+def _cached_docs(cache):
     cached = os.path.join(cache, "awx-modules-%s.json" % ANSIBLE_PACKAGE.split("==")[1])
     if os.path.exists(cached):
         with open(cached, encoding="utf-8") as handle:

@@ -40,6 +40,15 @@ def test_definitions_pass_the_offline_validation(docs):
     assert awx_rules.validate(docs=docs) == []
 
 
+# Playbooks that are no AWX job: the lab demo (scripts/demo) starts its own lab.
+NOT_A_JOB = {"playbooks/demo_lab.yml"}
+
+
+def test_every_playbook_has_a_job_template():
+    playbooks = {"playbooks/" + name for name in os.listdir(os.path.join(REPO, "playbooks")) if name.endswith(".yml")}
+    assert playbooks - NOT_A_JOB - set(_template_playbooks()) == set()
+
+
 def test_every_template_playbook_passes_syntax_check():
     playbooks = [os.path.join(REPO, p) for p in _template_playbooks()]
     assert playbooks
