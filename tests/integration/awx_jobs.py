@@ -180,8 +180,8 @@ def prepare_job(base_dir, template, defs, credential_inputs, job_id, user, answe
         env.update(inject_credential(ctype, credential_inputs[name], private))
     env.update(extra_env or {})
     variables = dict(template.get("extra_vars") or {})
-    variables.update(extra_vars or {})
     variables.update(survey_extra_vars(template, answers or {}))
+    variables.update(extra_vars or {})   # a workflow's variables win over the template's survey
     variables.update(awx_meta_vars(job_id, template, user, template["inventory"], workflow_job))
     all_hosts = [h["name"] for h in defs.get("controller_hosts") or () if h["inventory"] == template["inventory"]]
     hosts = list(hosts if hosts is not None else all_hosts)
@@ -224,3 +224,55 @@ def run_sliced(base_dir, template, defs, credential_inputs, first_job_id, user, 
         thread.join(600)
         runs.append(JobRun(runner, kwargs["private_data_dir"], hosts))
     return runs
+
+
+class NodeRun:
+    """One node of a workflow run: ``identifier``, ``status`` (successful/failed) and its JobRuns
+    (none for an approval node, several for a sliced template)."""
+
+    def __init__(self, identifier, status, jobs=()):
+        self.identifier = identifier
+        self.status = status
+        self.jobs = list(jobs)
+
+
+def run_workflow(base_dir, workflow, defs, credential_inputs, first_job_id, user, answers=None, approve=None,
+                 **options):
+    """Run a workflow of ``simplified_workflow_nodes`` as AWX does; returns the NodeRuns in run order.
+
+    Roots run first; after a node, its ``success_nodes`` or ``failure_nodes`` (and
+    ``always_nodes``) follow. The workflow's extra_vars and survey answers go to every job
+    (AWX passes them whatever the template prompts for); a node's ``job_type`` and
+    ``extra_data`` are its prompts. An approval node asks ``approve(node)`` (approved: its
+    success path; denied: its failure path).
+    """
+    nodes = {node["identifier"]: node for node in workflow["simplified_workflow_nodes"]}
+    targets = {t for node in nodes.values() for link in ("success_nodes", "failure_nodes", "always_nodes")
+               for t in node.get(link) or ()}
+    pending = [identifier for identifier in nodes if identifier not in targets]
+    variables = dict(options.pop("extra_vars", None) or {})
+    variables.update(workflow.get("extra_vars") or {})
+    variables.update(survey_extra_vars(workflow, answers or {}))
+    ran, job_id = [], first_job_id
+    while pending:
+        identifier = pending.pop(0)
+        node = nodes[identifier]
+        if node.get("approval_node"):
+            status, jobs = ("successful" if (approve or (lambda n: True))(node) else "failed"), []
+        else:
+            template = find(defs, "controller_templates", node["unified_job_template"])
+            extra = dict(variables)
+            extra.update(node.get("extra_data") or {})
+            job_id += 10
+            common = dict(options, extra_vars=extra, job_type=node.get("job_type"),
+                          workflow_job=(first_job_id, workflow["name"]))
+            if (template.get("job_slice_count") or 1) > 1:
+                common.pop("workflow_job")
+                jobs = run_sliced(base_dir, template, defs, credential_inputs, job_id, user, **common)
+            else:
+                jobs = [run_job(base_dir, template, defs, credential_inputs, job_id, user, **common)]
+            status = "successful" if all(job.status == "successful" for job in jobs) else "failed"
+        ran.append(NodeRun(identifier, status, jobs))
+        follow = node.get("success_nodes" if status == "successful" else "failure_nodes") or []
+        pending.extend(list(follow) + list(node.get("always_nodes") or []))
+    return ran

@@ -14,7 +14,8 @@ The rules, in the order they run:
 - our own rules for the templates: the control-plane credential, ``job_type`` prompted,
   ``allow_simultaneous: false``, a sliced template passes the complete worker list, every
   playbook exists, and every survey variable is an input that the argument specs of the
-  roles the playbook calls declare, with a compatible type.
+  roles the playbook calls declare (or a public variable of the playbook's own plays), with a
+  compatible type, and not a variable the playbook passes to a role itself.
 
 The ``--syntax-check`` of the playbooks is a separate function (it runs ansible-playbook).
 """
@@ -328,25 +329,42 @@ def _task_lists(node):
 
 
 def _role_calls(tasks):
-    """(role name, entry point) of every import_role/include_role in ``tasks``."""
+    """(role name, entry point, the vars the call sets) of every import_role/include_role in ``tasks``."""
     for task in _task_lists(tasks):
         for key in ("ansible.builtin.import_role", "ansible.builtin.include_role", "import_role", "include_role"):
             if isinstance(task.get(key), dict) and task[key].get("name"):
-                yield task[key]["name"], task[key].get("tasks_from", "main")
+                yield task[key]["name"], task[key].get("tasks_from", "main"), set(task.get("vars") or {})
 
 
-def role_inputs(playbook):
-    """{variable: argument spec} of every entry point the playbook's plays reach, roles calling roles
-    included; raises ValueError naming a role without the argument spec of an entry point it uses."""
+_SPEC_TYPES = ((bool, "bool"), (int, "int"), (float, "float"), (list, "list"), (dict, "dict"), (str, "str"))
+
+
+def playbook_inputs(playbook):
+    """What an operator may set for a playbook: ``(inputs, set_by_playbook)``.
+
+    ``inputs`` is {variable: argument spec}: the options of every role entry point the plays
+    reach (roles calling roles included), and the public variables of the plays' own ``vars``
+    (the playbook's documented knobs such as ``<scenario>_hold_before``, typed by their
+    default). ``set_by_playbook`` holds the role inputs the playbook itself passes to a role
+    call (``vars:`` of the include_role): an extra variable of that name would override the
+    playbook's value. Raises ValueError naming a role without the argument spec of an entry
+    point it uses.
+    """
     with open(playbook, encoding="utf-8") as handle:
         plays = yaml.safe_load(handle) or []
-    pending = []
+    pending, inputs, set_by_playbook = [], {}, set()
     for play in plays:
         for role in play.get("roles") or ():
             pending.append((role if isinstance(role, str) else role.get("role") or role.get("name"), "main"))
         for section in ("pre_tasks", "tasks", "post_tasks", "handlers"):
-            pending.extend(_role_calls(play.get(section)))
-    inputs, seen = {}, set()
+            for name, entry, passed in _role_calls(play.get(section)):
+                pending.append((name, entry))
+                set_by_playbook |= passed
+        for name, default in (play.get("vars") or {}).items():
+            if not name.startswith("_"):
+                kind = next(label for kinds, label in _SPEC_TYPES if isinstance(default, kinds) or default is None)
+                inputs[name] = {"type": "raw" if default is None else kind, "default": default}
+    seen = set()
     while pending:
         name, entry = pending.pop()
         entry = os.path.splitext(entry)[0]
@@ -365,38 +383,43 @@ def role_inputs(playbook):
         tasks_file = os.path.join(role, "tasks", entry + ".yml")
         if os.path.exists(tasks_file):
             with open(tasks_file, encoding="utf-8") as handle:
-                pending.extend(_role_calls(yaml.safe_load(handle)))
-    return inputs
+                pending.extend((called, called_entry) for called, called_entry, dummy in _role_calls(yaml.safe_load(handle)))
+    return inputs, set_by_playbook
 
 
 def check_survey_inputs(where, template, playbook):
-    """Every survey variable is a role input of the playbook, with a type its answer converts to."""
+    """Every survey variable is an input of the playbook (its roles' or its own), with a type its
+    answer converts to, and not one the playbook sets itself for a role."""
     questions = survey_variables(template)
     if not questions:
         return []
     try:
-        inputs = role_inputs(playbook)
+        inputs, set_by_playbook = playbook_inputs(playbook)
     except ValueError as exc:
         return ["%s.playbook: %s" % (where, exc)]
     problems = []
     for index, (variable, question) in enumerate(questions.items()):
-        at = "%s.survey_spec.spec[%d].variable" % (where, index)
+        at = "%s.survey_spec.spec[%d]" % (where, index)
         spec = inputs.get(variable)
         if spec is None:
-            problems.append("%s: %r is not an input that the roles of %s declare (known: %s)"
+            problems.append("%s.variable: %r is not an input that the roles of %s declare (known: %s)"
                             % (at, variable, os.path.relpath(playbook, REPO), ", ".join(sorted(inputs)) or "none"))
             continue
+        if variable in set_by_playbook and variable not in SCENARIO_VARS:
+            problems.append("%s.variable: %s passes %r to a role itself; a survey answer (an extra variable) would "
+                            "override it" % (at, os.path.relpath(playbook, REPO), variable))
         kind = spec.get("type", "str")
         if question.get("type") not in SURVEY_FOR_SPEC.get(kind, ()):
             problems.append("%s.type: a %s question cannot answer %r, an argument of type %s"
-                            % (at[:-len(".variable")], question.get("type"), variable, kind))
-        if spec.get("choices"):
-            choices = question.get("choices") or []
-            choices = [c for c in choices.splitlines() if c.strip()] if isinstance(choices, str) else choices
-            outside = [c for c in choices if c not in [str(x) for x in spec["choices"]]]
+                            % (at, question.get("type"), variable, kind))
+        choices = question.get("choices") or []
+        choices = [c for c in choices.splitlines() if c.strip()] if isinstance(choices, str) else choices
+        allowed = [str(x) for x in spec["choices"]] if spec.get("choices") else (
+            ["true", "false", "yes", "no"] if kind == "bool" else None)
+        if allowed is not None and question.get("type") in ("multiplechoice", "multiselect"):
+            outside = [c for c in choices if c not in allowed]
             if not choices or outside:
-                problems.append("%s.choices: %s must be among the argument's choices %s"
-                                % (at[:-len(".variable")], outside or "(none)", spec["choices"]))
+                problems.append("%s.choices: %s must be among the argument's choices %s" % (at, outside or "(none)", allowed))
     return problems
 
 
