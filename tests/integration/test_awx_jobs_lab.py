@@ -153,3 +153,36 @@ def test_job_type_check_gives_the_plan_and_sends_nothing(lab_factory, certs, his
     assert not run.task_events(REPLAY_TASK)    # check mode plans only
     status, dummy, state = lab.request("GET", "/v1/state", role="observer")
     assert sum(p["commit_index"] for p in state["partitions"]) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("approved", [True, False], ids=["approved", "denied"])
+def test_replay_workflow_plans_then_replays_after_approval(lab_factory, certs, history, pg_dsn, tmp_path, approved):
+    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    defs = awx_jobs.definitions()
+    workflow = awx_jobs.find(defs, "controller_workflows", "CEPtra replay workers (plan, approve, replay)")
+    asked = []
+    nodes = awx_jobs.run_workflow(str(tmp_path / "jobs"), workflow, defs, credential_inputs(lab, certs), 5000, "dave",
+                                  answers={"ceptra_incident_id": "INC-5000"}, extra_vars=databases(pg_dsn, history),
+                                  approve=lambda node: asked.append(node["approval_node"]["name"]) or approved,
+                                  extra_env={"CEPTRA_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
+    assert asked == ["Approve the replay plan"]
+    plan = nodes[0]
+    assert plan.identifier == "plan" and plan.status == "successful" and len(plan.jobs) == 3
+    planned = {}
+    for job in plan.jobs:   # the plan jobs ran in check mode: the plan of each worker, nothing changed
+        assert job.stats["changed"] == {}
+        planned.update(job.artifact_data()["replay_workers_plan"])
+    assert sorted(p for share in planned.values() for p in share["partitions"]) == sorted(str(p) for p in range(PARTITIONS))
+    status, dummy, state = lab.request("GET", "/v1/state", role="observer")
+    committed = sum(p["commit_index"] for p in state["partitions"])
+    if not approved:
+        assert [n.identifier for n in nodes] == ["plan", "approve"] and nodes[1].status == "failed"
+        assert committed == 0
+        return
+    assert [(n.identifier, n.status) for n in nodes] == [("plan", "successful"), ("approve", "successful"),
+                                                         ("replay", "successful")]
+    replayed = {job.hosts[0]: job.task_events(REPLAY_TASK)[0]["event_data"]["res"]["assigned_partitions"]
+                for job in nodes[2].jobs}
+    assert replayed == {host: share["partitions"] for host, share in planned.items()}   # as planned and approved
+    assert committed == history["distinct"]

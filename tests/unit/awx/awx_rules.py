@@ -496,6 +496,30 @@ def check_workflow(where, workflow, templates):
     return problems
 
 
+def check_workflow_survey(where, workflow, templates):
+    """A workflow's survey variables reach every job of the workflow as extra variables: each must be
+    an input of some node's playbook, and none a variable a node's playbook passes to a role itself."""
+    questions = survey_variables(workflow)
+    playbooks = sorted({templates[n["unified_job_template"]]["playbook"]
+                        for n in workflow.get("simplified_workflow_nodes") or ()
+                        if n.get("unified_job_template") in templates})
+    known, problems = {}, []
+    for playbook in playbooks:
+        try:
+            known[playbook] = playbook_inputs(os.path.join(REPO, playbook))
+        except ValueError as exc:
+            problems.append("%s: %s" % (where, exc))
+    for index, variable in enumerate(questions):
+        at = "%s.survey_spec.spec[%d].variable" % (where, index)
+        if not any(variable in inputs for inputs, dummy in known.values()):
+            problems.append("%s: %r is an input of none of the workflow's playbooks %s" % (at, variable, playbooks))
+        for playbook, (dummy, set_by_playbook) in sorted(known.items()):
+            if variable in set_by_playbook and variable not in SCENARIO_VARS:
+                problems.append("%s: %s passes %r to a role itself; the workflow's answer would override it"
+                                % (at, playbook, variable))
+    return problems
+
+
 def check_template(where, template, definitions):
     """Our rules for a job template (beyond AWX's)."""
     problems = []
@@ -611,4 +635,7 @@ def validate(directory=DEFINITIONS, docs=None):
                 problems += check_template(where, obj, definitions)
             if variable == "controller_workflows":
                 problems += check_workflow(where, obj, templates)
+                problems += check_workflow_survey(where, obj, templates)
+                if obj.get("allow_simultaneous") is not False:
+                    problems.append("%s.allow_simultaneous: must be false (one scenario per cluster at a time)" % where)
     return problems
