@@ -502,7 +502,8 @@ def check_workflow_survey(where, workflow, templates):
     questions = survey_variables(workflow)
     playbooks = sorted({templates[n["unified_job_template"]]["playbook"]
                         for n in workflow.get("simplified_workflow_nodes") or ()
-                        if n.get("unified_job_template") in templates})
+                        if n.get("unified_job_template") in templates
+                        and os.path.isfile(os.path.join(REPO, templates[n["unified_job_template"]]["playbook"]))})
     known, problems = {}, []
     for playbook in playbooks:
         try:
