@@ -243,8 +243,9 @@ def run_workflow(base_dir, workflow, defs, credential_inputs, first_job_id, user
     Roots run first; after a node, its ``success_nodes`` or ``failure_nodes`` (and
     ``always_nodes``) follow. The workflow's extra_vars and survey answers go to every job
     (AWX passes them whatever the template prompts for); a node's ``job_type`` and
-    ``extra_data`` are its prompts. An approval node asks ``approve(node)`` (approved: its
-    success path; denied: its failure path).
+    ``extra_data`` are its prompts; what the jobs before a node published with ``set_stats``
+    reaches it as extra variables too (AWX's artifacts). An approval node asks
+    ``approve(node)`` (approved: its success path; denied: its failure path).
     """
     nodes = {node["identifier"]: node for node in workflow["simplified_workflow_nodes"]}
     targets = {t for node in nodes.values() for link in ("success_nodes", "failure_nodes", "always_nodes")
@@ -253,7 +254,7 @@ def run_workflow(base_dir, workflow, defs, credential_inputs, first_job_id, user
     variables = dict(options.pop("extra_vars", None) or {})
     variables.update(workflow.get("extra_vars") or {})
     variables.update(survey_extra_vars(workflow, answers or {}))
-    ran, job_id = [], first_job_id
+    ran, job_id, artifacts = [], first_job_id, {}
     while pending:
         identifier = pending.pop(0)
         node = nodes[identifier]
@@ -261,7 +262,8 @@ def run_workflow(base_dir, workflow, defs, credential_inputs, first_job_id, user
             status, jobs = ("successful" if (approve or (lambda n: True))(node) else "failed"), []
         else:
             template = find(defs, "controller_templates", node["unified_job_template"])
-            extra = dict(variables)
+            extra = dict(artifacts.get(identifier) or {})   # the set_stats of the jobs before it
+            extra.update(variables)
             extra.update(node.get("extra_data") or {})
             job_id += 10
             common = dict(options, extra_vars=extra, job_type=node.get("job_type"),
@@ -273,6 +275,12 @@ def run_workflow(base_dir, workflow, defs, credential_inputs, first_job_id, user
                 jobs = [run_job(base_dir, template, defs, credential_inputs, job_id, user, **common)]
             status = "successful" if all(job.status == "successful" for job in jobs) else "failed"
         ran.append(NodeRun(identifier, status, jobs))
-        follow = node.get("success_nodes" if status == "successful" else "failure_nodes") or []
-        pending.extend(list(follow) + list(node.get("always_nodes") or []))
+        follow = list(node.get("success_nodes" if status == "successful" else "failure_nodes") or [])
+        follow += list(node.get("always_nodes") or [])
+        passed = dict(artifacts.get(identifier) or {})
+        for job in jobs:
+            passed.update(job.artifact_data())
+        for child in follow:
+            artifacts.setdefault(child, {}).update(passed)
+        pending.extend(follow)
     return ran
