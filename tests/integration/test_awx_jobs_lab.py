@@ -186,3 +186,32 @@ def test_replay_workflow_plans_then_replays_after_approval(lab_factory, certs, h
                 for job in nodes[2].jobs}
     assert replayed == {host: share["partitions"] for host, share in planned.items()}   # as planned and approved
     assert committed == history["distinct"]
+
+
+PARTIAL_WORKFLOW = "CEPtra partial recovery (recover, then verify or roll back)"
+
+
+@pytest.mark.postgres
+def test_partial_workflow_rolls_back_when_the_scenario_fails_at_a_gate(lab_factory, certs, history, pg_dsn, tmp_path):
+    # No outage happened: the scenario's discover gate finds no missing window and the run fails
+    # there; the workflow takes its failure path to the rollback, which succeeds.
+    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    defs = awx_jobs.definitions()
+    workflow = awx_jobs.find(defs, "controller_workflows", PARTIAL_WORKFLOW)
+    audit_log = tmp_path / "audit.jsonl"
+    sources = {"history_replay_source": {"type": "postgresql", "dsn": pg_dsn, "table": history["history"]},
+               "history_replay_cursor_store": {"type": "postgresql", "dsn": pg_dsn, "table": history["cursors"]}}
+    nodes = awx_jobs.run_workflow(str(tmp_path / "jobs"), workflow, defs, credential_inputs(lab, certs), 6000, "erin",
+                                  answers={"ceptra_incident_id": "INC-6000"}, extra_vars=sources,
+                                  extra_env={"CEPTRA_AUDIT_LOG": str(audit_log)})
+    assert [(n.identifier, n.status) for n in nodes] == [("recover", "failed"), ("rollback", "successful")]
+    (recover,) = nodes[0].jobs
+    failed = [e["event_data"]["task"] for e in recover.events if e["event"] == "runner_on_failed"]
+    assert failed[0] == "Gate: a missing window was found" and failed[-1] == "Fail naming the gate"
+    assert recover.artifact_data()["ceptra_run"]["outcome"] == "failed"
+    (rollback,) = nodes[1].jobs
+    assert rollback.stats["failures"] == {} and set(rollback.stats["ok"]) == {"ops-runner-1"}
+    report = verify_chain(str(audit_log))
+    assert report["ok"], report["problems"]
+    assert {run["operator"] for run in report["runs"].values()} == {"erin"}
+    assert len(report["runs"]) == 2   # the scenario job and the rollback job
