@@ -28,18 +28,27 @@ KNOWN_TOP_LEVEL = {
     "partition_flow", "readiness", "metrics", "partitions", "lane_domains",
     "durability_mode", "fsync_cadence_ms", "wal_path", "numa_affinity",
 }
-# (min, max) of integer knobs; the contract's bounds plus "no negative times".
+PER_METRIC_KEYS = ("lateness_allowance_ms", "watermark_guard_ms", "correction_horizon_ms")
+# Upper bound of the time knobs in ms (10 years): the contract's assumed bound, so that no
+# accepted value overflows the int64 nanosecond times a cluster computes (docs/lab.md).
+MAX_TIME_MS = 315360000000
+# (min, max) of integer knobs: the contract's bounds, "no negative times" and the assumed
+# upper bounds the lab enforces too (docs/lab.md, /v1/config); None: unbounded.
 INT_BOUNDS = {
     "checkpoint_full_interval_ms": (15000, 300000),
     "partition_flow.max_event_bytes": (65536, 8388608),
-    "pane_size_ms": (1, None),
-    "dedup_capacity_per_partition": (1, None),
-    "checkpoint_retained_fulls": (1, None),
-    "client_retry_window_s": (1, None),
-    "partition_flow.max_events": (1, None),
-    "partition_flow.max_bytes": (1, None),
+    "pane_size_ms": (1, 86400000),
+    "dedup_capacity_per_partition": (1, 100000000),
+    "checkpoint_retained_fulls": (1, 100),
+    "client_retry_window_s": (1, 315360000),
+    "partition_flow.max_events": (1, 1000000),
+    "partition_flow.max_bytes": (1, 1073741824),
+    "fsync_cadence_ms": (0, 60000),
 }
-PER_METRIC_KEYS = ("lateness_allowance_ms", "watermark_guard_ms", "correction_horizon_ms")
+for _key in ("lateness_allowance_ms", "watermark_guard_ms", "correction_horizon_ms", "max_future_skew_ms",
+             "raw_retention_ms", "compacted_retention_ms", "readiness.apply_lag_ms", "readiness.replication_lag_ms") \
+        + tuple("%s.*.%s" % (scope, knob) for scope in ("metrics", "partitions") for knob in PER_METRIC_KEYS):
+    INT_BOUNDS[_key] = (0, MAX_TIME_MS)
 NESTED_KEYS = {
     "partition_flow": ("max_events", "max_bytes", "max_event_bytes"),
     "readiness": ("healthy_partition_ratio", "apply_lag_ms", "replication_lag_ms"),

@@ -44,6 +44,7 @@ class HistoricSource(EventRows):
         self.columns = spec["columns"]
         self.order_by = spec["order_by"]
         self.window = spec["window"]
+        self.partition_start = spec.get("partition_start") or {}
         self.part_ids = spec["part_ids"]
         self.max_event_bytes = spec["max_event_bytes"]
         self.find_copies = spec.get("find_copies", True)
@@ -96,15 +97,30 @@ class HistoricSource(EventRows):
             keys.append(self.tiebreak)
         return keys
 
-    def _filters(self, part_id, after):
-        """WHERE clause fragments and parameters: partition, window, keyset position."""
+    def _filters(self, part_id, after, start=True, window_probe=False):
+        """WHERE clause fragments and parameters: partition, window, the partition's start
+        (``partition_start``, unless ``start`` is false), keyset position.
+
+        ``window_probe``: the window bounds as plain filters (``+column``), for a lookup that
+        probes the time index by equality: SQLite would otherwise take the window as the index
+        range and scan it once per looked-up event (6 s instead of 40 ms for a page of 2000)."""
+        time_col = self._col("event_time_ns")
+        if window_probe:
+            time_col = self._compose("+{c}", c=time_col)
         clauses = [self._compose("{c} = %s", c=self._col("part_id"))]
         params = [str(part_id)]
-        if "start_ns" in self.window:
+        bound = self.partition_start.get(str(part_id)) if start else None
+        if bound and "after_raft_index" in bound:
+            clauses.append(self._compose("{c} > %s", c=self._col("raft_index")))
+            params.append(bound["after_raft_index"])
+        if bound and "from_event_time_ns" in bound:
             clauses.append(self._compose("{c} >= %s", c=self._col("event_time_ns")))
+            params.append(bound["from_event_time_ns"])
+        if "start_ns" in self.window:
+            clauses.append(self._compose("{c} >= %s", c=time_col))
             params.append(self.window["start_ns"])
         if "end_ns" in self.window:
-            clauses.append(self._compose("{c} < %s", c=self._col("event_time_ns")))
+            clauses.append(self._compose("{c} < %s", c=time_col))
             params.append(self.window["end_ns"])
         if after is not None:
             keys = self._key_fragments()
@@ -280,7 +296,7 @@ class HistoricSource(EventRows):
         once, the positions of their copies. The caller keeps the copies before each row.
         """
         wanted = list({(r[0], r[1]) for r in rows if r[0] is not None and r[1] is not None})
-        where, params = self._filters(part_id, None)
+        where, params = self._filters(part_id, None, start=False, window_probe=True)
         keys = self._key_fragments()
         found = {}
         for start in range(0, len(wanted), COPY_LOOKUP_CHUNK):

@@ -117,6 +117,9 @@ class ControlPlane(CeptraClient):
         self._definition_polls = 0
         # state, readiness, audit
         self.lags = {}                      # part_id -> (apply_lag_ms, replication_lag_ms)
+        self.reasons = {}                   # part_id -> readiness reasons besides the gate's (a test sets them)
+        self.checkpoints = {}               # part_id -> {full_index, event_ts_high_ns} (a wiped partition's baseline)
+        self.wiped = set()                  # partitions in warmup unless the config opens their gate
         self.state_calls = 0
         self.audit = []                     # records {id, ts, actor, kind, details}, oldest first
         # append stream
@@ -376,7 +379,11 @@ class ControlPlane(CeptraClient):
         partitions = []
         for part_id in self.part_ids:
             applied = len(self.applied.get(part_id, []))
+            checkpoint = dict(self.checkpoints.get(part_id) or {"full_index": 0, "event_ts_high_ns": 0})
+            applied += checkpoint["full_index"]
+            gate = self.gate(part_id)
             entry = {"part_id": part_id, "leader": "cp-0", "commit_index": applied, "applied_index": applied,
+                     "checkpoint": dict(checkpoint, age_ms=0), "ingress_gate": gate, "warmup": gate == "warmup",
                      "dedup": {"capacity": self.config.get("dedup_capacity_per_partition"),
                                "occupancy": self.dedup_occupancy}}
             if self.sessions:
@@ -392,9 +399,15 @@ class ControlPlane(CeptraClient):
             apply_lag, replication_lag = self.lags.get(part_id, (None, None))
             metrics = {k: v for k, v in (("apply_lag_ms", apply_lag), ("replication_lag_ms", replication_lag))
                        if v is not None}
-            partitions[part_id] = {"ready": True, "metrics": metrics}
+            reasons = (["warmup"] if self.gate(part_id) == "warmup" else []) + list(self.reasons.get(part_id, []))
+            partitions[part_id] = {"ready": not reasons, "reasons": reasons, "metrics": metrics}
         latest = list(self.barriers)[-1] if self.barriers else None
         return 200, {"ready": True, "activation_barrier_id": latest, "partitions": partitions}
+
+    def gate(self, part_id):
+        """A partition's ingress gate: the config's, else warmup for a wiped partition."""
+        configured = (self.config.get("partitions") or {}).get(part_id, {}).get("ingress_gate")
+        return configured or ("warmup" if part_id in self.wiped else "open")
 
     def _get_test_metrics_snapshot(self, call):
         part_id = (call.query or {}).get("part_id")
