@@ -7,18 +7,24 @@ inventory: together they replay every partition exactly once, each slice its own
 the audit log names the AWX operator.
 """
 
+import io
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 
 import pytest
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._audit_chain import verify_chain
+from ceptra_lab import traffic
 from ceptra_lab.traffic import seed_history
 
 from . import awx_jobs
+from .runbook_support.faults import start_outage, wait_outage_over
+from .runbook_support.labs import BUNDLE as RUNBOOK_BUNDLE, activate_bundle
 
 REPO = awx_jobs.REPO
 BUNDLE = os.path.join(os.path.dirname(REPO), "shared", "reference", "bundles", "gaming_cheat_detection.yaml")
@@ -156,15 +162,14 @@ def test_job_type_check_gives_the_plan_and_sends_nothing(lab_factory, certs, his
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("approved", [True, False], ids=["approved", "denied"])
-def test_replay_workflow_plans_then_replays_after_approval(lab_factory, certs, history, pg_dsn, tmp_path, approved):
+def test_replay_workflow_plans_then_replays_after_approval(lab_factory, certs, history, pg_dsn, tmp_path):
     lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
     defs = awx_jobs.definitions()
     workflow = awx_jobs.find(defs, "controller_workflows", "CEPtra replay workers (plan, approve, replay)")
     asked = []
     nodes = awx_jobs.run_workflow(str(tmp_path / "jobs"), workflow, defs, credential_inputs(lab, certs), 5000, "dave",
                                   answers={"ceptra_incident_id": "INC-5000"}, extra_vars=databases(pg_dsn, history),
-                                  approve=lambda node: asked.append(node["approval_node"]["name"]) or approved,
+                                  approve=lambda node: asked.append(node["approval_node"]["name"]) or True,
                                   extra_env={"CEPTRA_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
     assert asked == ["Approve the replay plan"]
     plan = nodes[0]
@@ -176,10 +181,6 @@ def test_replay_workflow_plans_then_replays_after_approval(lab_factory, certs, h
     assert sorted(p for share in planned.values() for p in share["partitions"]) == sorted(str(p) for p in range(PARTITIONS))
     status, dummy, state = lab.request("GET", "/v1/state", role="observer")
     committed = sum(p["commit_index"] for p in state["partitions"])
-    if not approved:
-        assert [n.identifier for n in nodes] == ["plan", "approve"] and nodes[1].status == "failed"
-        assert committed == 0
-        return
     assert [(n.identifier, n.status) for n in nodes] == [("plan", "successful"), ("approve", "successful"),
                                                          ("replay", "successful")]
     replayed = {job.hosts[0]: job.task_events(REPLAY_TASK)[0]["event_data"]["res"]["assigned_partitions"]
@@ -215,3 +216,54 @@ def test_partial_workflow_rolls_back_when_the_scenario_fails_at_a_gate(lab_facto
     assert report["ok"], report["problems"]
     assert {run["operator"] for run in report["runs"].values()} == {"erin"}
     assert len(report["runs"]) == 2   # the scenario job and the rollback job
+
+
+def live_traffic_with_an_outage(lab, certs, archive, outage_parts, outage_ms=1500):
+    """Live traffic over mutual TLS (as the operator) with an outage of ``outage_parts`` in the middle;
+    every generated event, refused ones included, is archived in ``archive`` (the history)."""
+    stop = threading.Event()
+    worker = threading.Thread(target=traffic.live, daemon=True, kwargs=dict(
+        url=lab.url, token=None, rate=200.0, duration=120.0, bundle=RUNBOOK_BUNDLE, partitions=lab.partitions,
+        cacert=str(certs / "ca.pem"), cert=str(certs / "operator.pem"), key=str(certs / "operator-key.pem"),
+        out=io.StringIO(), archive="sqlite:" + archive, classification_ratio=1.0, stop=stop))
+    worker.start()
+    try:
+        time.sleep(1.0)
+        start_outage(lab, outage_parts, outage_ms)
+        wait_outage_over(lab, outage_parts)
+        time.sleep(1.0)   # the archive holds the window's events
+    finally:
+        stop.set()
+        worker.join(30)
+
+
+def test_partial_workflow_recovers_the_window_then_verifies(lab_factory, certs, tmp_path):
+    lab = lab_factory(partitions=4, test_mode=True, tls_dir=str(certs))
+    activate_bundle(lab)
+    history_db = str(tmp_path / "history.sqlite")
+    live_traffic_with_an_outage(lab, certs, history_db, ["1", "2"])
+    defs = awx_jobs.definitions()
+    workflow = awx_jobs.find(defs, "controller_workflows", PARTIAL_WORKFLOW)
+    audit_log = tmp_path / "audit.jsonl"
+    sources = {"history_replay_source": {"type": "sqlite", "path": history_db},
+               "history_replay_cursor_store": {"type": "sqlite", "path": str(tmp_path / "cursors.sqlite")}}
+    nodes = awx_jobs.run_workflow(str(tmp_path / "jobs"), workflow, defs, credential_inputs(lab, certs), 6100, "grace",
+                                  answers={"ceptra_incident_id": "INC-6100"}, extra_vars=sources,
+                                  extra_env={"CEPTRA_AUDIT_LOG": str(audit_log),
+                                             "CEPTRA_REPORT_DIR": str(tmp_path / "reports"),
+                                             "CEPTRA_HOLD_DIR": str(tmp_path)})
+    assert [(n.identifier, n.status) for n in nodes] == [("recover", "successful"), ("verify", "successful")], \
+        [job.stdout[-3000:] for n in nodes for job in n.jobs]
+    (recover,) = nodes[0].jobs
+    stats = recover.artifact_data()
+    assert stats["ceptra_plan"]["partitions"] == ["1", "2"] and stats["ceptra_run"]["outcome"] == "completed"
+    assert stats["ceptra_replay"]["events_done"] >= stats["ceptra_plan"]["events"] > 0
+    progress = [e for e in recover.events if e["event"] == "runner_retry" or " p1: " in e.get("stdout", "")]
+    assert progress   # the replay loop's per-partition progress reached the job's events
+    # verify found the scenario's run through the artifacts the workflow passed down
+    (verify,) = nodes[1].jobs
+    assert verify.stats["failures"] == {}
+    assert (tmp_path / "reports" / "verify-partial-INC-6100.json").is_file()
+    report = verify_chain(str(audit_log))
+    assert report["ok"], report["problems"]
+    assert {run["operator"] for run in report["runs"].values()} == {"grace"}

@@ -20,6 +20,7 @@ The rules, in the order they run:
 The ``--syntax-check`` of the playbooks is a separate function (it runs ansible-playbook).
 """
 
+import functools
 import keyword
 import os
 import re
@@ -71,7 +72,16 @@ ENV_BLOCKED = {"VIRTUAL_ENV", "PATH", "PYTHONPATH", "JOB_ID", "INVENTORY_ID", "I
 SCENARIO_VARS = ("ceptra_incident_id", "ceptra_run_id")
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser where PyYAML has it (the role files are read many times in the tests).
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _read_yaml(path):
+    with open(path, encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=_SafeLoader)
+
+
+class _Loader(_SafeLoader):  # pylint: disable=too-many-ancestors
     """YAML as infra.aap_configuration reads it: ``!unsafe`` strings stay plain strings."""
 
 
@@ -339,6 +349,7 @@ def _role_calls(tasks):
 _SPEC_TYPES = ((bool, "bool"), (int, "int"), (float, "float"), (list, "list"), (dict, "dict"), (str, "str"))
 
 
+@functools.lru_cache(maxsize=None)
 def playbook_inputs(playbook):
     """What an operator may set for a playbook: ``(inputs, set_by_playbook)``.
 
@@ -350,8 +361,7 @@ def playbook_inputs(playbook):
     playbook's value. Raises ValueError naming a role without the argument spec of an entry
     point it uses.
     """
-    with open(playbook, encoding="utf-8") as handle:
-        plays = yaml.safe_load(handle) or []
+    plays = _read_yaml(playbook) or []
     pending, inputs, set_by_playbook = [], {}, set()
     for play in plays:
         for role in play.get("roles") or ():
@@ -375,15 +385,13 @@ def playbook_inputs(playbook):
         specs_path = os.path.join(role, "meta", "argument_specs.yml")
         specs = {}
         if os.path.exists(specs_path):
-            with open(specs_path, encoding="utf-8") as handle:
-                specs = (yaml.safe_load(handle) or {}).get("argument_specs") or {}
+            specs = (_read_yaml(specs_path) or {}).get("argument_specs") or {}
         if entry not in specs:
             raise ValueError("role %s declares no argument spec for its entry point %s (%s)" % (name, entry, specs_path))
         inputs.update(specs[entry].get("options") or {})
         tasks_file = os.path.join(role, "tasks", entry + ".yml")
         if os.path.exists(tasks_file):
-            with open(tasks_file, encoding="utf-8") as handle:
-                pending.extend((called, called_entry) for called, called_entry, dummy in _role_calls(yaml.safe_load(handle)))
+            pending.extend((called, called_entry) for called, called_entry, dummy in _role_calls(_read_yaml(tasks_file)))
     return inputs, set_by_playbook
 
 
@@ -497,8 +505,9 @@ def check_workflow(where, workflow, templates):
 
 
 def check_workflow_survey(where, workflow, templates):
-    """A workflow's survey variables reach every job of the workflow as extra variables: each must be
-    an input of some node's playbook, and none a variable a node's playbook passes to a role itself."""
+    """A workflow's survey variables and extra_vars reach every job of the workflow as extra variables:
+    each survey variable must be an input of some node's playbook, and none of them a variable a
+    node's playbook passes to a role itself."""
     questions = survey_variables(workflow)
     playbooks = sorted({templates[n["unified_job_template"]]["playbook"]
                         for n in workflow.get("simplified_workflow_nodes") or ()
@@ -510,9 +519,12 @@ def check_workflow_survey(where, workflow, templates):
             known[playbook] = playbook_inputs(os.path.join(REPO, playbook))
         except ValueError as exc:
             problems.append("%s: %s" % (where, exc))
-    for index, variable in enumerate(questions):
-        at = "%s.survey_spec.spec[%d].variable" % (where, index)
-        if not any(variable in inputs for inputs, dummy in known.values()):
+    named = [("%s.survey_spec.spec[%d].variable" % (where, index), variable, True)
+             for index, variable in enumerate(questions)]
+    # extra_vars may also be variables a playbook reads itself (verify.yml: history_replay_source)
+    named += [("%s.extra_vars.%s" % (where, variable), variable, False) for variable in workflow.get("extra_vars") or {}]
+    for at, variable, declared in named:
+        if declared and len(known) == len(playbooks) and not any(variable in inputs for inputs, dummy in known.values()):
             problems.append("%s: %r is an input of none of the workflow's playbooks %s" % (at, variable, playbooks))
         for playbook, (dummy, set_by_playbook) in sorted(known.items()):
             if variable in set_by_playbook and variable not in SCENARIO_VARS:

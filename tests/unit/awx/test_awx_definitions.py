@@ -16,6 +16,8 @@ from . import awx_rules
 from .awx_docs import REPO, awx_module_docs
 
 SLICED = "CEPtra replay workers (sliced)"
+PARTIAL = "CEPtra scenario partial recovery"
+FULL_WORKFLOW = "CEPtra full recovery (recover, then verify or roll back)"
 CTYPE = "CEPtra control plane"
 
 
@@ -145,6 +147,24 @@ FAULTS = [
      lambda d: (_sliced(d).update(ask_job_type_on_launch=True),
                 _add_workflow(d, [{"identifier": "plan", "unified_job_template": SLICED, "limit": "replay-worker-1"}])),
      "controller_workflows[Seeded workflow].simplified_workflow_nodes[plan].limit: template"),
+    ("survey-variable-set-by-the-playbook",
+     lambda d: _objects(d, "controller_templates", PARTIAL)["survey_spec"]["spec"][1].update(
+         variable="history_replay_window_start_ns"),
+     "controller_templates[%s].survey_spec.spec[1].variable: playbooks/scenario_partial.yml passes "
+     "'history_replay_window_start_ns' to a role itself" % PARTIAL),
+    ("survey-type-for-the-argument",
+     lambda d: _objects(d, "controller_templates", PARTIAL)["survey_spec"]["spec"][6].update(type="text"),
+     "controller_templates[%s].survey_spec.spec[6].type: a text question cannot answer 'preflight_min_coverage'"
+     % PARTIAL),
+    ("survey-bool-choices",
+     lambda d: _objects(d, "controller_templates", "CEPtra rollback")["survey_spec"]["spec"][1].update(
+         choices=["false", "maybe"]),
+     "controller_templates[CEPtra rollback].survey_spec.spec[1].choices: ['maybe']"),
+    ("workflow-extra-var-set-by-a-playbook",
+     lambda d: _objects(d, "controller_workflows", FULL_WORKFLOW)["extra_vars"].update(overrides_valid_for="9h"),
+     "controller_workflows[%s].extra_vars.overrides_valid_for: playbooks/scenario_full.yml passes" % FULL_WORKFLOW),
+    ("workflow-simultaneous", lambda d: _objects(d, "controller_workflows", FULL_WORKFLOW).update(allow_simultaneous=True),
+     "controller_workflows[%s].allow_simultaneous: must be false" % FULL_WORKFLOW),
     ("unknown-variable", lambda d: d.update(controller_job_templates=[]),
      "controller_job_templates: not an infra.aap_configuration variable"),
 ]
