@@ -30,7 +30,7 @@ REPO = awx_jobs.REPO
 BUNDLE = os.path.join(os.path.dirname(REPO), "shared", "reference", "bundles", "gaming_cheat_detection.yaml")
 SLICED = "CEPtra replay workers (sliced)"
 CREDENTIAL = "CEPtra production control plane"
-REPLAY_TASK = "Replay this worker's share in time slices until it is done"
+REPLAY_TASK = "Replay the window in slices until every partition is done"   # roles/history_replay
 PARTITIONS = 8
 
 
@@ -71,8 +71,8 @@ def history(pg_dsn):
 
 def databases(pg_dsn, history):
     """The template's database extra vars, pointed at the test database."""
-    return {"replay_workers_source": {"type": "postgresql", "dsn": pg_dsn, "table": history["history"]},
-            "replay_workers_cursor_store": {"type": "postgresql", "dsn": pg_dsn, "table": history["cursors"]}}
+    return {"history_replay_source": {"type": "postgresql", "dsn": pg_dsn, "table": history["history"]},
+            "history_replay_cursor_store": {"type": "postgresql", "dsn": pg_dsn, "table": history["cursors"]}}
 
 
 @pytest.mark.postgres
@@ -101,10 +101,10 @@ def test_sliced_replay_template_replays_every_partition_once(lab_factory, certs,
         result = replayed["event_data"]["res"]
         assert result["done"] is True and result["events_done"] == result["events_total"] > 0
         shares[host] = result["assigned_partitions"]
-        # the plan and the result are AWX's artifacts (set_stats)
-        artifacts = run.artifact_data()
-        assert artifacts["replay_workers_plan"][host]["partitions"] == shares[host]
-        assert artifacts["replay_workers_result"][host]["events_done"] == result["events_done"]
+        # the progress is AWX's artifacts (set_stats of the history_replay role)
+        artifacts = run.artifact_data()["ceptra_replay"]
+        assert sorted(artifacts["partitions"]) == sorted(shares[host])
+        assert int(artifacts["events_done"]) == result["events_done"]
         # the key and the token never reach the job output or its events
         blob = run.stdout + json.dumps(run.events)
         assert "PRIVATE KEY" not in blob and inputs[CREDENTIAL]["client_key"].splitlines()[1] not in blob
@@ -153,10 +153,12 @@ def test_job_type_check_gives_the_plan_and_sends_nothing(lab_factory, certs, his
                            extra_vars=databases(pg_dsn, history), hosts=awx_jobs.slice_hosts(all_hosts, 2, 3),
                            extra_env={"CEPTRA_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
     assert run.status == "successful", run.stdout[-3000:]
-    assert run.stats["changed"] == {} and set(run.stats["ok"]) == {"replay-worker-2"}
-    plan = run.artifact_data()["replay_workers_plan"]["replay-worker-2"]
-    assert plan["partitions"] == ["1", "4", "7"] and plan["events_remaining"] > 0
-    assert not run.task_events(REPLAY_TASK)    # check mode plans only
+    # check mode reports what the run would change (the replay) and changes nothing
+    assert run.stats["changed"] == {"replay-worker-2": 1} and set(run.stats["ok"]) == {"replay-worker-2"}
+    (planned,) = run.task_events(REPLAY_TASK)   # check mode: one round, the plan
+    plan = planned["event_data"]["res"]
+    assert plan["assigned_partitions"] == ["1", "4", "7"] and plan["plan"]["events_remaining"] > 0
+    assert int(run.artifact_data()["ceptra_replay"]["events_total"]) == plan["plan"]["events_remaining"]
     status, dummy, state = lab.request("GET", "/v1/state", role="observer")
     assert sum(p["commit_index"] for p in state["partitions"]) == 0
 
@@ -175,17 +177,17 @@ def test_replay_workflow_plans_then_replays_after_approval(lab_factory, certs, h
     plan = nodes[0]
     assert plan.identifier == "plan" and plan.status == "successful" and len(plan.jobs) == 3
     planned = {}
-    for job in plan.jobs:   # the plan jobs ran in check mode: the plan of each worker, nothing changed
-        assert job.stats["changed"] == {}
-        planned.update(job.artifact_data()["replay_workers_plan"])
-    assert sorted(p for share in planned.values() for p in share["partitions"]) == sorted(str(p) for p in range(PARTITIONS))
+    for job in plan.jobs:   # check mode: each worker's plan (sending nothing, as the test above shows)
+        assert job.status == "successful"
+        planned[job.hosts[0]] = job.task_events(REPLAY_TASK)[0]["event_data"]["res"]["assigned_partitions"]
+    assert sorted(p for share in planned.values() for p in share) == sorted(str(p) for p in range(PARTITIONS))
     status, dummy, state = lab.request("GET", "/v1/state", role="observer")
     committed = sum(p["commit_index"] for p in state["partitions"])
     assert [(n.identifier, n.status) for n in nodes] == [("plan", "successful"), ("approve", "successful"),
                                                          ("replay", "successful")]
     replayed = {job.hosts[0]: job.task_events(REPLAY_TASK)[0]["event_data"]["res"]["assigned_partitions"]
                 for job in nodes[2].jobs}
-    assert replayed == {host: share["partitions"] for host, share in planned.items()}   # as planned and approved
+    assert replayed == planned   # as planned and approved
     assert committed == history["distinct"]
 
 
