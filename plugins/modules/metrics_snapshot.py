@@ -74,7 +74,7 @@ digests:
   type: dict
   sample: {"0": "sha256:9c1e...", "1": "sha256:9c1e..."}
 window_panes:
-  description: Per partition, C({metric: {tier: panes}}) for the panes starting inside the window.
+  description: "Per partition, C({metric: {tier: panes}}) for the panes starting inside the window."
   returned: when O(window_start_ns) is set
   type: dict
   sample: {"1": {"__events__": {"raw": 12}}}

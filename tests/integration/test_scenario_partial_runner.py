@@ -191,17 +191,17 @@ def test_killed_mid_replay_resumes_and_every_event_applies_once(env):
     """A second outage; the run is killed mid-replay (AWX cancel) and rerun: it resumes and
     finishes, and after the traffic stops every partition equals the reference exactly."""
     since = time.time_ns()
-    start_outage(env.pair.lab, OUTAGE_B, 2000)
+    start_outage(env.pair.lab, OUTAGE_B, 3000)
     wait_outage_over(env.pair.lab, OUTAGE_B)
     time.sleep(1.0)
-    extravars = env.vars("INC-B", discover_since_ns=since, history_replay_max_rate=15,
-                         history_replay_initial_rate=15, history_replay_time_budget=1)
+    # about 250 events per partition at 25 events/s: the replay takes ~10 s, long enough to kill
+    extravars = env.vars("INC-B", discover_since_ns=since, history_replay_max_rate=25,
+                         history_replay_initial_rate=25, history_replay_time_budget=1)
     job, cancel = env.job.start("scenario_partial.yml", extravars)
     cursors = extravars["history_replay_cursor_store"]["path"]
     deadline = time.monotonic() + 240
     while not _replayed(cursors, "partial-INC-B") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(2.0)
+        time.sleep(0.1)
     cancel()
     killed = job.wait()
     assert killed.status == "canceled", killed.stdout[-2000:]

@@ -80,7 +80,7 @@ def policy_lab(shadow_warmup_ms=1000):
     """A lab on policy V whose latest full checkpoint precedes its live traffic."""
     lab = start_lab(extra_args=["--shadow-warmup-ms", str(shadow_warmup_ms), "--apply-capacity", "6000"])
     patch_config(lab, LAB_CONFIG)
-    activate(lab, upload(lab, V1))
+    activate(lab, upload(lab, V1), timeout=shadow_warmup_ms / 1000.0 + 30)
     return lab
 
 
@@ -272,9 +272,8 @@ def test_policy_v_plus_one_with_extended_backfill_under_live_traffic(tmp_path):
         print("\napply lag p99 during the extended replay: %.1f ms over %d samples (%.1f s)" % (p99, samples, end - start))
         assert p99 <= 200
         assert live.refused == 0, "live events were refused"
-        print("live events sent %d, refused %d; barrier %s" % (live.sent, live.refused,
-                                                              resumed.results.get("Gate: activation barrier committed",
-                                                                                  {}).get("barrier", {})))
+        committed = [r["details"] for r in lab_get(lab, "/v1/audit?kind=activation_committed")["records"]]
+        print("live events sent %d, refused %d; barrier %s" % (live.sent, live.refused, committed[-1]))
         got, want = v2_metrics(lab), v2_metrics(reference)
         for part_id in want:
             assert sorted(got[part_id]) == sorted(want[part_id]) == ["__events__", "flags_1h", "flags_30d", "flags_peak"]
@@ -307,7 +306,7 @@ def _refused_before_any_change(lab, result, gate, words):
 
 
 def test_preflight_failures_and_a_failed_shadow_stop_the_run_naming_what_to_fix(tmp_path):
-    lab = policy_lab(shadow_warmup_ms=3000)
+    lab = policy_lab(shadow_warmup_ms=30000)        # the barrier waits long enough for the fault
     try:
         window = write_archive(str(tmp_path / "archive.db"), time.time_ns())
         job = RunnerJob(lab, tmp_path)

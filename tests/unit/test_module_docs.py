@@ -17,7 +17,7 @@ with open(os.path.join(REPO, "meta", "runtime.yml"), encoding="utf-8") as handle
 # Modules that never talk to the cluster (they read and write files on the controller): no
 # connection options, so not in the cp group (module_defaults for the group would pass them
 # options they do not take).
-LOCAL_MODULES = ["audit_chain_info", "audit_log_check", "report"]
+LOCAL_MODULES = ["audit_chain_info", "audit_log_check", "history_info", "hold_point", "report"]
 
 
 def test_action_group_lists_exactly_the_modules():
