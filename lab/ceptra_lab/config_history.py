@@ -12,37 +12,22 @@ from typing import Callable
 
 # One copy of the contract's defaults: the engine resolves knobs against the same dict.
 from .config_knobs import DEFAULT_CONFIG
+from .contract_bounds import bounds
 
 
-# Integer knobs: (minimum, maximum). The bounds the contract names are exact
-# (checkpoint_full_interval_ms, partition_flow.max_event_bytes); the others are the lab's
-# (assumed, docs/lab.md): no negative times or empty panes, and an upper bound on every knob
-# so that no accepted value can overflow what the lab computes and reports from it (event
-# times in int64 nanoseconds: a 10-year duration in ns is 3.2e17, far inside 9.2e18).
-MAX_DURATION_MS = 10 * 365 * 86_400_000          # 10 years
-INT_BOUNDS: dict[str, tuple[int, int]] = {
-    "lateness_allowance_ms": (0, MAX_DURATION_MS),
-    "watermark_guard_ms": (0, MAX_DURATION_MS),
-    "correction_horizon_ms": (0, MAX_DURATION_MS),
-    "max_future_skew_ms": (0, MAX_DURATION_MS),
-    "pane_size_ms": (1, 86_400_000),                 # at most one day
-    "raw_retention_ms": (0, MAX_DURATION_MS),
-    "compacted_retention_ms": (0, MAX_DURATION_MS),
-    "client_retry_window_s": (1, MAX_DURATION_MS // 1000),
-    "dedup_capacity_per_partition": (1, 100_000_000),
-    "checkpoint_full_interval_ms": (15000, 300000),
-    "checkpoint_retained_fulls": (1, 100),
-    "fsync_cadence_ms": (0, 60_000),
-}
-FLOW_BOUNDS = {"max_events": (1, 1_000_000), "max_bytes": (1, 1 << 30), "max_event_bytes": (65536, 8388608)}
-READINESS_BOUNDS = {"apply_lag_ms": (0, MAX_DURATION_MS), "replication_lag_ms": (0, MAX_DURATION_MS)}
-PER_METRIC_BOUNDS = (0, MAX_DURATION_MS)
-LANE_DOMAIN_BOUNDS = (1, 64)                         # a label's domain above LANE_MAX_PER_PARTITION never fits
-PER_METRIC_KEYS = ("lateness_allowance_ms", "watermark_guard_ms", "correction_horizon_ms")
-PER_PARTITION_KEYS = PER_METRIC_KEYS + ("ingress_gate",)
-STRING_KEYS = {"durability_mode": None, "wal_path": None, "numa_affinity": None}
-OBJECT_KEYS = ("partition_flow", "readiness", "metrics", "partitions", "lane_domains", "annotations")
-KNOWN_TOP_LEVEL = set(INT_BOUNDS) | set(OBJECT_KEYS) | set(STRING_KEYS)
+# Every knob and its bounds: the collection's table, which the modules check overrides
+# against before they send them (contract_bounds says how the lab reads it).
+MAX_DURATION_MS = bounds.MAX_DURATION_MS
+INT_BOUNDS: dict[str, tuple[int, int]] = bounds.INT_BOUNDS
+FLOW_BOUNDS = bounds.FLOW_BOUNDS
+READINESS_BOUNDS = bounds.READINESS_BOUNDS
+PER_METRIC_BOUNDS = bounds.PER_METRIC_BOUNDS
+LANE_DOMAIN_BOUNDS = bounds.LANE_DOMAIN_BOUNDS
+PER_METRIC_KEYS = bounds.PER_METRIC_KEYS
+PER_PARTITION_KEYS = bounds.PER_PARTITION_KEYS
+STRING_KEYS = dict.fromkeys(bounds.STRING_KEYS)
+OBJECT_KEYS = bounds.OBJECT_KEYS
+KNOWN_TOP_LEVEL = set(bounds.KNOWN_TOP_LEVEL)
 RECONFIGURE_KEYS = {"durability_mode", "fsync_cadence_ms"}
 RESTART_KEYS = {"wal_path", "numa_affinity"}
 

@@ -15,6 +15,8 @@ options:
     description:
       - Base URL of the CEPtra control plane, for example V(https://ceptra.example:8443).
       - A path after the host (a gateway prefix) is kept in front of every route.
+      - A malformed URL (an unclosed IPv6 bracket, a port outside 1-65535) fails the task with a
+        message saying what to fix. Credentials in the URL (C(user:password@)) are never shown.
       - If not set, the value of the E(CEPTRA_URL) environment variable is used.
     type: str
     required: true

@@ -21,6 +21,7 @@ record holds is decided (and unit tested) here:
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._audit import operator_identity
 from ansible_collections.ceptra.backfill.plugins.module_utils._progress_view import compact_progress
@@ -60,6 +61,36 @@ _PATTERNS = (
     (re.compile(r"""(["']?\b(?:token|access_token|api_key|secret|password|passwd)["']?\s*[:=]\s*["']?)"""
                 r"""([^\s"',}]+)""", re.IGNORECASE), r"\1" + MASK),
 )
+
+
+# Credentials inside one value: a libpq DSN's password (key/value or URL form) and a URL's
+# userinfo (user:secret@ or a lone token@). Group 1 is the credential.
+_CREDENTIALS = (
+    re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE),
+    re.compile(r"\b[a-z][a-z0-9+.-]*://([^\s/?#@]+)@", re.IGNORECASE),
+)
+
+
+def credentials_in(value):
+    """The secret strings inside ``value`` (a DSN, a URL): what a module registers as no-log values.
+
+    For ``postgresql://replay:s3cret@db/history`` that is ``replay:s3cret`` and ``s3cret``; for
+    ``host=db password='se cret'`` it is ``se cret`` (and the quoted form).
+    """
+    found = []
+    if not isinstance(value, str):
+        return found
+    for pattern in _CREDENTIALS:
+        for match in pattern.finditer(value):
+            credential = match.group(1)
+            found.append(credential)
+            if credential.startswith("'") and credential.endswith("'") and len(credential) > 1:
+                found.append(credential[1:-1].replace("\\'", "'").replace("\\\\", "\\"))
+            elif ":" in credential and pattern is _CREDENTIALS[1]:
+                found.append(credential.split(":", 1)[1])
+    # a URL's userinfo is percent-encoded; a library's message may show it decoded
+    found.extend([unquote(item) for item in found])
+    return sorted({item for item in found if item})
 
 
 def _text(value):

@@ -162,6 +162,32 @@ def _certificate_identity(cert_path):
     return None
 
 
+def redact_userinfo(url):
+    """``url`` with any ``user:password@`` replaced by ``***@`` (for messages; never parses, so it
+    works on malformed URLs too)."""
+    return re.sub(r"(//)[^/?#@]*@", r"\1***@", str(url))
+
+
+def _split_url(url):
+    """``(urlsplit parts, port)`` of the cluster URL; CeptraError saying what to fix when it is malformed.
+
+    urlsplit raises ValueError for a bracket left open (``http://[::1``) and ``.port`` for a
+    port out of range or not a number: both are the user's input, so they get a message.
+    """
+    example = "e.g. https://ceptra.example:8443 or http://[::1]:8080"
+    shown = redact_userinfo(url)
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise CeptraError("url %r is not a valid URL (%s); give the cluster's base URL, %s" % (shown, exc, example)) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CeptraError("url %r must be an http:// or https:// URL with a host name, %s" % (shown, example))
+    if port == 0:
+        raise CeptraError("url %r has port 0; give the port the cluster listens on (1-65535), %s" % (shown, example))
+    return parts, port or (443 if parts.scheme == "https" else 80)
+
+
 class CeptraClient:
     """HTTP client for the CEPtra contract (see docs/developers/interfaces.md)."""
 
@@ -171,9 +197,7 @@ class CeptraClient:
                  routes=None, user_agent="ceptra.backfill", check_hostname=True):
         if not url or not isinstance(url, str):
             raise CeptraError("url is required (the cluster's base URL, e.g. https://ceptra.example:8443)")
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise CeptraError("url %r must be an http:// or https:// URL with a host name" % url)
+        parts, port = _split_url(url)
         if bool(client_cert) != bool(client_key):
             raise CeptraError("client_cert and client_key must be given together (mutual TLS needs both)")
         try:
@@ -193,7 +217,7 @@ class CeptraClient:
         self.url = url.strip().rstrip("/")
         self.scheme = parts.scheme
         self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.port = port
         self.base_path = parts.path.rstrip("/")
         self.token = token
         self.client_cert = client_cert
@@ -477,7 +501,7 @@ class CeptraClient:
                             "client_key (CEPTRA_CLIENT_CERT / CEPTRA_CLIENT_KEY)")
                 raise CeptraError(
                     "%s %s failed: could not reach %s (%s) after %d attempt(s); %s"
-                    % (method, path, self.url, _reason(exc), attempts, hint),
+                    % (method, path, redact_userinfo(self.url), _reason(exc), attempts, hint),
                     route=route, method=method, path=path, attempts=attempts,
                 ) from None
             if (200 <= status < 300) if expected is None else (status in expected):

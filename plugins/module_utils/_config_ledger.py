@@ -35,6 +35,11 @@ class ConfigManagerError(CeptraError):
 
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# An override is temporary: its validity window ends at most this long after it starts
+# (10 years, the longest duration the cluster's config knobs accept either).
+MAX_VALIDITY_S = 10 * 365 * 86400
+# Epoch seconds a timestamp can have (1970 up to the end of year 9999, what ISO 8601 writes).
+_LAST_EPOCH_S = 253402300799
 
 
 def parse_duration(text):
@@ -47,12 +52,19 @@ def parse_duration(text):
     seconds = sum(int(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(compact))
     if seconds <= 0:
         raise ConfigManagerError("valid_for=%r must be longer than zero" % text)
+    if seconds > MAX_VALIDITY_S:
+        raise ConfigManagerError("valid_for=%r is longer than an override may stay valid (at most %dd, 10 years); give "
+                                 "a shorter window and extend it when needed" % (text, MAX_VALIDITY_S // 86400))
     return seconds
 
 
 def format_ts(epoch):
-    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-26T19:00:00.000Z``."""
-    stamp = datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc)
+    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-26T19:00:00.000Z``; ConfigManagerError for a
+    time before 1970 or after year 9999."""
+    try:
+        stamp = datetime.datetime.fromtimestamp(_in_range(epoch), tz=datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise ConfigManagerError("the time %r cannot be written as ISO 8601 (1970 to 9999)" % (epoch,)) from None
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (stamp.microsecond // 1000)
 
 
@@ -60,11 +72,12 @@ def parse_ts(value, what="expires_at"):
     """Epoch seconds of an ISO 8601 time with a zone (or ``Z``), or of epoch seconds (number or numeric string)."""
     if isinstance(value, bool):
         raise ConfigManagerError("%s=%r is not a time" % (what, value))
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, (int, float)) or re.fullmatch(r"\d+(\.\d+)?", str(value).strip()):
+        try:
+            return _in_range(float(value), what, value)
+        except OverflowError:   # an int too large for a float
+            return _in_range(float("inf"), what, value)
     text = str(value).strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
     try:
         stamp = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -73,7 +86,15 @@ def parse_ts(value, what="expires_at"):
         ) from None
     if stamp.tzinfo is None:
         raise ConfigManagerError("%s=%r has no time zone; add Z or an offset such as +01:00" % (what, value))
-    return stamp.timestamp()
+    return _in_range(stamp.timestamp(), what, value)
+
+
+def _in_range(epoch, what="time", given=None):
+    """``epoch`` when it is a time between 1970 and the end of year 9999, else ConfigManagerError."""
+    if not (isinstance(epoch, (int, float)) and 0 <= epoch <= _LAST_EPOCH_S):   # also NaN and infinities
+        raise ConfigManagerError("%s=%r is not a time between 1970 and 9999; give ISO 8601 with a zone "
+                                 "(2026-11-26T21:00:00Z) or epoch seconds" % (what, epoch if given is None else given))
+    return epoch
 
 
 class Window:
@@ -94,6 +115,10 @@ class Window:
         expiry; ``extend`` restarts it from now. An expired entry is staged anew.
         """
         if self.expires_at is not None:
+            if self.expires_at > now + MAX_VALIDITY_S:
+                latest = MAX_VALIDITY_S // 86400
+                raise ConfigManagerError("expires_at=%s is more than %dd (10 years) from now; an override is "
+                                         "temporary: give an earlier expiry" % (format_ts(self.expires_at), latest))
             return self.expires_at
         if self.extend or old is None or entry_expiry(old) <= now:
             return now + self.seconds

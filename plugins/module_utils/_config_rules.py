@@ -15,44 +15,17 @@ from __future__ import annotations
 
 import difflib
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions
+from ansible_collections.ceptra.backfill.plugins.module_utils import _config_bounds, _partitions
 from ansible_collections.ceptra.backfill.plugins.module_utils._config_ledger import ConfigManagerError
 
 LANE_MAX_PER_PARTITION = 64
 LANE_WARN_PER_PARTITION = 48
 
-KNOWN_TOP_LEVEL = {
-    "lateness_allowance_ms", "watermark_guard_ms", "correction_horizon_ms", "max_future_skew_ms",
-    "pane_size_ms", "raw_retention_ms", "compacted_retention_ms", "client_retry_window_s",
-    "dedup_capacity_per_partition", "checkpoint_full_interval_ms", "checkpoint_retained_fulls",
-    "partition_flow", "readiness", "metrics", "partitions", "lane_domains",
-    "durability_mode", "fsync_cadence_ms", "wal_path", "numa_affinity",
-}
-PER_METRIC_KEYS = ("lateness_allowance_ms", "watermark_guard_ms", "correction_horizon_ms")
-# Upper bound of the time knobs in ms (10 years): the contract's assumed bound, so that no
-# accepted value overflows the int64 nanosecond times a cluster computes (docs/lab.md).
-MAX_TIME_MS = 315360000000
-# (min, max) of integer knobs: the contract's bounds, "no negative times" and the assumed
-# upper bounds the lab enforces too (docs/lab.md, /v1/config); None: unbounded.
-INT_BOUNDS = {
-    "checkpoint_full_interval_ms": (15000, 300000),
-    "partition_flow.max_event_bytes": (65536, 8388608),
-    "pane_size_ms": (1, 86400000),
-    "dedup_capacity_per_partition": (1, 100000000),
-    "checkpoint_retained_fulls": (1, 100),
-    "client_retry_window_s": (1, 315360000),
-    "partition_flow.max_events": (1, 1000000),
-    "partition_flow.max_bytes": (1, 1073741824),
-    "fsync_cadence_ms": (0, 60000),
-}
-for _key in ("lateness_allowance_ms", "watermark_guard_ms", "correction_horizon_ms", "max_future_skew_ms",
-             "raw_retention_ms", "compacted_retention_ms", "readiness.apply_lag_ms", "readiness.replication_lag_ms") \
-        + tuple("%s.*.%s" % (scope, knob) for scope in ("metrics", "partitions") for knob in PER_METRIC_KEYS):
-    INT_BOUNDS[_key] = (0, MAX_TIME_MS)
-NESTED_KEYS = {
-    "partition_flow": ("max_events", "max_bytes", "max_event_bytes"),
-    "readiness": ("healthy_partition_ratio", "apply_lag_ms", "replication_lag_ms"),
-}
+# Every knob and its bounds: _config_bounds (the lab enforces the same table).
+KNOWN_TOP_LEVEL = sorted(_config_bounds.KNOWN_TOP_LEVEL - {"annotations"})
+PER_METRIC_KEYS = _config_bounds.PER_METRIC_KEYS
+NESTED_KEYS = {name: tuple(bounds) + ((_config_bounds.RATIO_KEY,) if name == "readiness" else ())
+               for name, bounds in _config_bounds.NESTED_BOUNDS.items()}
 
 
 def _shape(key):
@@ -89,27 +62,28 @@ def validate_leaves(leaves, known_top_level=(), partition_ids=None):
             bad(key, "unknown key; %s%s takes %s" % (hint, top, ", ".join(NESTED_KEYS[top])))
         elif top == "metrics" and (len(parts) != 3 or parts[2] not in PER_METRIC_KEYS):
             bad(key, "per-metric keys are metrics.<metric>.{%s}" % ",".join(PER_METRIC_KEYS))
-        elif top == "partitions" and (len(parts) != 3 or parts[2] not in PER_METRIC_KEYS + ("ingress_gate",)):
-            bad(key, "per-partition keys are partitions.<part_id>.{%s,ingress_gate}" % ",".join(PER_METRIC_KEYS))
+        elif top == "partitions" and (len(parts) != 3 or parts[2] not in _config_bounds.PER_PARTITION_KEYS):
+            bad(key, "per-partition keys are partitions.<part_id>.{%s}" % ",".join(_config_bounds.PER_PARTITION_KEYS))
         elif top == "partitions" and partition_ids is not None and parts[1] not in partition_ids:
             bad(key, "unknown partition %s; this cluster has %s" % (parts[1], ", ".join(partition_ids)))
         elif top == "lane_domains" and (len(parts) != 3 or parts[2] != "max_per_partition"):
             bad(key, "lane domains are lane_domains.<label>.max_per_partition")
         elif shape == "partitions.*.ingress_gate":
-            if value not in ("open", "warmup"):
-                bad(key, "must be open or warmup, got %r" % (value,))
+            if value not in _config_bounds.INGRESS_GATES:
+                bad(key, "must be %s, got %r" % (" or ".join(_config_bounds.INGRESS_GATES), value))
         elif shape == "readiness.healthy_partition_ratio":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
                 bad(key, "must be a number in (0, 1], got %r" % (value,))
-        elif top in ("durability_mode", "wal_path", "numa_affinity"):
+        elif top in _config_bounds.STRING_KEYS:
             if not isinstance(value, str):
                 bad(key, "must be a string")
         elif isinstance(value, bool) or not isinstance(value, int):
             bad(key, "must be a whole number, got %r" % (value,))
         else:
-            low, high = INT_BOUNDS.get(shape, (1 if shape == "lane_domains.*.max_per_partition" else 0, None))
-            if value < low or (high is not None and value > high):
-                bad(key, "%s is out of bounds; allowed %s" % (value, "[%s, %s]" % (low, high) if high else ">= %s" % low))
+            # a key only the cluster knows (known_top_level) has no bounds here: the cluster checks it
+            low, high = _config_bounds.int_bounds(key) or (None, None)
+            if low is not None and not low <= value <= high:
+                bad(key, "%s is out of bounds; allowed [%s, %s]" % (value, low, high))
     return violations
 
 

@@ -80,8 +80,12 @@ def load_bundle(src=None, content=None):
             raise ControlPlaneError("cannot read bundle file %s: %s" % (src, exc))
     if isinstance(content, dict):
         bundle = content
-    else:
+    elif isinstance(content, str):
         bundle = _parse_bundle_text(content, origin)
+    else:
+        # a raw option: YAML turns `content: 12345` into a number, `content: [a]` into a list
+        raise ControlPlaneError("bundle content must be the bundle as YAML or JSON text or a mapping, got %s %s; "
+                                "quote it or read the file with src" % (type(content).__name__, ("%r" % (content,))[:80]))
     if not isinstance(bundle, dict) or not bundle:
         raise ControlPlaneError("bundle from %s must be a mapping (a YAML or JSON object), got %s"
                                 % (origin, type(bundle).__name__))
@@ -278,6 +282,7 @@ def shadow_summary(bundle_entry, part_ids=None):
             "status": classify_shadow(info),
         }
     unknown = []
+    listed = sort_part_ids(partitions)
     if part_ids:
         wanted = {str(p) for p in part_ids}
         unknown = sort_part_ids(wanted - set(partitions))
@@ -294,8 +299,16 @@ def shadow_summary(bundle_entry, part_ids=None):
         "needs_replay": groups[NEEDS_REPLAY],
         "failed_partitions": groups[FAILED],
         "unknown_partitions": unknown,
+        "listed_partitions": listed,
         "all_ready": bool(partitions) and len(groups[READY]) == len(partitions) and not unknown,
     }
+
+
+def unknown_shadow_error(summary, **details):
+    """ControlPlaneError for requested partitions the bundle lists no shadow for, naming those it lists."""
+    return ControlPlaneError(_partitions.describe_unknown(
+        summary["unknown_partitions"], summary["listed_partitions"],
+        "bundle %s (GET /v1/definitions)" % summary["bundle_id"]), **details)
 
 
 def describe_partitions(summary, part_ids):
@@ -325,8 +338,7 @@ def wait_for_shadow(client, bundle_id, part_ids=None, wait_for="settled", timeou
         summary = bundle_shadow(client, bundle_id, part_ids)
         summary["polls"] = next(numbers)
         if summary["unknown_partitions"]:
-            raise ControlPlaneError("bundle %s lists no shadow for partition(s) %s"
-                                    % (bundle_id, ", ".join(summary["unknown_partitions"])), shadow=summary)
+            raise unknown_shadow_error(summary, shadow=summary)     # partitions do not appear by waiting
         stuck = summary["needs_replay"] + summary["failed_partitions"]
         if wait_for == "ready" and stuck:
             raise ControlPlaneError(

@@ -15,7 +15,8 @@ This file decides, without sending anything:
   an overlap, the events of the overlap being dropped by the cluster's ``event_id`` dedup
   (the baseline keeps its dedup entries); from the start of history without a baseline;
 - how big the dedup table must be (``dedup_need``) and how wide L and C (``knob_needs``),
-  refusing when a knob would break its bounds (``_config_rules``), before any PATCH;
+  refusing when a knob would break its bounds (``_config_bounds``, checked by ``_config_rules``),
+  before any PATCH;
 - the plan as a whole (``build_plan``), which ``full_recovery_plan`` returns and the
   ``full_recovery`` role publishes, records and follows.
 
@@ -27,10 +28,10 @@ from __future__ import annotations
 import math
 import time
 
-from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions
+from ansible_collections.ceptra.backfill.plugins.module_utils import _config_bounds, _partitions
 from ansible_collections.ceptra.backfill.plugins.module_utils._audit import find_record
 from ansible_collections.ceptra.backfill.plugins.module_utils._config_manager import read_config
-from ansible_collections.ceptra.backfill.plugins.module_utils._config_rules import INT_BOUNDS, validate_leaves
+from ansible_collections.ceptra.backfill.plugins.module_utils._config_rules import validate_leaves
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import engine
 
@@ -118,13 +119,6 @@ def effective_knob(config, key, part_id=None, metric=None):
     return KNOB_DEFAULTS.get(key) if value is None else value
 
 
-def _upper_bound(path):
-    shape = path.split(".")
-    if shape[0] in ("metrics", "partitions") and len(shape) == 3:
-        shape[1] = "*"
-    return INT_BOUNDS.get(".".join(shape), (None, None))[1]
-
-
 def dedup_need(occupancy, replay_events, live_rate_eps, duration_s, retry_window_s,
                headroom=DEFAULT_DEDUP_HEADROOM):
     """Dedup entries a partition must hold during its recovery.
@@ -173,8 +167,7 @@ def bound_violations(settings, part_ids_known):
     """Violations of the planned overrides (the config manager's rules), with what to do."""
     violations = validate_leaves(_leaves(settings), partition_ids=part_ids_known)
     for item in violations:
-        high = _upper_bound(item["path"])
-        if high is not None:
+        if _config_bounds.int_bounds(item["path"]) is not None:
             item["message"] += (" (the recovery needs more than the knob allows: recover fewer partitions at a "
                                 "time, lower live_rate_eps, or set a later horizon start)")
     return violations
@@ -286,11 +279,16 @@ def _order_and_plan(options, starts_for, part_ids, horizon_ns, order_by):
     for attempt, order in enumerate(orders):
         starts = starts_for(order)
         spec = replay_source(options["source"], order, part_ids, starts, horizon_ns)
+        last = attempt == len(orders) - 1
         try:
-            return order, starts, spec, _replay_plan(options, spec)
+            replay = _replay_plan(options, spec)
         except engine.ReplayError:
-            if attempt == len(orders) - 1:
+            if last:
                 raise
+            continue
+        # the source refuses (per partition) raft order over rows without the surrogate
+        if last or not any(p.get("status") == "refused" for p in replay["partitions"].values()):
+            return order, starts, spec, replay
     raise FullRecoveryError("full recovery: no order to read the history in")  # not reached
 
 

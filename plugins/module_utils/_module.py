@@ -26,6 +26,7 @@ import contextlib
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._audit_record import credentials_in
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CONNECTION_DEFAULTS, CeptraClient
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 
@@ -69,6 +70,14 @@ class CeptraModule(AnsibleModule):
         super().__init__(argument_spec=spec, required_together=together, supports_check_mode=supports_check_mode,
                          **kwargs)
         self._client = None
+        self.no_log_credentials(self.params.get("url"))
+
+    def no_log_credentials(self, *values):
+        """Register the credentials inside ``values`` (a DSN's password, a URL's userinfo) as no-log
+        values: Ansible masks them in everything the module returns (messages, warnings, the
+        invocation shown at -vvv)."""
+        for value in values:
+            self.no_log_values.update(credentials_in(value))
 
     @property
     def client(self):

@@ -54,3 +54,16 @@ def items(partitions):
 def sorted_items(partitions):
     """:func:`items` in partition order."""
     return sorted(items(partitions), key=lambda item: sort_key(item[0]))
+
+
+def unknown_ids(requested, known):
+    """The ids of ``requested`` that are not among ``known``, in the order requested."""
+    known = {str(p) for p in known}
+    return [str(p) for p in requested if str(p) not in known]
+
+
+def describe_unknown(unknown, known, source):
+    """The message for partitions that do not exist, naming those that do: e.g. ``partition(s) 9
+    do not exist: /readyz reports partitions 0, 1, 2, 3; fix the partition ids``."""
+    return ("partition(s) %s do not exist: %s reports partitions %s; fix the partition ids"
+            % (", ".join(unknown), source, ", ".join(sort_ids(known)) or "(none)"))

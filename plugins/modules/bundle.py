@@ -36,6 +36,7 @@ options:
   content:
     description:
       - The bundle itself, as YAML or JSON text or as an already parsed mapping.
+      - Anything else (a number, a list) fails the task; quote text that YAML would read as a number.
       - Mutually exclusive with O(src).
     type: raw
   state:

@@ -32,6 +32,8 @@ options:
   part_ids:
     description:
       - Limit the report and the wait to these partitions (default all).
+      - A partition the bundle lists no shadow for fails the task on the first read, naming the
+        partitions it lists.
     type: list
     elements: str
   wait:
@@ -138,6 +140,7 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._definitions impor
     find_bundle,
     get_definitions,
     shadow_summary,
+    unknown_shadow_error,
     wait_for_shadow,
 )
 from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
@@ -175,9 +178,7 @@ def _one_bundle(definitions, params):
                                 active=definitions["active"], bundles=definitions["bundles"])
     summary = shadow_summary(entry, params["part_ids"])
     if summary["unknown_partitions"]:
-        raise ControlPlaneError("bundle %s lists no shadow for partition(s) %s"
-                                % (params["bundle_id"], ", ".join(summary["unknown_partitions"])),
-                                active=definitions["active"], bundles=definitions["bundles"])
+        raise unknown_shadow_error(summary, active=definitions["active"], bundles=definitions["bundles"])
     return summary
 
 

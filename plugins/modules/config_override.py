@@ -16,9 +16,11 @@ description:
     read-modify-write C(PATCH /v1/config) under C(If-Match). The same PATCH writes a ledger
     entry into the config's C(annotations) (who, when, expiry, the value of every key before
     and after, config versions), so any host can see, revert or expire it.
-  - Before anything is sent the override is validated against the contract's bounds and, when
-    it touches C(lane_domains), against the lane budget (C(LANE_MAX_PER_PARTITION=64)). A refused
-    override sends no PATCH.
+  - Before anything is sent the override is validated against the bounds of every config knob
+    (the table the cluster enforces, documented in C(docs/ceptra-api.openapi.yaml) and
+    C(docs/config-manager.md); for example C(correction_horizon_ms) at most 315360000000, 10 years)
+    and, when it touches C(lane_domains), against the lane budget (C(LANE_MAX_PER_PARTITION=64)).
+    A refused override sends no PATCH; RV(violations) names every key and its allowed range.
   - A concurrent change (HTTP 412) is retried only when none of the keys this override touches
     changed underneath; otherwise the task fails naming those keys.
   - With O(state=absent), reverts the override; every key it changed goes back to its value
@@ -65,11 +67,13 @@ options:
         unit C(s), C(m), C(h), C(d) or C(w), for example V(90s), V(2h), V(1d), V(1h30m).
       - A rerun keeps the expiry; a different O(valid_for) moves it (still counted from staging);
         O(extend=true) restarts it from now.
+      - At most V(3650d) (10 years); an override is temporary, extend it when needed.
       - Exactly one of O(valid_for) and O(expires_at) is required with O(state=present).
     type: str
   expires_at:
     description:
       - When the override expires, as ISO 8601 with a time zone (V(2026-11-27T06:00:00Z)) or epoch seconds.
+      - At most 3650 days (10 years) from now; a time outside 1970 to 9999 fails the task.
     type: raw
   extend:
     description:

@@ -45,12 +45,16 @@ options:
       - The historic source, see C(docs/historic-source.md). Keys C(type) (V(sqlite) or V(postgresql)),
         C(path) (SQLite file), C(dsn) (PostgreSQL), C(table) (default V(ceptra_history)),
         C(columns) (logical name -> column name), C(order_by), C(max_event_bytes).
+      - A password in C(dsn) (C(password=...) or C(postgresql://user:password@host/db)) is a no-log
+        value, masked in every result, warning and message (also at C(-vvv)); E(PGPASSWORD) or a
+        C(.pgpass) file keeps it out of the playbook altogether.
     type: dict
     required: true
   cursor_store:
     description:
       - 'Where per-partition cursors live: C({type: sqlite, path: FILE}) (one host) or
         C({type: postgresql, dsn: DSN, table: NAME}) (workers on several hosts).'
+      - A password in C(dsn) is masked like the one of O(source).
     type: dict
     required: true
   run_id:
@@ -91,7 +95,7 @@ options:
     description: This worker's name in O(worker_hosts), usually C({{ inventory_hostname }}).
     type: str
   time_budget:
-    description: Seconds to replay in this call; V(0) replays to completion.
+    description: Seconds to replay in this call; V(0) replays to completion. A negative value fails the task.
     type: float
     default: 60
   apply_lag_threshold_ms:
@@ -115,7 +119,7 @@ options:
     type: float
     default: 500
   max_rate:
-    description: Upper bound of the send rate per partition (events/s).
+    description: Upper bound of the send rate per partition (events/s); a positive number.
     type: float
   max_window:
     description: Upper bound of events in flight per request; the cluster's credit hint may lower it.
@@ -158,9 +162,15 @@ options:
     default: 1048576
   find_copies:
     description:
-      - Look for later copies of an event in the history (same event_id, O(order_by=raft_index)).
-        A copy is skipped (not sent), counted in RV(duplicates_skipped) and recorded in the audit
-        file; it never stops a partition. V(false) sends copies as ordinary rows.
+      - Look for later copies of an event in the history (same C(event_id) and event time), in
+        either O(order_by). A copy is skipped (not sent) together with the events around it (no
+        extra request, commit or audit record), counted in RV(duplicates_skipped) and listed in
+        its batch's audit record; it never stops a partition.
+      - V(false) sends copies as ordinary events. The cluster's C(event_id) dedup (every event,
+        replay sessions included) answers each C(duplicate) and applies it once, provided the
+        copy arrives within the cluster's C(client_retry_window_s) of its original, which is always
+        the case in V(event_time) order (copies are adjacent); in V(raft_index) order a copy arriving later is
+        refused C(PERMANENT_RETRY_EXPIRED) and stops its partition.
       - A C(find_copies) key inside O(source) wins over this option.
     type: bool
     default: true
@@ -168,7 +178,10 @@ options:
     description: Prometheus textfile (node_exporter textfile collector) rewritten atomically every second.
     type: path
   pushgateway_url:
-    description: Prometheus Pushgateway base URL; metrics are pushed at the end of each call.
+    description:
+      - Prometheus Pushgateway base URL (V(http://) or V(https://) with a host); metrics are pushed at
+        the end of each call. A failed push is a warning, never a failure.
+      - Credentials in the URL (C(user:password@)) are no-log values, masked in every output.
     type: str
   audit_file:
     description: Local append-only JSON Lines audit file, one record per replay batch.
@@ -181,7 +194,10 @@ options:
     type: bool
     default: true
   retry_stopped:
-    description: Retry partitions that stopped on a permanent error (after the cause was fixed).
+    description:
+      - Retry partitions that stopped on a permanent error (after the cause was fixed).
+      - An event the cluster refused C(PERMANENT_RETRY_EXPIRED) is never sent again, it is passed
+        (counted in C(retry_expired) per partition) and the partition continues after it.
     type: bool
     default: false
   fail_on_stopped:
@@ -229,7 +245,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 done:
-  description: True when every partition of this host finished (done or stopped).
+  description: True when every partition of this host finished (done, stopped or refused).
   returned: always
   type: bool
 events_done:
@@ -261,11 +277,23 @@ eta_s:
   type: float
 partitions:
   description: Per partition C(status), C(events_done), C(events_total), C(position), C(rate_eps), C(eta_s),
-    C(apply_lag_ms), C(replication_lag_ms), C(historic_lag_s), C(duplicates_skipped), C(dead_lettered), C(report).
+    C(apply_lag_ms), C(replication_lag_ms), C(historic_lag_s), C(duplicates_skipped), C(dead_lettered),
+    C(retry_expired), C(report), and C(failed_requests) (append-stream requests of this call that failed or were
+    cut short and were resent; the first one is also a warning, so a slice that ends short never looks healthy).
   returned: always
   type: dict
 stopped:
-  description: Reports of partitions stopped on a permanent error (C(part_id), C(event_id), C(position), C(reason), C(message)).
+  description: Reports of partitions stopped on a permanent error (C(part_id), C(event_id), C(position), C(seq),
+    C(reason), C(message)).
+  returned: always
+  type: list
+  elements: dict
+refused:
+  description:
+    - Reports of partitions refused because rows of them have NULL in an ordering column
+      (C(part_id), C(columns), C(rows), C(reason) V(UNORDERABLE_ROWS), C(message)). Nothing of such a
+      partition is sent; the others are replayed; once they finished the task fails naming the
+      partition and the column(s). Check mode lists them too.
   returned: always
   type: list
   elements: dict
@@ -298,6 +326,9 @@ def main():
                           required_together=[["worker_hosts", "this_host"]],
                           required_if=[["on_bad_row", "dead_letter", ["dead_letter_path"]]])
     params = module.params
+    module.no_log_credentials(*engine.credential_values(params))
+    if params["time_budget"] < 0:
+        module.fail_json(msg="time_budget must be 0 (replay to completion) or more seconds, got %s" % params["time_budget"])
     with module.reporting("replay run %s" % params["run_id"]):
         run = engine.open_run(engine.config_from_params(params), module.client, engine.source_spec_from_params(params),
                               params["cursor_store"], params["worker_hosts"], params["this_host"],

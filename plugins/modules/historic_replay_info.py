@@ -30,11 +30,11 @@ attributes:
     details: Replay progress has no before/after to show.
 options:
   source:
-    description: The historic source, as for M(ceptra.backfill.historic_replay).
+    description: The historic source, as for M(ceptra.backfill.historic_replay) (a password in C(dsn) is masked).
     type: dict
     required: true
   cursor_store:
-    description: The cursor store, as for M(ceptra.backfill.historic_replay).
+    description: The cursor store, as for M(ceptra.backfill.historic_replay) (a password in C(dsn) is masked).
     type: dict
     required: true
   run_id:
@@ -148,6 +148,7 @@ def main():
     spec.update(include_lag={"type": "bool", "default": True})
     module = CeptraModule(argument_spec=spec, required_together=[["worker_hosts", "this_host"]])
     params = module.params
+    module.no_log_credentials(*engine.credential_values(params))
     with module.reporting("read the progress of replay run %s" % params["run_id"]):
         run = engine.open_run(engine.config_from_params(params), module.client, engine.source_spec_from_params(params),
                               params["cursor_store"], params["worker_hosts"], params["this_host"],

@@ -29,6 +29,7 @@ options:
   partitions:
     description:
       - Only return series of these partition ids (cluster-wide series are always returned).
+      - A partition no series of C(/metrics) names fails the task, naming the partitions there are.
     type: list
     elements: str
 extends_documentation_fragment:
@@ -76,8 +77,14 @@ missing:
   type: list
   elements: str
   sample: ["ceptra_finalized_horizon_stall"]
+unknown_partitions:
+  description: Partitions of O(partitions) that C(/metrics) does not name.
+  returned: failure, when O(partitions) names partitions that do not exist
+  type: list
+  elements: str
 """
 
+from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions
 from ansible_collections.ceptra.backfill.plugins.module_utils._metrics import canonical_name, read_series, series_key
 from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 from ansible_collections.ceptra.backfill.plugins.module_utils._partitions import sort_ids
@@ -123,6 +130,12 @@ def main():
         response = module.client.request("GET", "metrics", headers={"Accept": "text/plain"})
     samples = read_series(response.text, None if select_all else names)
     wanted = set(module.params["partitions"]) if module.params["partitions"] else None
+    if wanted:
+        # every series of the exposition names the partitions that exist, not only the selected ones
+        known = summarize(read_series(response.text, None), None)[0]
+        unknown = _partitions.unknown_ids(module.params["partitions"], known)
+        if unknown:
+            module.fail_json(msg=_partitions.describe_unknown(unknown, known, "/metrics"), unknown_partitions=unknown)
     partitions, cluster, metrics = summarize(samples, wanted)
     found = {name for name, _labels, _value in samples}
     missing = [] if select_all else [canonical_name(name) for name in names if canonical_name(name) not in found]

@@ -32,6 +32,8 @@ options:
   partitions:
     description:
       - Partition ids the wait condition looks at (default all partitions).
+      - A partition that C(/readyz) does not report fails the task on the first read, naming
+        the partitions it reports (partitions do not appear by waiting).
     type: list
     elements: str
   reasons:
@@ -114,6 +116,12 @@ polls:
   returned: success
   type: int
   sample: 3
+unknown_partitions:
+  description: Partitions of O(partitions) that C(/readyz) does not report.
+  returned: failure, when O(partitions) names partitions that do not exist
+  type: list
+  elements: str
+  sample: ["99"]
 readiness:
   description:
     - The normalized readiness document.
@@ -143,6 +151,7 @@ import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.ceptra.backfill.plugins.module_utils import _partitions
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import RETRYABLE_STATUSES
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
@@ -227,6 +236,11 @@ def _looker(module, params, expression):
             if params["wait_for"] == "none" or (err.status is not None and err.status not in RETRYABLE_STATUSES):
                 raise
             return False, (None, "", err)
+        unknown = _partitions.unknown_ids(params["partitions"] or (), doc["partitions"])
+        if unknown and doc["partitions"]:
+            # partitions do not appear by waiting: end the wait at once
+            raise CeptraError(_partitions.describe_unknown(unknown, doc["partitions"], "/readyz"),
+                              unknown_partitions=unknown, condition_met=False, readiness=doc)
         try:
             met, still = check_condition(doc, params["wait_for"], params["partitions"], params["reasons"], expression)
         except JMESPATH_ERRORS as exc:

@@ -234,6 +234,7 @@ def main():
         "settle_ms": {"type": "int"},
     }, mutually_exclusive=[["other", "right_src"], ["settled_before_ns", "settle_ms"]])
     params = module.params
+    module.no_log_credentials((params["other"] or {}).get("url"))
     cutoff = params["settled_before_ns"]
     if params["settle_ms"] is not None:
         cutoff = time.time_ns() - params["settle_ms"] * 1_000_000

@@ -11,6 +11,7 @@ import time
 from ceptra_lab.testing import LabProcess, append_stream
 
 from .replay_lab import DDL, applied_counts, digests, history_rows, lab_json
+from .runbook_support.faults import set_fault, wipe
 
 S = 1_000_000_000
 PARTS = 4
@@ -98,14 +99,14 @@ class LiveClient(object):
 class RecoveryLabs(object):
     """Lab ``lab`` (apply capacity limited after the setup, so the replay meets real apply lag)
     that received ``held`` events per partition before a full checkpoint and ``tail`` after it,
-    then lost the WAL of ``wiped`` partitions; ``reference`` received the same events, wide L
-    and C first, and no wipe. ``history`` is the archive (SQLite)."""
+    then lost the WAL of the ``wiped`` partitions (``{part_id: drop_checkpoint}``);
+    ``reference`` received the same events, wide L and C first, and no wipe. ``history`` is the
+    archive (SQLite; without the Raft index surrogate when ``raft_index`` is false)."""
 
-    def __init__(self, tmp_path, wiped=("1", "3"), held=1500, tail=1500, drop_checkpoint=False,
-                 raft_index=True, apply_capacity=1500.0):
+    def __init__(self, tmp_path, wiped=None, held=1500, tail=1500, raft_index=True, apply_capacity=1500.0):
         self.tmp_path = tmp_path
-        self.wiped = list(wiped)
-        self.per_part = held + tail
+        self.wiped = dict(wiped or {"1": False, "3": False})
+        self.held, self.per_part = held, held + tail
         self.rows = history_rows(PARTS, self.per_part, time.time_ns() - 20 * 60 * S)
         self.history = str(tmp_path / "history.db")
         write_history(self.history, self.rows, raft_index=raft_index)
@@ -117,17 +118,13 @@ class RecoveryLabs(object):
         assert status == 200, body
         feed(self.reference, self.rows, check_index=False)
         feed(self.lab, [r for r in self.rows if r[1] <= held])
-        if not drop_checkpoint:
-            assert self.lab.request("POST", "/v1/test/checkpoint", {})[0] == 200
+        assert self.lab.request("POST", "/v1/test/checkpoint", {})[0] == 200
         feed(self.lab, [r for r in self.rows if r[1] > held])
         applied_counts(self.lab)
-        self.before_wipe = digests(self.lab, [str(p) for p in range(PARTS)])
-        for part_id in self.wiped:
-            status, _h, body = self.lab.request("POST", "/v1/test/wipe",
-                                                {"part_id": part_id, "drop_checkpoint": drop_checkpoint})
-            assert status == 200, body
+        for part_id, drop_checkpoint in sorted(self.wiped.items()):
+            wipe(self.lab, part_id, drop_checkpoint=drop_checkpoint)
         if apply_capacity:
-            assert self.lab.request("POST", "/v1/test/faults", {"apply_capacity": apply_capacity})[0] == 200
+            set_fault(self.lab, apply_capacity=apply_capacity)
 
     def close(self):
         self.lab.stop()

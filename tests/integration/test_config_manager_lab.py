@@ -138,7 +138,7 @@ workflow:
 REFUSALS = [
     ("bound", "[15000, 300000]"),
     ("flow", "[65536, 8388608]"),
-    ("domain", "100 lanes"),
+    ("domain", "lane_domains.player_id.max_per_partition: 100 is out of bounds; allowed [1, 64]"),
     ("bundle", "flags_by_queue by (player_id, queue) would project 128"),
 ]
 
@@ -266,7 +266,8 @@ def test_lane_budget_with_an_active_bundle(lab_factory, run_target, tmp_path):
     lanes = run_target("config_lane_budget", dict(lab_vars, bundle_src=bundle_path))
     over, near = lanes.results["over"], lanes.results["near"]
     assert lanes.status("over") == "failed"
-    assert "metric anti_cheat_flags by (player_id) would project 70 lanes" in over["msg"]
+    # a domain over LANE_MAX_PER_PARTITION is out of its bound (the lab's table) before any projection
+    assert "lane_domains.player_id.max_per_partition: 70 is out of bounds; allowed [1, 64]" in over["msg"]
     assert config_writes(active_lab) == writes + 1  # only the accepted override wrote
     assert lanes.status("near") == "ok" and near["changed"] is True
     warnings = json.dumps(near.get("warnings", []))

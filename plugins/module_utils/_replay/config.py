@@ -13,10 +13,14 @@ engine raises (bad options, an unreadable source or cursor store, a fan-out mism
 from __future__ import annotations
 
 import dataclasses
+import math
+from urllib.parse import urlsplit
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 
 BAD_ROW_POLICIES = ("stop", "dead_letter")
+# The smallest max_event_bytes a run accepts (the source's own size check uses the same).
+MIN_EVENT_BYTES = 1024
 
 
 class ReplayError(CeptraError):
@@ -91,10 +95,38 @@ def build_config(options):
         value = getattr(cfg, key)
         if not isinstance(value, int) or value < 1:
             raise ReplayConfigError("%s must be a whole number >= 1, got %r" % (key, value))
-    for key in ("apply_lag_threshold_ms", "replication_lag_threshold_ms", "initial_rate", "estimated_rate"):
+    for key in ("apply_lag_threshold_ms", "replication_lag_threshold_ms", "initial_rate", "estimated_rate",
+                "max_rate"):
         value = getattr(cfg, key)
-        if not isinstance(value, (int, float)) or value <= 0:
+        if not (key == "max_rate" and value is None) and not _finite(value, above=0):
             raise ReplayConfigError("%s must be a positive number, got %r" % (key, value))
+    # critical_factor and setpoint_ratio: throttle.ThrottleSettings checks them
+    if not _finite(cfg.durability_wait_s, above=-math.inf) or cfg.durability_wait_s < 0:
+        raise ReplayConfigError("durability_wait_s must be 0 or more seconds, got %r" % (cfg.durability_wait_s,))
+    if isinstance(cfg.max_event_bytes, bool) or not isinstance(cfg.max_event_bytes, int) \
+            or cfg.max_event_bytes < MIN_EVENT_BYTES:
+        raise ReplayConfigError("max_event_bytes must be a whole number of at least %d, got %r"
+                                % (MIN_EVENT_BYTES, cfg.max_event_bytes))
+    if cfg.pushgateway_url is not None and not _is_http_url(cfg.pushgateway_url):
+        raise ReplayConfigError("pushgateway_url must be the Pushgateway's http:// or https:// base URL with a host, "
+                                "e.g. http://pushgateway.example:9091")
     if cfg.part_ids is not None:
+        if not cfg.part_ids:
+            raise ReplayConfigError("partitions is an empty list; name the partitions to replay, or leave it out to "
+                                    "replay every partition of the source")
         cfg.part_ids = [str(p) for p in cfg.part_ids]
     return cfg
+
+
+def _finite(value, above):
+    """True for a real number (not a bool, NaN or infinity) greater than ``above``."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > above
+
+
+def _is_http_url(url):
+    try:
+        parts = urlsplit(str(url))
+        parts.port  # pylint: disable=pointless-statement  # raises ValueError for a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -20,6 +20,8 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config imp
 DEFAULT_BACKOFF_MS = 50          # contract: 25-50 ms when the cluster gives no hint
 TRANSPORT_RETRY_LIMIT = 8        # consecutive failed requests before the partition gives up
 NOT_LEADER_RETRY_LIMIT = 20
+# The permanent refusal of an event_id acknowledged before the retry window: fatal, never resent.
+RETRY_EXPIRED = "PERMANENT_RETRY_EXPIRED"
 # Answers to a whole request that no retry fixes (identity, rights, route, content type): the run stops.
 FATAL_STATUSES = (400, 401, 403, 404, 405, 415)
 
@@ -98,7 +100,7 @@ class PartitionSender(object):
 
     def __init__(self, client, part_id, run_id, *, use_sessions=True, max_window=DEFAULTS.max_window,
                  resolve_leader=None, wait_durability=None, should_stop=None,
-                 sleep=time.sleep, rng=None, route="append_stream"):
+                 sleep=time.sleep, rng=None, route="append_stream", on_failure=None):
         self.client = client
         self.part_id = str(part_id)
         self.run_id = run_id
@@ -122,6 +124,8 @@ class PartitionSender(object):
         self._gap_fixed = set()
         self._later_permanent = None   # (index, response) of a permanent refusal behind a retryable one
         self._transport_failures = 0   # failed requests in a row (this send)
+        self.on_failure = on_failure   # called with what went wrong, for every failed request
+        self.failed_requests = 0       # requests that failed or were cut short, over the sender's life
         self._not_leader = 0           # NOT_LEADER answers in a row (this send)
 
     # ------------------------------------------------------------------ helpers
@@ -137,6 +141,11 @@ class PartitionSender(object):
         backoff = hint.get("retry_backoff_ms")
         if isinstance(backoff, (int, float)) and backoff > 0:
             self.backoff_ms = backoff
+
+    def _failed(self, message):
+        self.failed_requests += 1
+        if self.on_failure is not None:
+            self.on_failure(message)
 
     def _backoff_wait(self):
         """Uniformly random wait in [backoff/2, backoff] (contract section 4)."""
@@ -197,6 +206,7 @@ class PartitionSender(object):
                 if end - start > 1:
                     return None
             self._transport_failures += 1
+            self._failed(exc.message)
             result.retries += 1
             if self._transport_failures > TRANSPORT_RETRY_LIMIT:
                 result.stop = self._report(events[start], "TransportError", "TRANSPORT",
@@ -265,10 +275,13 @@ class PartitionSender(object):
 
     def _stop_report(self, events, index, resp):
         """The stop report for a permanent refusal of ``events[index]``."""
-        report = self._report(events[index], resp.get("status"),
-                              resp.get("cep_status_reason") or "PERMANENT",
-                              resp.get("error") or resp.get("message") or
-                              "the cluster refused the event permanently")
+        reason = resp.get("cep_status_reason") or "PERMANENT"
+        message = resp.get("error") or resp.get("message") or "the cluster refused the event permanently"
+        if reason == RETRY_EXPIRED:
+            message = ("%s. The cluster acknowledged this event_id more than client_retry_window_s ago and does "
+                       "not apply it again; a client must not retry it (contract section 4): rerun with "
+                       "retry_stopped to pass it without sending" % message.rstrip("."))
+        report = self._report(events[index], resp.get("status"), reason, message)
         ahead = sorted(i for i in self._committed_ahead if i > index)
         if ahead:
             # A cluster that does not stop a session at a refusal went on committing events
@@ -338,6 +351,7 @@ class PartitionSender(object):
                 # a short response (connection closed mid-stream): resend the rest
                 action = "transient"
                 failing = {}
+                self._failed("the append stream answered %d of %d events, then ended" % (len(responses), count))
         result.acked += acked
         result.acked_bytes += acked_bytes
         result.duplicates += duplicates

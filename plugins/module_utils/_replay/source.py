@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._partitions import sort_ids
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import sql
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import DEFAULTS
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config import DEFAULTS, MIN_EVENT_BYTES
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import SourceError
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source_sql import PostgresSource, SqliteSource
 
@@ -102,8 +102,9 @@ def _normalize_spec(spec):
         part_ids = sort_ids(part_ids)
     out["part_ids"] = part_ids
     max_bytes = spec.get("max_event_bytes", DEFAULTS.max_event_bytes) or DEFAULTS.max_event_bytes
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024:
-        raise SourceError("historic source: max_event_bytes must be an integer of at least 1024, got %r" % (max_bytes,))
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < MIN_EVENT_BYTES:
+        raise SourceError("historic source: max_event_bytes must be an integer of at least %d, got %r"
+                          % (MIN_EVENT_BYTES, max_bytes))
     out["max_event_bytes"] = max_bytes
     find_copies = spec.get("find_copies", FIND_COPIES)
     if not isinstance(find_copies, bool):

@@ -107,3 +107,18 @@ def test_bundle_info_wait_needs_bundle_id(run_module):
 def test_bundle_info_unknown_bundle(run_module):
     failed, result = run_module(bundle_info, {"bundle_id": "x@1"}, ControlPlane())
     assert failed and "x@1 is not on the cluster" in result["msg"]
+
+
+def test_bundle_info_wait_on_a_partition_the_bundle_lacks_fails_at_once(run_module):
+    cluster = ControlPlane()
+    failed, uploaded = run_module(bundle, {"content": BUNDLE_YAML}, cluster)
+    assert not failed
+    reads = len([c for c in cluster.calls if c.route == "definitions"])
+    failed, result = run_module(bundle_info, {"bundle_id": uploaded["bundle_id"], "wait": True, "part_ids": ["0", "99"],
+                                              "wait_timeout": 300}, cluster)
+    assert failed and "Traceback" not in json.dumps(result)
+    assert ("partition(s) 99 do not exist: bundle %s (GET /v1/definitions) reports partitions 0, 1, 2, 3"
+            % uploaded["bundle_id"]) in result["msg"]
+    assert len([c for c in cluster.calls if c.route == "definitions"]) == reads + 1     # one read: no waiting
+    failed, result = run_module(bundle_info, {"bundle_id": uploaded["bundle_id"], "part_ids": ["99"]}, cluster)
+    assert failed and "partition(s) 99 do not exist" in result["msg"]

@@ -58,3 +58,10 @@ def test_error_mapping(server, run_module):
     failed, result = run_module(metrics_info, {"url": server.url})
     assert failed and "Could not read the cluster metrics (/metrics)" in result["msg"]
     assert "routes option" in result["msg"]
+
+
+def test_an_unknown_partition_fails_naming_the_partitions_that_exist(server, run_module):
+    failed, result = run_module(metrics_info, {"url": server.url, "partitions": ["1", "7"]})
+    assert failed and "Traceback" not in str(result)
+    assert result["msg"] == ("partition(s) 7 do not exist: /metrics reports partitions 0, 1; fix the partition ids")
+    assert result["unknown_partitions"] == ["7"]

@@ -121,3 +121,15 @@ def test_bad_wait_settings(server, run_module):
     assert failed and "wait_interval" in result["msg"]
     failed, result = run_module(readiness_info, args(server, wait_for="jmespath"))
     assert failed and "jmespath" in result["msg"]
+
+
+def test_waiting_on_a_partition_that_does_not_exist_fails_at_once(server, run_module):
+    """The module's own deadline is 300 s; the answer comes from the first read, naming the partitions there are."""
+    server.on("GET", "/readyz", Reply(503, readyz({"0"})))
+    for wait_for in ("partitions_ready", "reasons_clear"):
+        failed, result = run_module(readiness_info, args(server, wait_for=wait_for, partitions=["1", "9"],
+                                                         wait_timeout=300))
+        assert failed and result["condition_met"] is False and result["unknown_partitions"] == ["9"]
+        assert result["msg"] == ("Could not read the cluster readiness (/readyz): partition(s) 9 do not exist: "
+                                 "/readyz reports partitions 0, 1, 2, 3; fix the partition ids")
+    assert len(server.calls()) == 2     # one read per task: nothing was waited for
