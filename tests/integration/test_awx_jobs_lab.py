@@ -192,28 +192,41 @@ def test_replay_workflow_plans_then_replays_after_approval(lab_factory, certs, h
 
 
 PARTIAL_WORKFLOW = "CEPtra partial recovery (recover, then verify or roll back)"
+FULL_WORKFLOW = "CEPtra full recovery (recover, then verify or roll back)"
+# (workflow, the source variables of its scenario, the task of the scenario that fails first)
+FAILING = {
+    "partial": (PARTIAL_WORKFLOW, "history_replay", "Gate: a missing window was found"),
+    "full": (FULL_WORKFLOW, "full_recovery",
+             "Plan the full recovery (partitions, start positions, events, dedup capacity, overrides)"),
+}
 
 
 @pytest.mark.postgres
-def test_partial_workflow_rolls_back_when_the_scenario_fails_at_a_gate(lab_factory, certs, history, pg_dsn, tmp_path):
-    # No outage happened: the scenario's discover gate finds no missing window and the run fails
-    # there; the workflow takes its failure path to the rollback, which succeeds.
+@pytest.mark.parametrize("scenario", sorted(FAILING))
+def test_scenario_workflow_rolls_back_when_the_scenario_fails(lab_factory, certs, history, pg_dsn, tmp_path, scenario):
+    # Nothing happened to the cluster: partial's discover gate finds no missing window, full's
+    # plan finds no wiped partition, and the run fails there (survey defaults, credential
+    # injection, mutual TLS); the workflow takes its failure path to the rollback, which succeeds.
+    name, prefix, first_failure = FAILING[scenario]
     lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
     defs = awx_jobs.definitions()
-    workflow = awx_jobs.find(defs, "controller_workflows", PARTIAL_WORKFLOW)
+    workflow = awx_jobs.find(defs, "controller_workflows", name)
     audit_log = tmp_path / "audit.jsonl"
-    sources = {"history_replay_source": {"type": "postgresql", "dsn": pg_dsn, "table": history["history"]},
-               "history_replay_cursor_store": {"type": "postgresql", "dsn": pg_dsn, "table": history["cursors"]}}
+    sources = {prefix + "_source": {"type": "postgresql", "dsn": pg_dsn, "table": history["history"]},
+               prefix + "_cursor_store": {"type": "postgresql", "dsn": pg_dsn, "table": history["cursors"]}}
     nodes = awx_jobs.run_workflow(str(tmp_path / "jobs"), workflow, defs, credential_inputs(lab, certs), 6000, "erin",
                                   answers={"ceptra_incident_id": "INC-6000"}, extra_vars=sources,
                                   extra_env={"CEPTRA_AUDIT_LOG": str(audit_log)})
     assert [(n.identifier, n.status) for n in nodes] == [("recover", "failed"), ("rollback", "successful")]
     (recover,) = nodes[0].jobs
     failed = [e["event_data"]["task"] for e in recover.events if e["event"] == "runner_on_failed"]
-    assert failed[0] == "Gate: a missing window was found" and failed[-1] == "Fail naming the gate"
-    assert recover.artifact_data()["ceptra_run"]["outcome"] == "failed"
+    assert failed[0] == first_failure and failed[-1] == "Fail naming the gate"
+    run = recover.artifact_data()["ceptra_run"]
+    assert run["outcome"] == "failed" and run["run_id"] == "%s-INC-6000" % scenario
     (rollback,) = nodes[1].jobs
     assert rollback.stats["failures"] == {} and set(rollback.stats["ok"]) == {"ops-runner-1"}
+    # the rollback job worked on the scenario's run, which it found in the artifacts
+    assert "%s-INC-6000" % scenario in json.dumps([e["event_data"].get("res") for e in rollback.events])
     report = verify_chain(str(audit_log))
     assert report["ok"], report["problems"]
     assert {run["operator"] for run in report["runs"].values()} == {"erin"}
@@ -239,6 +252,7 @@ def live_traffic_with_an_outage(lab, certs, archive, outage_parts, outage_ms=150
         worker.join(30)
 
 
+@pytest.mark.slow
 def test_partial_workflow_recovers_the_window_then_verifies(lab_factory, certs, tmp_path):
     lab = lab_factory(partitions=4, test_mode=True, tls_dir=str(certs))
     activate_bundle(lab)
