@@ -288,6 +288,15 @@ def test_policy_v_plus_one_with_extended_backfill_under_live_traffic(tmp_path):
 
         again = job.run("scenario_policy.yml", values)                       # rerun after success
         assert again.rc == 0 and again.changed == 0, again.stdout[-3000:]
+        assert "already completed, nothing to do" in again.stdout
+
+        reports = tmp_path / "reports"
+        verified = job.run("verify.yml", dict(values, ceptra_run_id="policy-" + values["ceptra_incident_id"],
+                                              checklist_report_dir=str(reports)))
+        assert verified.rc == 0, verified.stdout[-3000:]
+        with open(str(reports / ("verify-policy-%s.json" % values["ceptra_incident_id"]))) as handle:
+            report = json.load(handle)
+        assert report["summary"]["ok"] is True and all(item["ok"] for item in report["checklist"])
     finally:
         for thing in (live, sampler):
             if thing is not None:
@@ -339,7 +348,7 @@ def test_preflight_failures_and_a_failed_shadow_stop_the_run_naming_what_to_fix(
         assert "Gate: activation barrier committed" in result.failed_tasks(), result.failed_tasks()
         message = result.results["Gate: activation barrier committed"]["msg"]
         assert "shadow failure: 1" in message and "exclude_partitions" in message and "abort" in message
-        barrier = lab_get(lab, "/readyz")["activation_barrier_id"]
+        barrier = lab.request("GET", "/readyz", role="observer")[2]["activation_barrier_id"]   # 503: not ready
         assert lab_get(lab, "/v1/activate/%s" % barrier)["state"] == "aborted"
         assert lab_get(lab, "/v1/definitions")["active"]["def_version"] == 1
         assert config_of(lab)["config"] == baseline["config"]
