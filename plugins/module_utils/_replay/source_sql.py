@@ -298,8 +298,8 @@ class HistoricSource(EventRows):
                               s=self._select_list(), t=self._ident(self.table), w=where,
                               k=self._join(self._key_fragments()))
         wanted = limit + skip
-        rows = self._whole_groups(part_id, self._run(query, params + [wanted + 1]), wanted, key_after, skip)
-        return self._events(part_id, rows, after, after_seq, key_after, skip, summary)
+        rows, keys = self._whole_groups(part_id, self._run(query, params + [wanted + 1]), wanted, key_after, skip)
+        return self._events(part_id, rows, keys, after, after_seq, key_after, skip, summary)
 
     def _whole_groups(self, part_id, rows, wanted, key_after, skip):
         """The page's rows with no group of equal keys cut at its end, each group in content order.
@@ -327,15 +327,18 @@ class HistoricSource(EventRows):
             else:
                 rows = rows[:wanted]
         # rows sharing a key: in content order, the same on every read (SQL leaves it open)
-        out, start = [], 0
+        keys = [key_of(row) for row in rows]
+        out, start = None, 0
         for index in range(1, len(rows) + 1):
-            if index == len(rows) or key_of(rows[index]) != key_of(rows[start]):
-                group = rows[start:index]
-                out.extend(group if len(group) == 1 else sorted(group, key=_content_key))
+            if index == len(rows) or keys[index] != keys[start]:
+                if index - start > 1:
+                    if out is None:
+                        out = list(rows)
+                    out[start:index] = sorted(rows[start:index], key=_content_key)
                 start = index
-        return out
+        return (rows if out is None else out), keys
 
-    def _events(self, part_id, rows, after, after_seq, key_after, skip, summary):
+    def _events(self, part_id, rows, keys, after, after_seq, key_after, skip, summary):
         """Number and classify the page's rows (events to send, copies, rows with a repeated key).
 
         The first ``skip`` rows of the resume key were passed already: they are walked again
@@ -348,7 +351,7 @@ class HistoricSource(EventRows):
         emitted = rows
         passed = 0
         if skip:
-            while passed < len(rows) and passed < skip and self._position_of(rows[passed]) == key_after:
+            while passed < len(rows) and passed < skip and keys[passed] == key_after:
                 passed += 1
             emitted = rows[passed:]
         copies = self._copies_of(part_id, emitted) if not time_order and find and emitted else {}
@@ -364,7 +367,7 @@ class HistoricSource(EventRows):
         make_event = self._make_event_fast
         part_json = enc.quote(part_id)
         for index, row in enumerate(rows):
-            key = self._position_of(row)
+            key = keys[index]
             if key == current_key:
                 rank += 1
             else:
