@@ -353,13 +353,12 @@ def summary_lines(result):
     for item in result.get("lane_projections") or []:
         lines.append("lanes %s: %s (%s)" % (item["metric"], item["projected_lanes"], item["status"]))
     if result.get("affected_metrics"):
-        lines.append("override L and C of %s: %s" % (", ".join(result["affected_metrics"]),
-                                                      (result.get("override_settings") or {}).get("metrics", {}).get(
-                                                          result["affected_metrics"][0])))
+        knobs = (result.get("override_settings") or {}).get("metrics", {}).get(result["affected_metrics"][0])
+        lines.append("override L and C of %s: %s" % (", ".join(result["affected_metrics"]), knobs))
     retention = result.get("retention") or {}
     if retention:
-        lines.append("compacted_retention_ms %s, needed %s" % (retention.get("compacted_retention_ms"),
-                                                                retention.get("required_compacted_retention_ms")))
+        lines.append("compacted_retention_ms %s, needed %s"
+                     % (retention.get("compacted_retention_ms"), retention.get("required_compacted_retention_ms")))
     for problem in result.get("problems") or []:
         lines.append("PROBLEM %s: %s" % (problem["check"], problem["message"]))
     return lines

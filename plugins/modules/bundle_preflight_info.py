@@ -55,7 +55,7 @@ options:
   scan_limit:
     description:
       - At most this many historic events per partition are scanned for attributes (V(0) scans all);
-        RV(history.complete) says whether the scan was a sample.
+        the C(complete) field of RV(history) says whether the scan was a sample.
     type: int
     default: 20000
   window_start_ns:
