@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--cert", help="client certificate for https URLs")
     live.add_argument("--key", help="client key for https URLs")
     live.add_argument("--prefix", default="live", help="event_id prefix")
+    live.add_argument("--archive", help="keep every generated event in a history table: sqlite:PATH or a PostgreSQL DSN")
+    live.add_argument("--archive-table", default="ceptra_history", help="table of --archive")
+    live.add_argument("--mirror-url", help="send every event (skipped ones too) to this second cluster as well")
+    live.add_argument("--mirror-token", help="token for --mirror-url (default: --token)")
+    live.add_argument("--secondary-classification-ratio", type=float, default=0.0,
+                      help="share of events the secondary system annotates (payload secondary_classification)")
+    live.add_argument("--allow-refused", action="store_true",
+                      help="exit 0 even when the cluster refused events (an outage on purpose)")
     return parser
 
 

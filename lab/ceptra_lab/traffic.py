@@ -142,21 +142,26 @@ def _check_table(table: str) -> str:
     return table
 
 
-def write_sqlite(path: str, table: str, rows) -> int:
-    """Create the table (if missing) and insert the rows; returns the row count."""
+def _sqlite_table(connection, table: str) -> str:
+    """Create the historic table and its indexes in an open SQLite database (if missing)."""
     table = _check_table(table)
     if "." in table:
         raise ValueError("SQLite tables cannot carry a schema prefix")
+    connection.execute(f"CREATE TABLE IF NOT EXISTS {table} (part_id TEXT NOT NULL, raft_index BIGINT, "
+                       "event_time_ns BIGINT NOT NULL, event_id TEXT NOT NULL, partition_key TEXT NOT NULL, "
+                       "schema_key TEXT NOT NULL, payload TEXT NOT NULL, flags TEXT)")
+    connection.execute(f"CREATE INDEX IF NOT EXISTS {table}_raft ON {table} (part_id, raft_index)")
+    connection.execute(f"CREATE INDEX IF NOT EXISTS {table}_time ON {table} (part_id, event_time_ns, event_id)")
+    return f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def write_sqlite(path: str, table: str, rows) -> int:
+    """Create the table (if missing) and insert the rows; returns the row count."""
     connection = sqlite3.connect(path)
     try:
-        connection.execute(f"CREATE TABLE IF NOT EXISTS {table} (part_id TEXT NOT NULL, raft_index BIGINT, "
-                           "event_time_ns BIGINT NOT NULL, event_id TEXT NOT NULL, partition_key TEXT NOT NULL, "
-                           "schema_key TEXT NOT NULL, payload TEXT NOT NULL, flags TEXT)")
-        connection.execute(f"CREATE INDEX IF NOT EXISTS {table}_raft ON {table} (part_id, raft_index)")
-        connection.execute(f"CREATE INDEX IF NOT EXISTS {table}_time ON {table} (part_id, event_time_ns, event_id)")
+        insert = _sqlite_table(connection, table)
         count = 0
         batch = []
-        insert = f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         for row in rows:
             batch.append(row)
             if len(batch) >= 10000:
@@ -232,6 +237,51 @@ def seed_history_command(args) -> int:
     return 0
 
 
+class HistoryArchive:
+    """The history table `live` archives every event it generates into (sent, refused or skipped
+    alike: the events happened, the cluster may just not have taken them), so that the history
+    holds the live events too. SQLite (WAL journal, so readers see each committed tick) or
+    PostgreSQL, in the schema of `seed-history`."""
+
+    def __init__(self, db: str, table: str = "ceptra_history"):
+        self.db = db
+        if db.startswith("sqlite:"):
+            self.connection = sqlite3.connect(db[len("sqlite:"):], check_same_thread=False)
+            self.connection.execute("PRAGMA journal_mode=WAL")
+            self.insert = _sqlite_table(self.connection, table)
+            self.connection.commit()
+            self.postgres = False
+        elif db.startswith(("postgresql://", "postgres://")) or "=" in db:
+            write_postgres(db, table, [])     # creates the table and indexes when missing
+            import psycopg
+            from psycopg import sql
+            self.connection = psycopg.connect(db)
+            self.insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                sql.Identifier(*_check_table(table).split(".")), sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
+                sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)))
+            self.postgres = True
+        else:
+            raise ValueError(f"--archive {db!r}: use sqlite:PATH or postgresql://... (or a libpq DSN)")
+        self.rows = 0
+
+    def add(self, messages: list[dict]) -> None:
+        """Archive append messages (one committed transaction)."""
+        if not messages:
+            return
+        rows = [(m["part_id"], None, m["ts_ns"], m["event_id"], m["partition_key"], m["schema_key"],
+                 json.dumps(m["payload"], separators=(",", ":"), sort_keys=True), None) for m in messages]
+        if self.postgres:
+            with self.connection.cursor() as cursor:
+                cursor.executemany(self.insert, rows)
+        else:
+            self.connection.executemany(self.insert, rows)
+        self.connection.commit()
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
 # ---- live traffic -------------------------------------------------------------------------------------------
 class _Connection:
     """One keep-alive HTTP(S) connection to the lab."""
@@ -302,17 +352,27 @@ def _append_with_retries(connection, part_id: str, lines: list, totals: dict, rn
 
 def live(url: str, token: str | None, rate: float, duration: float, skip_from_ms: int | None = None,
          skip_to_ms: int | None = None, bundle: str | None = None, partitions: int | None = None,
-         prefix: str = "live", cacert=None, cert=None, key=None, out=sys.stdout) -> dict:
+         prefix: str = "live", cacert=None, cert=None, key=None, out=sys.stdout, archive: str | None = None,
+         archive_table: str = "ceptra_history", mirror_url: str | None = None, mirror_token: str | None = None,
+         classification_ratio: float = 0.0, stop=None) -> dict:
     """Append events at `rate`/s for `duration` s (ticks of 50 ms), skipping [skip_from_ms, skip_to_ms).
 
-    Transient refusals (TransientBackpressure, HTTP 429/503) are resent with the hinted backoff
-    (``_append_with_retries``); ``refused`` counts what the lab still refused after that.
+    `archive` (sqlite:PATH or a PostgreSQL DSN) keeps every generated event in a history table;
+    `mirror_url` sends every event (skipped ones too) to a second cluster as well, the reference
+    that saw every event; `classification_ratio` annotates that share of the events with a
+    `secondary_classification` (the secondary system's decision); `stop` (a threading.Event)
+    ends the run early. Transient refusals (TransientBackpressure, HTTP 429/503) are resent with
+    the hinted backoff (``_append_with_retries``); ``refused`` counts what the lab still refused.
     """
     if rate <= 0 or duration < 0:
         raise ValueError("--rate must be > 0 and --duration >= 0")
     if (skip_from_ms is None) != (skip_to_ms is None) or (skip_from_ms is not None and skip_to_ms < skip_from_ms):
         raise ValueError("give both --skip-from-ms and --skip-to-ms, with from <= to")
+    if not 0 <= classification_ratio <= 1:
+        raise ValueError("--secondary-classification-ratio must be between 0 and 1")
     connection = _Connection(url, token, cacert, cert, key)
+    mirror = _Connection(mirror_url, mirror_token or token, cacert, cert, key) if mirror_url else None
+    history = HistoryArchive(archive, archive_table) if archive else None
     if partitions is None:
         status, body = connection.call("GET", "/v1/state")
         if status != 200:
@@ -321,40 +381,73 @@ def live(url: str, token: str | None, rate: float, duration: float, skip_from_ms
     rng = random.Random(11)
     maker = SampleMaker(load_bundle(bundle), rng) if bundle else None
     key_table = keys_for_partitions(partitions, 16)
-    totals = {"sent": 0, "healthy": 0, "duplicate": 0, "refused": 0, "skipped": 0, "retried": 0}
+    totals = {"sent": 0, "healthy": 0, "duplicate": 0, "refused": 0, "skipped": 0, "retried": 0, "archived": 0,
+              "mirrored": 0}
     started = time.monotonic()
     sequence = 0
     tick = 0.05
     total = int(duration * rate)
-    while sequence < total:
-        elapsed = time.monotonic() - started
-        due = min(total, int((elapsed + tick) * rate)) - sequence
-        batches: dict[str, list[bytes]] = {}
-        for _ in range(max(0, due)):
-            sequence += 1
-            at_ms = sequence / rate * 1000.0
-            if skip_from_ms is not None and skip_from_ms <= at_ms < skip_to_ms:
-                totals["skipped"] += 1
-                continue
-            part_id = str(sequence % partitions)
-            part_key = key_table[part_id][sequence % 16]
-            payload = maker.payload(sequence, sequence % 16, 0.0) if maker else {}
-            message = {"event_id": f"{prefix}-{sequence:010d}", "part_id": part_id, "partition_key": part_key,
-                       "ts_ns": time.time_ns(), "schema_key": "metric_sample_v1", "payload": payload}
-            batches.setdefault(part_id, []).append(json.dumps(message, separators=(",", ":")).encode())
-        for part_id, lines in batches.items():
-            totals["sent"] += len(lines)
-            _append_with_retries(connection, part_id, lines, totals, rng)
-        next_tick = started + (int(elapsed / tick) + 1) * tick
-        time.sleep(max(0.0, next_tick - time.monotonic()))
+    try:
+        while sequence < total and not (stop is not None and stop.is_set()):
+            elapsed = time.monotonic() - started
+            due = min(total, int((elapsed + tick) * rate)) - sequence
+            batches: dict[str, list[bytes]] = {}
+            everything: dict[str, list[bytes]] = {}
+            generated = []
+            for _ in range(max(0, due)):
+                sequence += 1
+                at_ms = sequence / rate * 1000.0
+                skipped = skip_from_ms is not None and skip_from_ms <= at_ms < skip_to_ms
+                if skipped and history is None and mirror is None:
+                    totals["skipped"] += 1
+                    continue
+                part_id = str(sequence % partitions)
+                part_key = key_table[part_id][sequence % 16]
+                payload = maker.payload(sequence, sequence % 16, classification_ratio) if maker else {}
+                if not maker and classification_ratio and rng.random() < classification_ratio:
+                    payload = {"secondary_classification": rng.choice(CLASSIFICATIONS)}
+                message = {"event_id": f"{prefix}-{sequence:010d}", "part_id": part_id, "partition_key": part_key,
+                           "ts_ns": time.time_ns(), "schema_key": "metric_sample_v1", "payload": payload}
+                line = json.dumps(message, separators=(",", ":")).encode()
+                generated.append(message)
+                everything.setdefault(part_id, []).append(line)
+                if skipped:
+                    totals["skipped"] += 1
+                    continue
+                batches.setdefault(part_id, []).append(line)
+            if history is not None:
+                history.add(generated)
+                totals["archived"] += len(generated)
+            for part_id, lines in batches.items():
+                totals["sent"] += len(lines)
+                _append_with_retries(connection, part_id, lines, totals, rng)
+            if mirror is not None:
+                for part_id, lines in everything.items():
+                    status, body = mirror.call("POST", f"/v1/partitions/{part_id}/append-stream",
+                                               b"\n".join(lines) + b"\n", "application/x-ndjson")
+                    if status != 200 or any(json.loads(a).get("status") != "Healthy" for a in body.splitlines()):
+                        raise ValueError(f"the mirror {mirror_url} refused live events (HTTP {status}): {body[:300]!r}")
+                    totals["mirrored"] += len(lines)
+            next_tick = started + (int(elapsed / tick) + 1) * tick
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+    finally:
+        if history is not None:
+            history.close()
     totals["seconds"] = round(time.monotonic() - started, 3)
+    extra = ""
+    if history is not None:
+        extra += f" archived {totals['archived']}"
+    if mirror is not None:
+        extra += f" mirrored {totals['mirrored']}"
     print(f"live: sent {totals['sent']} healthy {totals['healthy']} refused {totals['refused']} "
-          f"retried {totals['retried']} skipped {totals['skipped']} in {totals['seconds']} s", file=out)
+          f"retried {totals['retried']} skipped {totals['skipped']}{extra} in {totals['seconds']} s", file=out)
     return totals
 
 
 def live_command(args) -> int:
     """CLI wrapper of live()."""
     totals = live(args.url, args.token, args.rate, args.duration, args.skip_from_ms, args.skip_to_ms, args.bundle,
-                  args.partitions, args.prefix, args.cacert, args.cert, args.key)
-    return 0 if totals["refused"] == 0 else 1
+                  args.partitions, args.prefix, args.cacert, args.cert, args.key, archive=args.archive,
+                  archive_table=args.archive_table, mirror_url=args.mirror_url, mirror_token=args.mirror_token,
+                  classification_ratio=args.secondary_classification_ratio)
+    return 0 if totals["refused"] == 0 or args.allow_refused else 1

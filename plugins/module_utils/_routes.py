@@ -42,6 +42,8 @@ DEFAULT_ROUTES = {
     "test_wipe": "/v1/test/wipe",
     "test_compact": "/v1/test/compact",
     "test_checkpoint": "/v1/test/checkpoint",
+    "test_derived_events": "/v1/test/derived-events",
+    "test_sink": "/v1/test/sink",
 }
 
 _FORMATTER = string.Formatter()

@@ -143,6 +143,63 @@ def diff_snapshots(left, right, sections=DEFAULT_SECTIONS, tolerance=0.0, max_en
                 digests={"left": left.get("digest"), "right": right.get("digest")})
 
 
+def settled_view(snapshot, before_ns):
+    """A copy of ``snapshot`` whose ``metrics`` keep only the panes that start before ``before_ns``.
+
+    While live traffic flows, the newest panes of two clusters differ only by what is still in
+    flight; comparing the settled panes (those before a cut-off both sides are past) compares
+    what a replay can be held to. Pane keys that are not integers are kept.
+    """
+    if before_ns is None or not isinstance(snapshot, dict):
+        return snapshot
+    metrics = snapshot.get("metrics")
+    if not isinstance(metrics, dict):
+        return snapshot
+    kept = {}
+    for metric, tiers in metrics.items():
+        if not isinstance(tiers, dict):
+            kept[metric] = tiers
+            continue
+        kept[metric] = {}
+        for tier, lanes in tiers.items():
+            if not isinstance(lanes, dict):
+                kept[metric][tier] = lanes
+                continue
+            kept[metric][tier] = {}
+            for lane, panes in lanes.items():
+                if not isinstance(panes, dict):
+                    kept[metric][tier][lane] = panes
+                    continue
+                settled = {k: v for k, v in panes.items() if not _is_int_text(k) or int(k) < before_ns}
+                if settled:
+                    kept[metric][tier][lane] = settled
+    return dict(snapshot, metrics=kept)
+
+
+def window_panes(snapshot, start_ns, end_ns):
+    """Per metric and tier, how many panes of ``snapshot`` start inside ``[start_ns, end_ns)``.
+
+    Evidence that a replayed window holds state: ``{metric: {tier: panes}}`` (metrics and tiers
+    without such a pane are left out).
+    """
+    counts = {}
+    metrics = snapshot.get("metrics") if isinstance(snapshot, dict) else None
+    for metric, tiers in sorted((metrics or {}).items()):
+        for tier, lanes in sorted((tiers or {}).items() if isinstance(tiers, dict) else ()):
+            panes = 0
+            for lane_panes in (lanes.values() if isinstance(lanes, dict) else ()):
+                if isinstance(lane_panes, dict):
+                    panes += sum(1 for key in lane_panes if _is_int_text(key) and start_ns <= int(key) < end_ns)
+            if panes:
+                counts.setdefault(metric, {})[tier] = panes
+    return counts
+
+
+def _is_int_text(key):
+    text = str(key)
+    return (text[1:] if text.startswith("-") else text).isdigit()
+
+
 def summarize_diff(diff, left_label="left", right_label="right"):
     """One sentence for people: what differs between the two snapshots."""
     if diff["equal"]:

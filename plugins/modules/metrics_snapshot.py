@@ -37,6 +37,14 @@ options:
     description:
       - File to save the snapshots to (JSON). Its directory must exist.
     type: path
+  window_start_ns:
+    description:
+      - With O(window_end_ns), also count per partition, metric and tier the panes that start inside
+        the window (RV(window_panes)), the evidence that a replayed window holds state.
+    type: int
+  window_end_ns:
+    description: End of the window (exclusive), with O(window_start_ns).
+    type: int
   return_snapshots:
     description: Return the full snapshots in the result (they can be large); digests are always returned.
     type: bool
@@ -65,6 +73,11 @@ digests:
   returned: always
   type: dict
   sample: {"0": "sha256:9c1e...", "1": "sha256:9c1e..."}
+window_panes:
+  description: "Per partition, C({metric: {tier: panes}}) for the panes starting inside the window."
+  returned: when O(window_start_ns) is set
+  type: dict
+  sample: {"1": {"__events__": {"raw": 12}}}
 applied_index:
   description: Per partition, the applied index the snapshot was taken at.
   returned: always
@@ -89,6 +102,7 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._snapshot import (
     fetch_snapshots,
     read_text_or_none,
     render_snapshot_file,
+    window_panes,
 )
 
 
@@ -129,7 +143,9 @@ def main():
         "part_ids": {"type": "list", "elements": "str"},
         "dest": {"type": "path"},
         "return_snapshots": {"type": "bool", "default": True},
-    })
+        "window_start_ns": {"type": "int"},
+        "window_end_ns": {"type": "int"},
+    }, required_together=[["window_start_ns", "window_end_ns"]])
     params = module.params
     with module.reporting("export the metrics snapshots"):
         snapshots = fetch_snapshots(module.client, params["part_ids"])
@@ -138,6 +154,9 @@ def main():
         "digests": {part_id: snap.get("digest") for part_id, snap in snapshots.items()},
         "applied_index": {part_id: snap.get("applied_index") for part_id, snap in snapshots.items()},
     }
+    if params["window_start_ns"] is not None:
+        result["window_panes"] = {part_id: window_panes(snap, params["window_start_ns"], params["window_end_ns"])
+                                  for part_id, snap in snapshots.items()}
     if params["return_snapshots"]:
         result["snapshots"] = snapshots
     if params["dest"]:

@@ -91,6 +91,18 @@ options:
     description: Fail the task when the snapshots differ.
     type: bool
     default: false
+  settled_before_ns:
+    description:
+      - Compare only the panes that start before this event time (ns since the epoch); newer panes
+        of both sides are left out. For clusters that keep receiving live traffic while they are
+        compared. Mutually exclusive with O(settle_ms).
+    type: int
+  settle_ms:
+    description:
+      - Compare only the panes that start more than this many milliseconds before the task
+        started (the cut-off is taken before either snapshot is read). Choose it larger than the
+        pane size plus the time an event takes to reach both sides.
+    type: int
 notes:
   - Live snapshots need a cluster in test mode and the C(observer) role.
   - O(url) is required even when both sides are files (it is usually set once per play).
@@ -155,6 +167,10 @@ truncated:
   description: True when a list was cut to O(max_differences).
   returned: always
   type: bool
+settled_before_ns:
+  description: The cut-off of the compared panes (null when every pane was compared).
+  returned: always
+  type: int
 digests:
   description: The C(digest) of each side.
   returned: always
@@ -169,12 +185,15 @@ right:
   type: str
 """
 
+import time
+
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient
 from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule, connection_argument_spec
 from ansible_collections.ceptra.backfill.plugins.module_utils._snapshot import (
     diff_snapshots,
     fetch_snapshot,
     load_snapshot_file,
+    settled_view,
     summarize_diff,
 )
 
@@ -211,9 +230,14 @@ def main():
         "tolerance": {"type": "float", "default": 0},
         "max_differences": {"type": "int", "default": 100},
         "fail_on_difference": {"type": "bool", "default": False},
-    }, mutually_exclusive=[["other", "right_src"]])
+        "settled_before_ns": {"type": "int"},
+        "settle_ms": {"type": "int"},
+    }, mutually_exclusive=[["other", "right_src"], ["settled_before_ns", "settle_ms"]])
     params = module.params
     module.no_log_credentials((params["other"] or {}).get("url"))
+    cutoff = params["settled_before_ns"]
+    if params["settle_ms"] is not None:
+        cutoff = time.time_ns() - params["settle_ms"] * 1_000_000
     right_part_id = params["other_part_id"] if params["other_part_id"] is not None else params["part_id"]
     if (not params["left_src"] and not params["right_src"] and not params["other"]
             and right_part_id == params["part_id"]):
@@ -226,12 +250,13 @@ def main():
             remote = "other" if params["other"] else "main"
             right_url = params["other"]["url"] if params["other"] else params["url"]
             right, right_label = _side(module, others, params["right_src"], right_part_id, remote, right_url)
+            left, right = settled_view(left, cutoff), settled_view(right, cutoff)
             diff = diff_snapshots(left, right, sections=params["sections"], tolerance=params["tolerance"],
                                   max_entries=params["max_differences"])
     finally:
         for client in others.values():
             client.close()
-    result = dict(diff, changed=False, left=left_label, right=right_label,
+    result = dict(diff, changed=False, settled_before_ns=cutoff, left=left_label, right=right_label,
                   msg=summarize_diff(diff, left_label, right_label))
     if params["fail_on_difference"] and not diff["equal"]:
         module.fail_json(**result)

@@ -83,6 +83,7 @@ class HistoricSource(EventRows):
         self.columns = spec["columns"]
         self.order_by = spec["order_by"]
         self.window = spec["window"]
+        self.partition_start = spec.get("partition_start") or {}
         self.part_ids = spec["part_ids"]
         self.max_event_bytes = spec["max_event_bytes"]
         self.find_copies = spec.get("find_copies", True)
@@ -135,20 +136,34 @@ class HistoricSource(EventRows):
             keys.append(self.tiebreak)
         return keys
 
-    def _filters(self, part_id, key_after=None, op=">"):
-        """WHERE clause fragments and parameters: partition, window, keyset position.
+    def _filters(self, part_id, key_after=None, op=">", start=True, window_probe=False):
+        """WHERE clause fragments and parameters: partition, the partition's start
+        (``partition_start``, unless ``start`` is false), window, keyset position.
 
         ``key_after`` is an ordering key (no rank); ``op`` ``>`` reads after every row of it,
         ``>=`` from its first row (a resume inside a group of rows sharing the key), ``=``
-        only the rows of that key.
+        only the rows of that key. ``window_probe``: the window bounds as plain filters
+        (``+column``), for a lookup that probes the time index by equality: SQLite would
+        otherwise take the window as the index range and scan it once per looked-up event
+        (6 s instead of 40 ms for a page of 2000).
         """
         clauses = [self._compose("{c} = %s", c=self._col("part_id"))]
         params = [str(part_id)]
+        time_col = self._col("event_time_ns")
+        bound = self.partition_start.get(str(part_id)) if start else None
+        if bound and "after_raft_index" in bound:
+            clauses.append(self._compose("{c} > %s", c=self._col("raft_index")))
+            params.append(bound["after_raft_index"])
+        if bound and "from_event_time_ns" in bound:
+            clauses.append(self._compose("{c} >= %s", c=time_col))
+            params.append(bound["from_event_time_ns"])
+        if window_probe:
+            time_col = self._compose("+{c}", c=time_col)
         if "start_ns" in self.window:
-            clauses.append(self._compose("{c} >= %s", c=self._col("event_time_ns")))
+            clauses.append(self._compose("{c} >= %s", c=time_col))
             params.append(self.window["start_ns"])
         if "end_ns" in self.window:
-            clauses.append(self._compose("{c} < %s", c=self._col("event_time_ns")))
+            clauses.append(self._compose("{c} < %s", c=time_col))
             params.append(self.window["end_ns"])
         if key_after is not None:
             keys = self._key_fragments()
@@ -210,7 +225,8 @@ class HistoricSource(EventRows):
             return
         logical = list(self.identity_columns) + (["tiebreak"] if self.columns["tiebreak"] is not None else [])
         fragments = [self._col(name) if name != "tiebreak" else self.tiebreak for name in logical]
-        where, params = self._filters(part_id)
+        # not limited by partition_start: "raft_index > N" would hide the NULL rows, not order them
+        where, params = self._filters(part_id, start=False)
         tests = self._join([self._compose("{c} IS NULL", c=c) for c in fragments], " OR ")
         sums = self._join([self._compose("SUM(CASE WHEN {c} IS NULL THEN 1 ELSE 0 END)", c=c) for c in fragments])
         query = self._compose("SELECT COUNT(*), {s} FROM {t} WHERE {w} AND ({n})",
@@ -416,7 +432,8 @@ class HistoricSource(EventRows):
         once, the positions of their copies. The caller keeps the copies before each row.
         """
         wanted = list({(r[0], r[1]) for r in rows if r[0] is not None and r[1] is not None})
-        where, params = self._filters(part_id, None)
+        # the whole partition (a copy the baseline before partition_start holds counts too)
+        where, params = self._filters(part_id, None, start=False, window_probe=True)
         keys = self._key_fragments()
         found = {}
         for start in range(0, len(wanted), COPY_LOOKUP_CHUNK):

@@ -48,3 +48,19 @@ def test_snapshot_diff_second_cluster(monkeypatch, run_module):
 def test_snapshot_diff_against_itself_is_refused(run_module):
     failed, result = run_module(snapshot_diff, {"part_id": "0"}, cluster_with([1.0]))
     assert failed and "nothing to compare" in result["msg"]
+
+
+def test_snapshot_diff_compares_only_settled_panes(run_module):
+    cluster = cluster_with([1.0, 1.0])
+    cluster.snapshots["1"]["metrics"]["m"]["raw"][""]["2000"] = {"sum": 9.0}   # a pane still moving
+    failed, result = run_module(snapshot_diff, {"part_id": "0", "other_part_id": "1", "settled_before_ns": 1500},
+                                cluster)
+    assert not failed and result["equal"] is True and result["settled_before_ns"] == 1500
+    failed, result = run_module(snapshot_diff, {"part_id": "0", "other_part_id": "1"}, cluster)
+    assert result["equal"] is False and result["counts"]["only_right"] == 1
+
+
+def test_metrics_snapshot_counts_the_window_panes(run_module):
+    failed, result = run_module(metrics_snapshot, {"window_start_ns": 0, "window_end_ns": 5000,
+                                                   "return_snapshots": False}, cluster_with([1.0]))
+    assert not failed and result["window_panes"] == {"0": {"m": {"raw": 1}}}
