@@ -46,24 +46,26 @@ INDEXES = ("CREATE INDEX {name}_raft ON {table} (part_id, raft_index)",
 START_NS = 1732600000000000000
 
 
-def synthetic_rows(events, partitions):
-    """Rows shaped like `ceptra-lab seed-history` output: metric samples, 16 keys per partition."""
+def synthetic_rows(events, partitions, start_ns=START_NS, step_ns=10000000):
+    """Rows shaped like `ceptra-lab seed-history` output: metric samples, 16 keys per partition,
+    event time ``start_ns + i * step_ns`` for a partition's i-th event."""
     per_part = events // partitions
     for p in range(partitions):
         for i in range(per_part):
             key = "player-%d" % (i % 16)
             payload = json.dumps({"metric": "anti_cheat_flags_total", "labels": {"queue": "ranked", "player_id": key},
                                   "value": 1.0}, separators=(",", ":"))
-            yield (str(p), i + 1, START_NS + i * 10000000, "h-%d-%010d" % (p, i), key, "metric_sample_v1", payload, None)
+            yield (str(p), i + 1, start_ns + i * step_ns, "h-%d-%010d" % (p, i), key, "metric_sample_v1", payload, None)
 
 
-def seed_sqlite(path, events, partitions):
+def seed_sqlite(path, events, partitions, start_ns=START_NS, step_ns=10000000):
     """Write the events into a new SQLite file at ``path`` (indexes built after the load)."""
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=OFF")
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute(DDL.format(table="ceptra_history"))
-    conn.executemany("INSERT INTO ceptra_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)", synthetic_rows(events, partitions))
+    conn.executemany("INSERT INTO ceptra_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     synthetic_rows(events, partitions, start_ns, step_ns))
     for statement in INDEXES:
         conn.execute(statement.format(name="ceptra_history", table="ceptra_history"))
     conn.commit()

@@ -19,5 +19,5 @@ def test_build_excludes_lab_and_benchmarks(tmp_path):
         names = tar.getnames()
     assert "galaxy.yml" not in names and "MANIFEST.json" in names
     assert "meta/runtime.yml" in names
-    assert not [n for n in names if n.startswith(("lab/", "benchmarks/", "scripts/", ".build", ".venv"))]
+    assert not [n for n in names if n.startswith(("lab/", "benchmarks/", "scripts/", "extensions/molecule", ".build", ".venv"))]
     assert any(n.startswith("plugins/modules/") and n.endswith(".py") for n in names)

@@ -27,14 +27,20 @@ def test_action_group_lists_exactly_the_modules():
     assert not set(ACTION_GROUP) & set(LOCAL_MODULES)
 
 
-def ansible_doc(modules):
-    """ansible-doc --json of the collection's ``modules``."""
+def run_ansible_doc(plugin_type, names, json_output=True):
+    """ansible-doc -t ``plugin_type`` of the collection's ``names``: parsed --json, or the text."""
     exe = os.path.join(os.path.dirname(sys.executable), "ansible-doc")
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS)
-    proc = subprocess.run([exe, "-t", "module", "--json"] + ["ceptra.backfill." + m for m in modules],
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([exe, "-t", plugin_type] + (["--json"] if json_output else [])
+                          + ["ceptra.backfill." + name for name in names],
                           capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return json.loads(proc.stdout) if json_output else proc.stdout
+
+
+def ansible_doc(modules):
+    """ansible-doc --json of the collection's ``modules``."""
+    return run_ansible_doc("module", modules)
 
 
 @pytest.fixture(scope="module")
