@@ -12,6 +12,9 @@ Prints, for one synthetic historic set in SQLite (default schema, 4 partitions):
                        audit, throttle off, source pages of ``BATCH_EVENTS``) and its ratio
                        to the slower of the two above (target >= 0.8); also the ratio of
                        each attempt's worker to the same attempt's ingest (the spread)
+- replay worker on the same set with 2 % stored copies (a later row of an event under a new
+                       raft_index: skipped, not sent) and its ratio to the copy-free worker of
+                       the same invocation (target >= 0.90, rows processed per second)
 - naive client        (one ``POST /append`` per event, sequential) and worker / naive
 - 2 workers vs 1 on 8 partitions (``_replay.cli run`` processes, fan-out w1/w2)
 
@@ -29,6 +32,7 @@ import argparse
 import atexit
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -61,8 +65,9 @@ def applied_total(lab):
     return sum(p["applied_index"] for p in body["partitions"])
 
 
-def measure_worker(lab, spec, workdir, tag):
-    """ReplayRun to completion; returns events/s (wall clock, including planning)."""
+def measure_worker(lab, spec, workdir, tag, cpu_key="worker"):
+    """ReplayRun to completion; returns events/s (wall clock, including planning); its CPU per
+    event goes to ``CPU[cpu_key]``."""
     client = client_for(lab)
     source = open_source(spec)
     store = open_cursor_store({"type": "sqlite", "path": os.path.join(workdir, "cursors-%s.db" % tag)})
@@ -72,12 +77,25 @@ def measure_worker(lab, spec, workdir, tag):
     started, cpu = time.perf_counter(), time.process_time()
     result = run.run()
     seconds = time.perf_counter() - started
-    CPU["worker"] = (time.process_time() - cpu) / max(1, result["events_done"]) * 1e6
+    CPU[cpu_key] = (time.process_time() - cpu) / max(1, result["events_done"]) * 1e6
     source.close()
     store.close()
     client.close()
     assert result["done"], result
     return result["events_done"] / seconds, result["events_done"]
+
+
+def add_copies(source_db, path, every=50):
+    """A copy of ``source_db`` plus one stored copy of every ``every``-th row (2 % by default):
+    same event_id, event time and payload under a new raft_index. Returns the copies added."""
+    shutil.copyfile(source_db, path)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO ceptra_history SELECT part_id, raft_index + 1000000000, event_time_ns, event_id,"
+                 " partition_key, schema_key, payload, flags FROM ceptra_history WHERE raft_index %% %d = 7" % every)
+    added = conn.execute("SELECT changes()").fetchone()[0]
+    conn.commit()
+    conn.close()
+    return added
 
 
 def measure_ingest(lab, spec, part_ids, stock=False):
@@ -174,11 +192,13 @@ def main(argv=None):
     seed_sqlite(db4, events, 4)
     seed_sqlite(db8, events, 8)
     spec = {"type": "sqlite", "path": db4, "order_by": "event_time"}
+    copies = add_copies(db4, os.path.join(workdir, "history4-copies.db"))
+    copies_spec = dict(spec, path=os.path.join(workdir, "history4-copies.db"))
     parts4 = [str(p) for p in range(4)]
     print("replay benchmark: %d events, 4 partitions (SQLite), window %d, best of %d; load average at start %.1f"
           % (events, WINDOW, args.repeat, os.getloadavg()[0]))
 
-    runs = {"source": [], "ingest": [], "worker": []}
+    runs = {"source": [], "ingest": [], "worker": [], "copies": []}
     cpu = {}
     for attempt in range(max(1, args.repeat)):
         runs["source"].append(measure_source_read(spec, parts4, limit=4096))
@@ -187,12 +207,17 @@ def main(argv=None):
         with LabProcess(partitions=4, test_mode=True) as lab:
             rate, done = measure_worker(lab, spec, workdir, "one-%d" % attempt)
             runs["worker"].append(rate)
-        for name in ("worker", "ingest client"):   # CPU per event of the best run of each
-            key = name.split()[0]
+        with LabProcess(partitions=4, test_mode=True) as lab:
+            rate, copies_done = measure_worker(lab, copies_spec, workdir, "copies-%d" % attempt, "worker copies")
+            runs["copies"].append(rate)
+            assert applied_total(lab) == done, "the run with copies applied another number of events"
+        for name, key in (("worker", "worker"), ("ingest client", "ingest"), ("worker copies", "copies")):
+            # CPU per event of the best run of each
             if runs[key][-1] == max(runs[key]):
                 cpu[name] = CPU[name]
-        print("  run %d: source %.0f, ingest %.0f, worker %.0f events/s (load %.1f)"
-              % (attempt + 1, runs["source"][-1], runs["ingest"][-1], runs["worker"][-1], os.getloadavg()[0]))
+        print("  run %d: source %.0f, ingest %.0f, worker %.0f, worker with copies %.0f events/s (load %.1f)"
+              % (attempt + 1, runs["source"][-1], runs["ingest"][-1], runs["worker"][-1], runs["copies"][-1],
+                 os.getloadavg()[0]))
     CPU.update(cpu)
     source_rate, ingest_rate, worker_rate = max(runs["source"]), max(runs["ingest"]), max(runs["worker"])
     with LabProcess(partitions=4, test_mode=True) as lab:
@@ -200,12 +225,19 @@ def main(argv=None):
     print("  source read alone : %9.0f events/s" % source_rate)
     print("  lab ingest alone  : %9.0f events/s (stock post_ndjson client: %.0f events/s)" % (ingest_rate, stock_rate))
     print("  replay worker     : %9.0f events/s (%d events)" % (worker_rate, done))
+    copies_rate = max(runs["copies"])
+    print("  worker, 2%% copies : %9.0f rows/s (%d rows, %d of them copies; %.0f events sent/s)"
+          % (copies_rate, copies_done, copies, copies_rate * (copies_done - copies) / copies_done))
     with LabProcess(partitions=4, test_mode=True) as lab:
         naive_rate = measure_naive(lab, spec, 5000, 10.0)
     print("  naive 1 req/event : %9.0f events/s" % naive_rate)
     slower = min(source_rate, ingest_rate)
     print("ratio worker / slower of (source read, lab ingest) = %.2f   (target >= 0.80)" % (worker_rate / slower))
     print("ratio worker / source read alone                   = %.2f" % (worker_rate / source_rate))
+    print("ratio worker with 2 %% copies / copy-free worker     = %.2f   (target >= 0.90; per attempt %s)"
+          % (copies_rate / worker_rate, ", ".join("%.2f" % (c / w) for c, w in zip(runs["copies"], runs["worker"]))))
+    print("client-side CPU per row: copy-free worker %.1f us, with 2 %% copies %.1f us (ratio %.2f)"
+          % (CPU["worker"], CPU["worker copies"], CPU["worker copies"] / CPU["worker"]))
     print("ratio worker / lab ingest alone                    = %.2f" % (worker_rate / ingest_rate))
     print("ratio worker / naive one-request-per-event client  = %.1f" % (worker_rate / naive_rate))
     print("ratio worker / lab ingest alone with the stock client = %.2f" % (worker_rate / stock_rate))

@@ -308,6 +308,48 @@ class _Connection:
         return response.status, response.read()
 
 
+# How often `live` resends events the lab refused for a while (TransientBackpressure, HTTP
+# 429/503) before it counts them as refused; the wait follows the answer's retry_backoff_ms.
+LIVE_RETRIES = 20
+DEFAULT_BACKOFF_MS = 50          # contract section 4: 25-50 ms when the answer gives no hint
+
+
+def _append_with_retries(connection, part_id: str, lines: list, totals: dict, rng) -> None:
+    """Append ``lines`` to a partition; resend the transiently refused ones (same event_id, so the
+    lab's dedup keeps a resend harmless) after a uniform wait in [backoff/2, backoff] (the
+    contract's client rule), up to LIVE_RETRIES times. Permanent refusals are counted at once."""
+    pending = list(lines)
+    for attempt in range(LIVE_RETRIES + 1):
+        status, body = connection.call("POST", f"/v1/partitions/{part_id}/append-stream",
+                                       b"\n".join(pending) + b"\n", "application/x-ndjson")
+        backoff_ms, again = DEFAULT_BACKOFF_MS, []
+        if status in (429, 503):
+            again = pending
+        elif status != 200:
+            totals["refused"] += len(pending)
+            return
+        else:
+            for line, answer in zip(pending, body.splitlines()):
+                response = json.loads(answer)
+                if response.get("status") == "Healthy":
+                    totals["duplicate" if response.get("duplicate") else "healthy"] += 1
+                elif response.get("status") == "TransientBackpressure":
+                    again.append(line)
+                    hint = (response.get("cep_credit_hint") or {}).get("retry_backoff_ms")
+                    if isinstance(hint, (int, float)) and hint > 0:
+                        backoff_ms = hint
+                else:
+                    totals["refused"] += 1
+        if not again:
+            return
+        if attempt == LIVE_RETRIES:
+            totals["refused"] += len(again)
+            return
+        totals["retried"] += len(again)
+        time.sleep(rng.uniform(backoff_ms / 2.0, backoff_ms) / 1000.0)
+        pending = again
+
+
 def live(url: str, token: str | None, rate: float, duration: float, skip_from_ms: int | None = None,
          skip_to_ms: int | None = None, bundle: str | None = None, partitions: int | None = None,
          prefix: str = "live", cacert=None, cert=None, key=None, out=sys.stdout, archive: str | None = None,
@@ -319,7 +361,9 @@ def live(url: str, token: str | None, rate: float, duration: float, skip_from_ms
     `mirror_url` sends every event (skipped ones too) to a second cluster as well, the reference
     that saw every event; `classification_ratio` annotates that share of the events with a
     `secondary_classification` (the secondary system's decision); `stop` (a threading.Event)
-    ends the run early.
+    ends the run early. Transient refusals (TransientBackpressure, HTTP 429/503) are resent
+    with the hinted backoff (``_append_with_retries``); ``refused`` counts what the lab still
+    refused after that.
     """
     if rate <= 0 or duration < 0:
         raise ValueError("--rate must be > 0 and --duration >= 0")
@@ -338,7 +382,8 @@ def live(url: str, token: str | None, rate: float, duration: float, skip_from_ms
     rng = random.Random(11)
     maker = SampleMaker(load_bundle(bundle), rng) if bundle else None
     key_table = keys_for_partitions(partitions, 16)
-    totals = {"sent": 0, "healthy": 0, "duplicate": 0, "refused": 0, "skipped": 0, "archived": 0, "mirrored": 0}
+    totals = {"sent": 0, "healthy": 0, "duplicate": 0, "refused": 0, "skipped": 0, "retried": 0, "archived": 0,
+              "mirrored": 0}
     started = time.monotonic()
     sequence = 0
     tick = 0.05
@@ -375,20 +420,8 @@ def live(url: str, token: str | None, rate: float, duration: float, skip_from_ms
                 history.add(generated)
                 totals["archived"] += len(generated)
             for part_id, lines in batches.items():
-                status, body = connection.call("POST", f"/v1/partitions/{part_id}/append-stream",
-                                               b"\n".join(lines) + b"\n", "application/x-ndjson")
                 totals["sent"] += len(lines)
-                if status != 200:
-                    totals["refused"] += len(lines)
-                    continue
-                for answer in body.splitlines():
-                    response = json.loads(answer)
-                    if response.get("status") != "Healthy":
-                        totals["refused"] += 1
-                    elif response.get("duplicate"):
-                        totals["duplicate"] += 1
-                    else:
-                        totals["healthy"] += 1
+                _append_with_retries(connection, part_id, lines, totals, rng)
             if mirror is not None:
                 for part_id, lines in everything.items():
                     status, body = mirror.call("POST", f"/v1/partitions/{part_id}/append-stream",
@@ -408,7 +441,7 @@ def live(url: str, token: str | None, rate: float, duration: float, skip_from_ms
     if mirror is not None:
         extra += f" mirrored {totals['mirrored']}"
     print(f"live: sent {totals['sent']} healthy {totals['healthy']} refused {totals['refused']} "
-          f"skipped {totals['skipped']}{extra} in {totals['seconds']} s", file=out)
+          f"retried {totals['retried']} skipped {totals['skipped']}{extra} in {totals['seconds']} s", file=out)
     return totals
 
 

@@ -97,3 +97,32 @@ def test_live_appends_and_skips_a_window(lab_factory):
     assert 90 <= totals["skipped"] <= 110 and totals["healthy"] == totals["sent"] and totals["refused"] == 0
     state = lab.request("GET", "/v1/state", role="observer")[2]
     assert sum(p["commit_index"] for p in state["partitions"]) == totals["sent"]
+
+
+def test_live_archives_every_event_and_mirrors_skipped_ones(lab_factory, tmp_path):
+    lab, reference = lab_factory(partitions=2), lab_factory(partitions=2)
+    history = str(tmp_path / "history.sqlite")
+    totals = live(lab.url, lab.tokens["operator"], rate=400, duration=1.0, skip_from_ms=250, skip_to_ms=500,
+                  bundle=GAMING, partitions=2, out=open("/dev/null", "w"), archive="sqlite:" + history,
+                  mirror_url=reference.url, mirror_token=reference.tokens["operator"], classification_ratio=1.0)
+    assert totals["archived"] == totals["mirrored"] == 400 and totals["sent"] + totals["skipped"] == 400
+    with sqlite3.connect(history) as conn:
+        rows = conn.execute("SELECT part_id, event_id, payload FROM ceptra_history").fetchall()
+    assert len(rows) == 400 and len({r[1] for r in rows}) == 400
+    assert all("secondary_classification" in json.loads(r[2]) for r in rows)
+    mine = lab.request("GET", "/v1/state", role="observer")[2]["partitions"]
+    theirs = reference.request("GET", "/v1/state", role="observer")[2]["partitions"]
+    assert sum(p["commit_index"] for p in mine) == totals["sent"]
+    assert sum(p["commit_index"] for p in theirs) == 400
+
+
+def test_live_resends_transient_refusals_with_the_hinted_backoff(lab_factory):
+    lab = lab_factory(partitions=2)
+    status, dummy, body = lab.request("POST", "/v1/test/faults", body={"http_503_ratio": 0.3}, role="admin")
+    assert status == 200, body
+    totals = live(lab.url, lab.tokens["ingest"], rate=200, duration=1.0, partitions=2, out=open("/dev/null", "w"))
+    lab.request("POST", "/v1/test/faults", body={"http_503_ratio": 0.0}, role="admin")
+    assert totals["retried"] > 0 and totals["refused"] == 0
+    assert totals["healthy"] + totals["duplicate"] == totals["sent"] == 200
+    state = lab.request("GET", "/v1/state", role="observer")[2]
+    assert sum(p["commit_index"] for p in state["partitions"]) == 200     # each event once

@@ -161,9 +161,15 @@ options:
     default: 1048576
   find_copies:
     description:
-      - Look for later copies of an event in the history (same event_id, O(order_by=raft_index)).
-        A copy is skipped (not sent), counted in RV(duplicates_skipped) and recorded in the audit
-        file; it never stops a partition. V(false) sends copies as ordinary rows.
+      - Look for later copies of an event in the history (same C(event_id) and event time), in
+        either O(order_by). A copy is skipped (not sent) together with the events around it (no
+        extra request, commit or audit record), counted in RV(duplicates_skipped) and listed in
+        its batch's audit record; it never stops a partition.
+      - V(false) sends copies as ordinary events. The cluster's C(event_id) dedup (every event,
+        replay sessions included) answers each C(duplicate) and applies it once, provided the
+        copy arrives within the cluster's C(client_retry_window_s) of its original, which is always
+        the case in V(event_time) order (copies are adjacent); in V(raft_index) order a copy arriving later is
+        refused C(PERMANENT_RETRY_EXPIRED) and stops its partition.
       - A C(find_copies) key inside O(source) wins over this option.
     type: bool
     default: true
@@ -187,7 +193,10 @@ options:
     type: bool
     default: true
   retry_stopped:
-    description: Retry partitions that stopped on a permanent error (after the cause was fixed).
+    description:
+      - Retry partitions that stopped on a permanent error (after the cause was fixed).
+      - An event the cluster refused C(PERMANENT_RETRY_EXPIRED) is never sent again, it is passed
+        (counted in C(retry_expired) per partition) and the partition continues after it.
     type: bool
     default: false
   fail_on_stopped:
@@ -235,7 +244,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 done:
-  description: True when every partition of this host finished (done or stopped).
+  description: True when every partition of this host finished (done, stopped or refused).
   returned: always
   type: bool
 events_done:
@@ -267,13 +276,23 @@ eta_s:
   type: float
 partitions:
   description: Per partition C(status), C(events_done), C(events_total), C(position), C(rate_eps), C(eta_s),
-    C(apply_lag_ms), C(replication_lag_ms), C(historic_lag_s), C(duplicates_skipped), C(dead_lettered), C(report),
-    and C(failed_requests) (append-stream requests of this call that failed or were cut short and were resent;
-    the first one is also a warning, so a slice that ends short never looks healthy).
+    C(apply_lag_ms), C(replication_lag_ms), C(historic_lag_s), C(duplicates_skipped), C(dead_lettered),
+    C(retry_expired), C(report), and C(failed_requests) (append-stream requests of this call that failed or were
+    cut short and were resent; the first one is also a warning, so a slice that ends short never looks healthy).
   returned: always
   type: dict
 stopped:
-  description: Reports of partitions stopped on a permanent error (C(part_id), C(event_id), C(position), C(reason), C(message)).
+  description: Reports of partitions stopped on a permanent error (C(part_id), C(event_id), C(position), C(seq),
+    C(reason), C(message)).
+  returned: always
+  type: list
+  elements: dict
+refused:
+  description:
+    - Reports of partitions refused because rows of them have NULL in an ordering column
+      (C(part_id), C(columns), C(rows), C(reason) V(UNORDERABLE_ROWS), C(message)). Nothing of such a
+      partition is sent; the others are replayed; once they finished the task fails naming the
+      partition and the column(s). Check mode lists them too.
   returned: always
   type: list
   elements: dict

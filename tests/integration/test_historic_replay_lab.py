@@ -139,6 +139,33 @@ def test_skipped_copies_are_counted_over_every_time_slice(lab_factory, run_targe
     assert sum(applied_counts(lab).values()) == distinct
 
 
+@pytest.mark.parametrize("order_by", ["raft_index", "event_time"])
+def test_find_copies_false_sends_copies_and_the_lab_applies_each_event_once(lab_factory, tmp_path, order_by):
+    """``--no-find-copies`` keeps its promise: every copy is sent (in both orders), the lab's
+    event_id dedup answers it ``duplicate: true`` within client_retry_window_s and applies
+    nothing; the state equals a reference that replayed with the copies skipped."""
+    history = str(tmp_path / "history.db")
+    rows, distinct = seed_with_copies(history, 2, 500, seed=7)
+    copies = rows - distinct
+    assert copies > 20
+    results, labs = {}, {}
+    for label, extra in (("skipped", []), ("sent", ["--no-find-copies"])):
+        labs[label] = lab_factory(partitions=2, test_mode=True)
+        cmd = cli_cmd("nf-" + label, ["--source", history], ["--cursor-store", str(tmp_path / ("%s.db" % label))],
+                      "--no-throttle", "--json", *extra)
+        cmd[cmd.index("--order-by") + 1] = order_by
+        proc = subprocess.run(cmd, env=cli_env(labs[label]), capture_output=True, text=True, check=False, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        results[label] = json.loads(proc.stdout)
+    sent = results["sent"]
+    assert sent["duplicates_skipped"] == 0 and sent["events_sent"] == rows
+    assert sum(p["duplicates"] for p in sent["partitions"].values()) == copies
+    assert results["skipped"]["duplicates_skipped"] == copies
+    for label in labs:
+        assert sum(applied_counts(labs[label]).values()) == distinct, label
+    assert digests(labs["sent"], ["0", "1"]) == digests(labs["skipped"], ["0", "1"])
+
+
 def _poison_run(lab_factory, tmp_path):
     lab = lab_factory(partitions=3, test_mode=True)
     future = time.time_ns() + 3600 * 1_000_000_000      # beyond max_future_skew_ms: refused permanently

@@ -16,7 +16,9 @@ Wherever the collection is installed (its collections path on ``PYTHONPATH``, e.
 partition). SIGINT/SIGTERM finish the in-flight batch, commit the cursor and exit with a
 resume hint (exit code 3). Connection options come from ``--url``/``--token`` or the
 ``CEPTRA_*`` environment variables (as for the modules). Exit codes: 0 done, 1 failed,
-2 bad input, 3 not finished (resume), 4 finished with stopped partitions.
+2 bad input (also: finished, but a partition was refused because rows of it have NULL in
+an ordering column; the others were replayed), 3 not finished (resume), 4 finished with
+stopped partitions.
 """
 
 from __future__ import annotations
@@ -90,8 +92,10 @@ RUN_VALUE_OPTIONS = (
 RUN_SWITCHES = (
     ("--no-throttle", "send as fast as the cluster acks"),
     ("--no-replay-sessions", "event_id dedup only"),
-    ("--no-find-copies", "do not look for later copies of an event in the history (they are sent, "
-                         "and deduplicated by the cluster only within its retry window)"),
+    ("--no-find-copies", "do not look for later copies of an event in the history: they are sent, and the "
+                         "cluster's event_id dedup applies each once if it arrives within client_retry_window_s "
+                         "of its original (always in event_time order; a later one is refused "
+                         "PERMANENT_RETRY_EXPIRED and stops its partition)"),
     ("--retry-stopped", None),
     ("--reassign-workers", "record --worker-hosts as the run's worker group, replacing the one it started with "
                            "(stop every worker of the run first)"),
@@ -228,6 +232,9 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
                 _print_plan(plan, out)
             return EXIT_DONE
         return _run(run, args, argv, out, err)
+    except CeptraError as exc:   # the source or the cursor store failed while planning: a message, not a traceback
+        err.write("error: %s\n" % exc.message)
+        return EXIT_USAGE
     finally:
         engine.close_run(run)
 
@@ -261,7 +268,7 @@ def _print_plan(plan, out):
         out.write("  partition %s: %s, %d done, %d remaining, positions %s..%s, ~%ss%s\n" % (
             pid, p["status"], p["events_done"], p["events_remaining"], p["first_position"],
             p["last_position"], p["estimated_duration_s"],
-            (" (stopped: %s)" % p["report"].get("message")) if p.get("report") else ""))
+            (" (%s: %s)" % (p["status"], p["report"].get("message"))) if p.get("report") else ""))
 
 
 def _run(run, args, argv, out, err):
@@ -295,6 +302,11 @@ def _run(run, args, argv, out, err):
         err.write("replay not finished (%s); resume with:\n  %s\n"
                   % ("interrupted" if result["interrupted"] else "time budget used", resume_hint(argv)))
         return EXIT_INCOMPLETE
+    for report in result["refused"]:
+        err.write("partition %s REFUSED (column(s) %s): %s\n" % (
+            report.get("part_id"), ", ".join(report.get("columns") or []), report.get("message")))
+    if result["refused"]:
+        return EXIT_USAGE      # bad input: the other partitions were replayed
     return EXIT_STOPPED if result["stopped"] else EXIT_DONE
 
 

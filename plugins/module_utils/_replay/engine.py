@@ -149,13 +149,16 @@ def check_mode_result(run):
     return dict(changed=plan["events_remaining"] > 0, done=plan["done"], plan=plan, partitions=plan["partitions"],
                 events_done=sum(p["events_done"] for p in parts), events_total=sum(p["events_total"] for p in parts),
                 events_sent=0, duplicates_skipped=sum(p["duplicates_skipped"] for p in parts), rate_eps=None,
-                eta_s=plan["estimated_duration_s"], stopped=[p["report"] for p in parts if p["report"]],
+                eta_s=plan["estimated_duration_s"],
+                stopped=[p["report"] for p in parts if p["report"] and p["status"] == "stopped"],
+                refused=plan["refused"],
                 dedup="replay_session" if run.cfg.use_replay_sessions else "event_id", aborted=None)
 
 
 def run_failure(result, run_id, fail_on_stopped=True):
     """Why a finished slice fails its task (None when it does not): an error that ended the
-    run, failed partitions, an abort on critical lag, or (``fail_on_stopped``) stopped partitions."""
+    run, failed partitions, an abort on critical lag, partitions refused as unorderable (NULL
+    in an ordering column), or (``fail_on_stopped``) stopped partitions."""
     if result.get("error"):
         return "historic_replay run %s failed: %s" % (run_id, result["error"])
     failed = [p for p in result["partitions"].values() if p["status"] == "failed"]
@@ -166,6 +169,11 @@ def run_failure(result, run_id, fail_on_stopped=True):
     if result.get("aborted"):
         return ("historic_replay run %s aborted: %s. Check the cluster's apply and replication lag, then rerun the "
                 "task to resume from the cursors" % (run_id, result["aborted"]))
+    if result["done"] and result.get("refused"):
+        names = "; ".join("partition %s: column(s) %s: %s" % (r.get("part_id"), ", ".join(r.get("columns") or []),
+                                                             r.get("message")) for r in result["refused"])
+        return ("historic_replay run %s: partition(s) refused, their rows cannot be ordered (the other partitions "
+                "were replayed): %s" % (run_id, names))
     if result["done"] and result["stopped"] and fail_on_stopped:
         names = "; ".join("partition %s at event %s (position %s): %s %s" % (
             r.get("part_id"), r.get("event_id"), r.get("position"), r.get("reason"), r.get("message"))

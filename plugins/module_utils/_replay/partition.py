@@ -6,9 +6,9 @@
 ``PartitionReplay`` runs in a worker thread of ``run.ReplayRun``: it reads the partition's
 pages (``reader.AdaptivePageReader``), sends the events in order (``sender.PartitionSender``),
 commits the cursor after acked events (at most every ``commit_interval_s``) and writes one
-batch audit record per commit. The rows it does not send take their own path: a later copy
-of an event is skipped and counted, a bad row goes to the bad-row policy (stop the
-partition, or the dead-letter file). :class:`Acked` is what the next cursor commit says.
+batch audit record per commit. A later copy of an event is not sent: it is passed with the
+events around it (same request, same commit, same audit record) and counted. A bad row
+goes to the bad-row policy (stop the partition, or the dead-letter file). :class:`Acked` is what the next cursor commit says.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from __future__ import annotations
 import time
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import wire
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import stopped_status
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import parse_status, stopped_status
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.reader import AdaptivePageReader
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import dead_letter_write, position_json
-from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sender import PartitionSender, encode_event
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sender import (
+    RETRY_EXPIRED, PartitionSender, SendResult, encode_event)
 
 
 class Acked(object):
@@ -40,27 +41,48 @@ class Acked(object):
 
 
 class Batch(object):
-    """Acked events since the last cursor commit: one batch audit record when committed."""
+    """Rows passed since the last cursor commit (acked events, and the stored copies skipped
+    among them): one batch audit record when committed."""
 
     def __init__(self):
         self.events = 0
         self.first = self.last = None
         self.started = None
         self.nbytes = self.duplicates = self.retries = self.requests = 0
+        self.copies = []          # the copies skipped in this batch: {event_id, seq, position, duplicate_of}
         self.outcome = "acked"
 
-    def add(self, chunk, result, started):
-        """Account a request's acked events (``result`` from PartitionSender.send)."""
-        if not self.events:
-            self.first, self.started = chunk[0], started
+    def add(self, rows, chunk, result, started):
+        """Account the first rows of a window that are done: ``chunk`` (the window's events to
+        send) as far as ``result`` (PartitionSender.send) acked them, and the copies among ``rows``."""
+        if self.first is None:
+            self.first, self.started = rows[0], started
         self.events += result.acked
-        self.last = chunk[result.acked - 1]
+        self.last = rows[-1]
         self.nbytes += result.acked_bytes
         self.duplicates += result.duplicates
         self.retries += result.retries
         self.requests += result.requests
+        for event in rows:
+            if event.duplicate_of is not None:
+                event_id = event.raw_row.get("event_id") if isinstance(event.raw_row, dict) else None
+                self.copies.append({"event_id": event_id, "seq": event.seq, "position": position_json(event.position),
+                                    "duplicate_of": position_json(event.duplicate_of)})
         if result.acked < len(chunk):
             self.outcome = "partial"
+
+
+def rows_done(rows, acked):
+    """How many leading ``rows`` (events to send, and copies not sent) are done when the first
+    ``acked`` events to send among them were acked: every copy up to the first unacked event
+    is done too (the event it copies came earlier in the order, so it was acked)."""
+    count = 0
+    for index, event in enumerate(rows):
+        if event.duplicate_of is None:
+            if count == acked:
+                return index
+            count += 1
+    return len(rows)
 
 
 class PartitionReplay(object):
@@ -70,7 +92,14 @@ class PartitionReplay(object):
         self.run = run
         self.cfg = run.cfg
         self.part_id = part_id
-        self.acked = Acked(run.store.load(run.run_id, part_id))
+        cursor = run.store.load(run.run_id, part_id)
+        self.acked = Acked(cursor)
+        # A partition stopped at a PERMANENT_RETRY_EXPIRED refusal: with retry_stopped that
+        # event is passed, never resent (the cluster has it; the contract forbids a retry).
+        state, report = parse_status(cursor.status if cursor else None)
+        self.pass_seq = None
+        if state == "stopped" and self.cfg.retry_stopped and (report or {}).get("reason") == RETRY_EXPIRED:
+            self.pass_seq = report.get("seq")
         self.batch = Batch()
         self.last_flush = run.clock()
         self.page, self.index = [], 0
@@ -91,8 +120,10 @@ class PartitionReplay(object):
         try:
             self._loop()
         finally:
-            self.flush()
-            self.reader.close()
+            try:
+                self.flush()
+            finally:   # a failed commit must not leave the read-ahead thread behind
+                self.reader.close()
 
     def _loop(self):
         run = self.run
@@ -108,73 +139,83 @@ class PartitionReplay(object):
                 if not self.page:
                     self._finish()
                     return
-            chunk, lines = self._next_chunk()
-            if chunk is None:
+            if self.pass_seq is not None and self.page[self.index].seq == self.pass_seq:
+                self._pass_retry_expired(self.page[self.index])
+                continue
+            rows, chunk, lines = self._next_chunk()
+            if rows is None:
                 return       # a bad row stopped the partition
-            if chunk and not self._send(chunk, lines):
+            if rows and not self._send(rows, chunk, lines):
                 return
 
     def _next_chunk(self):
-        """The next events to send with their lines; ``([], [])`` after a row that is not sent
-        (a copy, a dead-lettered row); ``(None, None)`` when a bad row stopped the partition.
+        """The next rows of the page to pass in one go: ``(rows, chunk, lines)``, where ``chunk``
+        holds the events of ``rows`` to send (with their ``lines``) and the other rows are later
+        copies of events, passed without sending, in the same request's batch. ``([], [], [])``
+        after a bad row the policy let through; ``(None, None, None)`` when it stopped the partition.
 
-        The usual case in one pass: the leading events ready to send as they are (valid, with
-        a wire line, within max_event_bytes). Otherwise the first event of the window is the
-        other kind, handled on its own, and events without a wire line are encoded here.
+        The usual case in one pass: the leading rows ready to send as they are (valid, with a
+        wire line, within max_event_bytes) and copies. Otherwise the first row of the window is
+        the other kind: a bad row, handled on its own, or an event without a wire line, encoded here.
         """
         limit = len(self.page) - self.index
         if self.run.throttle is not None:
             limit = min(limit, self.run.throttle.suggested_batch(self.part_id, self.sender.window))
         window = self.page[self.index:self.index + limit]
-        lines = wire.ready_lines(window, self.suffix, self.cfg.max_event_bytes)
-        if lines:
-            return window[:len(lines)], lines
-        chunk = []
+        taken, lines = wire.ready_lines(window, self.suffix, self.cfg.max_event_bytes)
+        if taken == len(window) or (taken and window[taken].error is not None):
+            rows = window[:taken]
+            return rows, (rows if len(lines) == taken else [e for e in rows if e.duplicate_of is None]), lines
+        rows, chunk, lines = [], [], []
         for event in window:
-            problem = event.error if event.duplicate_of is None else None
-            line = None
-            if event.duplicate_of is None and problem is None:
+            if event.duplicate_of is not None:
+                rows.append(event)
+                continue
+            problem, line = event.error, None
+            if problem is None:
                 line = encode_event(event, self.run.run_id, self.cfg.use_replay_sessions, self.suffix)
                 if len(line) > self.cfg.max_event_bytes:
                     problem = "event is %d bytes, above max_event_bytes %d" % (len(line), self.cfg.max_event_bytes)
-            if line is not None and problem is None:
+            if problem is None:
+                rows.append(event)
                 chunk.append(event)
                 lines.append(line)
                 continue
-            if not chunk:    # the other kind of row is first: it takes its own path
+            if not rows:     # a bad row is first: it takes its own path
                 return self._not_sent(event, problem)
-            break            # send the rows before it first
-        return chunk, lines
+            break            # pass the rows before it first
+        return rows, chunk, lines
 
     def _not_sent(self, event, problem):
-        """A row that is not sent: a later copy of an event (skipped, counted) or a bad row
-        (the bad-row policy). Returns ``([], [])``, or ``(None, None)`` when the partition stopped."""
+        """A bad row: the bad-row policy. Returns ``([], [], [])``, or ``(None, None, None)`` when
+        the partition stopped."""
         self.flush()
         self.index += 1
-        if event.duplicate_of is not None:
-            self._skip_copy(event)
-            return [], []
-        return ([], []) if self._bad_row(event, problem) else (None, None)
+        return ([], [], []) if self._bad_row(event, problem) else (None, None, None)
 
-    def _send(self, chunk, lines):
-        """Send one chunk (after the throttle's wait); False when the partition stops or must return."""
+    def _send(self, rows, chunk, lines):
+        """Send the events of ``rows`` (after the throttle's wait) and pass the copies among them;
+        False when the partition stops or must return."""
         run = self.run
-        if run.throttle is not None:
+        if run.throttle is not None and chunk:
             wait = run.throttle.wait_for(self.part_id, len(chunk))
             if wait > 0:
                 run.sleep_unless_stopped(min(wait, 0.5))
                 return True
         started = time.time()
-        result = self.sender.send(chunk, lines)
-        if result.acked:
-            last = chunk[result.acked - 1]
+        result = self.sender.send(chunk, lines) if chunk else SendResult()
+        done = rows_done(rows, result.acked)
+        if done:
+            last = rows[done - 1]
+            copies = done - result.acked
             self.acked.position, self.acked.seq = last.position, last.seq
-            self.acked.done += result.acked
+            self.acked.done += done
             self.acked.nbytes += result.acked_bytes
+            last_ts = (chunk[result.acked - 1].event or {}).get("ts_ns") if result.acked else None
             run.progress.record_batch(self.part_id, result.acked, result.acked_bytes, last.position,
-                                      (last.event or {}).get("ts_ns"), result.retries, result.duplicates)
-            self.batch.add(chunk, result, started)
-            self.index += result.acked
+                                      last_ts, result.retries, result.duplicates, skipped=copies)
+            self.batch.add(rows[:done], chunk, result, started)
+            self.index += done
         if result.stop is not None or result.interrupted or \
                 run.clock() - self.last_flush >= self.cfg.commit_interval_s:
             self.flush()
@@ -199,11 +240,12 @@ class PartitionReplay(object):
         """Commit the cursor after the acked events of the batch, with its audit record. A
         crash before this resends the batch; the replay session drops what the cluster has."""
         batch = self.batch
-        if batch.events:
+        if batch.first is not None:
             self.run.commit(self.part_id, self.acked, "running")
+            extra = {"duplicates_skipped": len(batch.copies), "copies": batch.copies} if batch.copies else {}
             self.run.audit.record(self.part_id, batch.first, batch.last, batch.events, batch.nbytes, batch.started,
                                   batch.outcome, duplicates=batch.duplicates, retries=batch.retries,
-                                  requests=batch.requests)
+                                  requests=batch.requests, **extra)
             self.batch = Batch()
         self.last_flush = self.run.clock()
 
@@ -228,18 +270,21 @@ class PartitionReplay(object):
                     report.get("message")))
         run.summary.write("partition_stopped", **report)
 
-    def _skip_copy(self, event):
-        """A later copy of an event (same event_id) in the history: the cursor moves past it,
-        it is counted (``duplicates_skipped``, committed with the cursor) and audited."""
+    def _pass_retry_expired(self, event):
+        """Pass the event the cluster refused PERMANENT_RETRY_EXPIRED, without sending it again."""
         run = self.run
+        self.flush()
+        self.index += 1
+        self.pass_seq = None
         part = run.progress.parts[self.part_id]
-        run.progress.update(self.part_id, duplicates_skipped=part.duplicates_skipped + 1, done=part.done + 1,
+        run.progress.update(self.part_id, retry_expired=part.retry_expired + 1, done=part.done + 1,
                             position=event.position)
         self.acked.passed(event)
         run.commit(self.part_id, self.acked, "running")
-        event_id = event.raw_row.get("event_id") if isinstance(event.raw_row, dict) else None
-        run.audit.record(self.part_id, event, event, 0, 0, time.time(), "duplicate_skipped", event_id=event_id,
-                         duplicate_of=position_json(event.duplicate_of))
+        run.audit.record(self.part_id, event, event, 0, 0, time.time(), "retry_expired",
+                         event_id=(event.event or {}).get("event_id"))
+        run.warn("partition %s: event at seq %d (refused PERMANENT_RETRY_EXPIRED) passed without resending it"
+                 % (self.part_id, event.seq))
 
     def _bad_row(self, event, problem):
         """Apply the bad-row policy to ``event``; True to go on after it (dead_letter)."""
@@ -255,7 +300,7 @@ class PartitionReplay(object):
         row = event.raw_row or (event.event if isinstance(event.event, dict) else None)
         with run.dead_letter_lock:
             # durable (fsync) before the cursor moves past the row: at least once in the file
-            dead_letter_write(self.cfg.dead_letter_path, self.part_id, event.position, problem, row)
+            dead_letter_write(self.cfg.dead_letter_path, self.part_id, event.position, problem, row, seq=event.seq)
         part = run.progress.parts[self.part_id]
         run.progress.update(self.part_id, dead_lettered=part.dead_lettered + 1, done=part.done + 1,
                             position=event.position)

@@ -47,6 +47,7 @@ class PartitionProgress(object):
         self.sent_this_run = 0
         self.dead_lettered = 0
         self.duplicates_skipped = 0   # later copies of an event in the history, not sent
+        self.retry_expired = 0        # events passed after a PERMANENT_RETRY_EXPIRED refusal (never resent)
         self.report = None
 
     def as_dict(self):
@@ -68,7 +69,8 @@ class PartitionProgress(object):
             "eta_s": eta, "apply_lag_ms": self.apply_lag_ms, "replication_lag_ms": self.replication_lag_ms,
             "historic_lag_s": hist_lag, "retries": self.retries, "duplicates": self.duplicates,
             "sent_this_run": self.sent_this_run, "dead_lettered": self.dead_lettered,
-            "duplicates_skipped": self.duplicates_skipped, "report": self.report,
+            "duplicates_skipped": self.duplicates_skipped, "retry_expired": self.retry_expired,
+            "report": self.report,
         }
 
 
@@ -89,12 +91,14 @@ class ProgressTracker(object):
             part._rate_mark = (self.clock(), done)
             self.parts[str(part_id)] = part
 
-    def record_batch(self, part_id, events, nbytes, position, last_ts_ns=None, retries=0, duplicates=0):
-        """Account an acked batch and update the EWMA rate."""
+    def record_batch(self, part_id, events, nbytes, position, last_ts_ns=None, retries=0, duplicates=0, skipped=0):
+        """Account an acked batch (``events`` sent and acked, ``skipped`` copies passed among
+        them without sending) and update the EWMA rate."""
         now = self.clock()
         with self._lock:
             p = self.parts[str(part_id)]
-            p.done += events
+            p.done += events + skipped
+            p.duplicates_skipped += skipped
             p.bytes_done += nbytes
             p.sent_this_run += events
             p.position = position

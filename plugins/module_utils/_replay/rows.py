@@ -29,7 +29,9 @@ class SourceError(ReplayError):
 class HistoricEvent(NamedTuple):
     """One row of the historic stream, ready to send (``event`` set) or not (``error`` set).
 
-    - ``position``: the row's ordering key; pass the last one back as ``after`` to read on;
+    - ``position``: the row's ordering key followed by its rank among the rows sharing that
+      key (1, 2...; 1 for a unique key): unique for every row; pass the last one back as
+      ``after`` to read on;
     - ``seq``: its ``replay_seq`` (1, 2, 3... per partition, in order);
     - ``event``: the append message as a dict (``read``) or a summary of it without payload
       and flags (``read_wire``); None for a row that cannot be sent;
@@ -37,7 +39,7 @@ class HistoricEvent(NamedTuple):
     - ``error``: what is wrong with the row, None when it can be sent;
     - ``raw_row``: the row's columns, for the dead-letter file (rows that cannot be sent);
     - ``duplicate_of``: on a later copy of an event already in the stream (same
-      event_time_ns and event_id), the position of the earlier copy; ``error`` is set too,
+      event_time_ns and event_id), the ordering key of an earlier copy; ``error`` is set too,
       and the run skips the row (the event was sent) and counts it;
     - ``wire``: the append message as sent, without its closing brace (see ``wire.py``): the
       payload is the database's JSON text, validated, not re-serialized. Set on every event
@@ -97,7 +99,7 @@ class EventRows(object):
     def _duplicate(self, event, row, original):
         """A second copy: of the event at ``original``, or (None) a repeated ordering key."""
         if original is not None:
-            error = ("duplicate row: the same event (event_time_ns, event_id) as the row at position %s"
+            error = ("duplicate row: the same event (event_time_ns, event_id) as an earlier row with ordering key %s"
                      % (list(original),))
         else:
             error = ("duplicate ordering key: same part_id and %s as the previous row; make the key unique "
@@ -105,7 +107,7 @@ class EventRows(object):
         return event._replace(event=None, error=error, duplicate_of=original,
                               raw_row=event.raw_row or self._raw_row(event.part_id, row))
 
-    def _make_event_fast(self, part_id, part_json, row, seq, summary=False):
+    def _make_event_fast(self, part_id, part_json, row, position, seq, summary=False):
         """``_make_event`` for the common row: text columns, integer time, no flags, payload text.
 
         The payload is validated (one C-level parse) and embedded as the database's text in the
@@ -132,17 +134,16 @@ class EventRows(object):
                     else:
                         event = {"event_id": event_id, "part_id": part_id, "partition_key": partition_key,
                                  "ts_ns": ts_ns, "schema_key": schema_key, "payload": value, "flags": [REPLAY_FLAG]}
-                    return _new_event(HistoricEvent, (part_id, self._position_of(row), seq, event, size, None,
+                    return _new_event(HistoricEvent, (part_id, position, seq, event, size, None,
                                                       None, None, wire))
-        event = self._make_event(part_id, row, seq)
+        event = self._make_event(part_id, row, position, seq)
         if summary and event.event is not None:
             event = event._replace(event=_summary(event.event))
         return event
 
-    def _make_event(self, part_id, row, seq):
+    def _make_event(self, part_id, row, position, seq):
         """Turn one row into an append message, or into an error event saying what is wrong."""
         ts_ns, event_id, partition_key, schema_key, payload, flags, _raft_index = row[:7]
-        position = self._position_of(row)
         error = None
         if event_id is None or (isinstance(event_id, str) and not event_id.strip()):
             error = "missing event_id" if event_id is None else "empty event_id"
@@ -227,15 +228,16 @@ def _parse_flags(flags):
 _json_type = enc.json_type
 
 
-def dead_letter_write(path, part_id, position, error, raw_row):
+def dead_letter_write(path, part_id, position, error, raw_row, seq=None):
     """Append one malformed row to the dead-letter file (JSON Lines), durably (fsync).
 
-    One line per row: ``{"time", "time_ns", "part_id", "position", "error", "row"}``. The
-    file is only ever appended to, so it can be inspected and re-fed after the run.
+    One line per row: ``{"time", "time_ns", "part_id", "position", "seq", "error", "row"}``
+    (``seq``: the row's replay_seq, its rank in the partition's order). The file is only
+    ever appended to, so it can be inspected and re-fed after the run.
     """
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "time_ns": time.time_ns(),
               "part_id": str(part_id), "position": list(position) if position is not None else None,
-              "error": error, "row": raw_row}
+              "seq": seq, "error": error, "row": raw_row}
     line = json.dumps(record, sort_keys=True, default=str, ensure_ascii=False) + "\n"
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):

@@ -28,7 +28,12 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor imp
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.partition import PartitionReplay
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import position_json
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.sender import SenderFatal
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source_sql import UnorderableRows
 from ansible_collections.ceptra.backfill.plugins.module_utils._wait import poll_until
+
+
+# Partition states that need no more work in this run (a refused partition needs its rows fixed).
+FINISHED = ("done", "stopped", "refused")
 
 
 class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
@@ -91,20 +96,24 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
         """What a run would do, without sending: per partition events left, range, estimate."""
         rate = float(self.cfg.estimated_rate)
         parts = {part_id: self._plan_partition(part_id, rate) for part_id in self.part_ids()}
-        todo = sum(p["events_remaining"] for p in parts.values() if p["status"] not in ("done", "stopped"))
+        todo = sum(p["events_remaining"] for p in parts.values() if p["status"] not in FINISHED)
         lanes = max(1, min(self.cfg.max_parallel_partitions, len(parts) or 1))
         longest = max([p["estimated_duration_s"] for p in parts.values()] or [0.0])
         return {"run_id": self.run_id, "partitions": parts, "events_remaining": todo,
                 "estimated_rate_eps_per_partition": rate,
                 "estimated_duration_s": round(max(longest, todo / (rate * lanes)), 1),
-                "done": all(p["status"] in ("done", "stopped") or p["events_remaining"] == 0
-                            for p in parts.values())}
+                "done": all(p["status"] in FINISHED or p["events_remaining"] == 0 for p in parts.values()),
+                "refused": [p["report"] for p in parts.values() if p["status"] == "refused"]}
 
     def _plan_partition(self, part_id, rate):
         cursor = self.store.load(self.run_id, part_id)
         state, report = parse_status(cursor.status if cursor else None)
-        with self._source_lock:
-            info = self.source.plan(part_id, after=cursor.position if cursor else None)
+        try:
+            with self._source_lock:
+                info = self.source.plan(part_id, after=cursor.position if cursor else None)
+        except UnorderableRows as exc:
+            # only this partition is refused: the others are planned and replayed
+            state, report, info = "refused", exc.report(), {}
         remaining = int(info.get("events") or 0)
         counts = (cursor.counts if cursor else None) or {}
         done = cursor.events_done if cursor else 0
@@ -112,6 +121,7 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
             "status": state, "events_done": done,
             "duplicates_skipped": int(counts.get("duplicates_skipped", 0)),
             "dead_lettered": int(counts.get("dead_lettered", 0)),
+            "retry_expired": int(counts.get("retry_expired", 0)),
             "events_remaining": remaining, "events_total": done + remaining,
             "position": list(cursor.position) if cursor and cursor.position is not None else None,
             "first_position": position_json(info.get("first_position")),
@@ -152,14 +162,17 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
             self.progress.add(part_id, p["events_total"], p["events_done"], 0, p["position"], p["status"],
                               p["max_ts_ns"])
             # rows passed without sending in earlier time slices (kept in the cursor)
-            self.progress.update(part_id, duplicates_skipped=p["duplicates_skipped"], dead_lettered=p["dead_lettered"])
+            self.progress.update(part_id, duplicates_skipped=p["duplicates_skipped"], dead_lettered=p["dead_lettered"],
+                                 retry_expired=p["retry_expired"])
             if p["report"]:
                 self.progress.update(part_id, report=p["report"])
         if all(p["events_done"] == 0 and p["status"] == "pending" for p in plan["partitions"].values()):
             self.summary.write("run_start", events_total=plan["events_remaining"], partitions=sorted(plan["partitions"]))
         self.audit = BatchAuditLog(self.cfg.audit_file, self.run_id, self.operator)
+        for report in plan["refused"]:
+            self.warn("partition %s refused: %s" % (report["part_id"], report["message"]))
         return [pid for pid, p in plan["partitions"].items()
-                if p["status"] != "done" and (p["status"] != "stopped" or self.cfg.retry_stopped)]
+                if p["status"] not in ("done", "refused") and (p["status"] != "stopped" or self.cfg.retry_stopped)]
 
     def _work(self, todo, time_budget_s):
         """Run the worker threads over ``todo`` until they end or the run must stop."""
@@ -263,12 +276,13 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
                 p["apply_lag_ms"], p["replication_lag_ms"] = self.throttle.lags(pid)
         states = [p["status"] for p in snap["partitions"].values()]
         stopped = [p["report"] for p in snap["partitions"].values() if p["status"] == "stopped" and p["report"]]
-        done = bool(states) and all(s in ("done", "stopped") for s in states) and not self.aborted and not self.fatal
+        refused = [p["report"] for p in snap["partitions"].values() if p["status"] == "refused" and p["report"]]
+        done = bool(states) and all(s in FINISHED for s in states) and not self.aborted and not self.fatal
         if not states:
             done = True
         snap.update({
             "run_id": self.run_id, "done": done, "changed": snap["events_sent"] > 0,
-            "stopped": stopped, "aborted": self.aborted, "error": self.fatal,
+            "stopped": stopped, "refused": refused, "aborted": self.aborted, "error": self.fatal,
             "interrupted": self.interrupted and not done, "dedup": self.dedup_mode,
             "warnings": list(self.warnings), "started_at": started_wall, "finished_at": time.time(),
         })
@@ -287,6 +301,9 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
             self.fatal = exc.message
             self._stop.set()
             self.progress.update(part_id, status="failed")
+        except UnorderableRows as exc:   # rows with a NULL ordering key appeared after the plan
+            self.progress.update(part_id, status="refused", report=exc.report())
+            self.warn("partition %s refused: %s" % (part_id, exc.message))
         except Exception as exc:  # pylint: disable=broad-except  # a source or store failure: stop this partition, say why
             report = {"part_id": part_id, "reason": "WORKER_ERROR", "message": "%s: %s" % (type(exc).__name__, exc)}
             self.progress.update(part_id, status="failed", report=report)
@@ -316,7 +333,7 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
         counts = {}
         if p is not None:
             counts = {k: v for k, v in (("duplicates_skipped", p.duplicates_skipped),
-                                        ("dead_lettered", p.dead_lettered)) if v}
+                                        ("dead_lettered", p.dead_lettered), ("retry_expired", p.retry_expired)) if v}
         cursor = Cursor(acked.position, acked.seq, acked.done, acked.nbytes, status, time.time(), counts or None)
         with self._store_lock:
             self.store.commit(self.run_id, part_id, cursor)

@@ -20,6 +20,8 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._replay.config imp
 DEFAULT_BACKOFF_MS = 50          # contract: 25-50 ms when the cluster gives no hint
 TRANSPORT_RETRY_LIMIT = 8        # consecutive failed requests before the partition gives up
 NOT_LEADER_RETRY_LIMIT = 20
+# The permanent refusal of an event_id acknowledged before the retry window: fatal, never resent.
+RETRY_EXPIRED = "PERMANENT_RETRY_EXPIRED"
 # Answers to a whole request that no retry fixes (identity, rights, route, content type): the run stops.
 FATAL_STATUSES = (400, 401, 403, 404, 405, 415)
 
@@ -273,10 +275,13 @@ class PartitionSender(object):
 
     def _stop_report(self, events, index, resp):
         """The stop report for a permanent refusal of ``events[index]``."""
-        report = self._report(events[index], resp.get("status"),
-                              resp.get("cep_status_reason") or "PERMANENT",
-                              resp.get("error") or resp.get("message") or
-                              "the cluster refused the event permanently")
+        reason = resp.get("cep_status_reason") or "PERMANENT"
+        message = resp.get("error") or resp.get("message") or "the cluster refused the event permanently"
+        if reason == RETRY_EXPIRED:
+            message = ("%s. The cluster acknowledged this event_id more than client_retry_window_s ago and does "
+                       "not apply it again; a client must not retry it (contract section 4): rerun with "
+                       "retry_stopped to pass it without sending" % message.rstrip("."))
+        report = self._report(events[index], resp.get("status"), reason, message)
         ahead = sorted(i for i in self._committed_ahead if i > index)
         if ahead:
             # A cluster that does not stop a session at a refusal went on committing events

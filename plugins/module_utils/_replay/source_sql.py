@@ -17,6 +17,7 @@ quoted; every value is a bound parameter. Open a source with ``source.open_sourc
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import sqlite3
@@ -29,6 +30,43 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows impor
     EventRows, SourceError, _before, _json_safe)
 
 COPY_LOOKUP_CHUNK = 4000  # events per duplicate lookup (SQLite allows 32766 parameters)
+
+
+class UnorderableRows(SourceError):
+    """A partition has rows with NULL in an ordering column: it cannot be replayed in order.
+
+    Only that partition is refused (``run.ReplayRun`` reports it and replays the others);
+    ``part_id``, ``columns`` (the physical columns holding NULLs) and ``rows`` say where.
+    """
+
+    def __init__(self, part_id, columns, rows, order_by):
+        self.part_id, self.columns, self.rows = str(part_id), list(columns), rows
+        super(UnorderableRows, self).__init__(
+            "partition %s: %d row(s) have NULL in an ordering column (%s) and cannot be placed in "
+            "order_by %s order; fill or delete those rows, or choose the other order_by"
+            % (part_id, rows, ", ".join(self.columns), order_by))
+
+    def report(self):
+        """The partition's refusal as a report (the shape of a stop report)."""
+        return {"part_id": self.part_id, "status": "Refused", "reason": "UNORDERABLE_ROWS",
+                "columns": self.columns, "rows": self.rows, "message": self.message}
+
+
+def _sortable(value):
+    """A value as a comparable, type-tagged key (rows sharing an ordering key are sorted by content)."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, (int, float)):
+        return (1, value)
+    if isinstance(value, str):
+        return (2, value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return (3, bytes(value).hex())
+    return (4, json.dumps(value, sort_keys=True, default=str))
+
+
+def _content_key(row):
+    return tuple(_sortable(value) for value in row)
 
 
 class HistoricSource(EventRows):
@@ -96,8 +134,13 @@ class HistoricSource(EventRows):
             keys.append(self.tiebreak)
         return keys
 
-    def _filters(self, part_id, after):
-        """WHERE clause fragments and parameters: partition, window, keyset position."""
+    def _filters(self, part_id, key_after=None, op=">"):
+        """WHERE clause fragments and parameters: partition, window, keyset position.
+
+        ``key_after`` is an ordering key (no rank); ``op`` ``>`` reads after every row of it,
+        ``>=`` from its first row (a resume inside a group of rows sharing the key), ``=``
+        only the rows of that key.
+        """
         clauses = [self._compose("{c} = %s", c=self._col("part_id"))]
         params = [str(part_id)]
         if "start_ns" in self.window:
@@ -106,18 +149,34 @@ class HistoricSource(EventRows):
         if "end_ns" in self.window:
             clauses.append(self._compose("{c} < %s", c=self._col("event_time_ns")))
             params.append(self.window["end_ns"])
-        if after is not None:
+        if key_after is not None:
             keys = self._key_fragments()
-            after = tuple(after)
-            if len(after) != len(keys):
-                raise SourceError(
-                    "partition %s: resume position %r has %d values but the source orders by %d columns; "
-                    "the cursor was written with a different order_by/tiebreak setting: start a new run id"
-                    % (part_id, list(after), len(after), len(keys)))
             placeholders = self._join([self._raw("%s")] * len(keys))
-            clauses.append(self._compose("({k}) > ({p})", k=self._join(keys), p=placeholders))
-            params.extend(after)
+            clauses.append(self._compose("({k}) " + op + " ({p})", k=self._join(keys), p=placeholders))
+            params.extend(key_after)
         return self._join(clauses, " AND "), params
+
+    def _split_position(self, part_id, after):
+        """``(ordering key, rank)`` of a resume position; rank 0 = after every row of the key.
+
+        A position is the ordering key followed by the row's rank among the rows that share
+        that key (1 for a unique key), so it is unique for every row, whether or not the key
+        is. A position of the key alone (cursors written before ranks existed) means after
+        every row of that key, as it did then.
+        """
+        if after is None:
+            return None, 0
+        after = tuple(after)
+        n_keys = len(self._key_fragments())
+        if len(after) == n_keys + 1 and isinstance(after[-1], int) and not isinstance(after[-1], bool) \
+                and after[-1] >= 1:
+            return after[:-1], after[-1]
+        if len(after) == n_keys:
+            return after, 0
+        raise SourceError(
+            "partition %s: resume position %r has %d values but the source orders by %d columns plus the rank; "
+            "the cursor was written with a different order_by/tiebreak setting: start a new run id"
+            % (part_id, list(after), len(after), n_keys))
 
     def _select_list(self):
         fragments = [self._col(name) for name in self.SELECT_COLUMNS]
@@ -140,50 +199,67 @@ class HistoricSource(EventRows):
         return sort_ids(row[0] for row in rows)
 
     def _check_order_keys(self, part_id):
-        """Refuse a partition with rows whose ordering key is NULL: they have no place in the order."""
+        """Refuse a partition with rows whose ordering key is NULL: they have no place in the
+        order (a keyset read would never return them). Raises UnorderableRows naming the
+        partition, the column(s) and the number of rows; checked once per partition."""
         if part_id in self._null_checked:
             return
-        nullable = [self._col(name) for name in self.identity_columns]
-        if self.columns["tiebreak"] is not None:
-            nullable.append(self.tiebreak)
-        where, params = self._filters(part_id, None)
-        tests = self._join([self._compose("{c} IS NULL", c=c) for c in nullable], " OR ")
-        query = self._compose("SELECT COUNT(*) FROM {t} WHERE {w} AND ({n})",
-                              t=self._ident(self.table), w=where, n=tests)
-        count = self._run(query, params)[0][0]
-        if count:
-            names = [self.columns[n] for n in self.identity_columns]
-            if self.columns["tiebreak"] is not None:
-                names.append(self.columns["tiebreak"])
-            raise SourceError(
-                "partition %s: %d row(s) have NULL in an ordering column (%s) and cannot be placed in "
-                "order_by %s order; fill or delete those rows, or choose the other order_by"
-                % (part_id, count, ", ".join(names), self.order_by))
+        logical = list(self.identity_columns) + (["tiebreak"] if self.columns["tiebreak"] is not None else [])
+        fragments = [self._col(name) if name != "tiebreak" else self.tiebreak for name in logical]
+        where, params = self._filters(part_id)
+        tests = self._join([self._compose("{c} IS NULL", c=c) for c in fragments], " OR ")
+        sums = self._join([self._compose("SUM(CASE WHEN {c} IS NULL THEN 1 ELSE 0 END)", c=c) for c in fragments])
+        query = self._compose("SELECT COUNT(*), {s} FROM {t} WHERE {w} AND ({n})",
+                              s=sums, t=self._ident(self.table), w=where, n=tests)
+        result = self._run(query, params)[0]
+        if result[0]:
+            columns = [self.columns[name] for name, nulls in zip(logical, result[1:]) if nulls]
+            raise UnorderableRows(part_id, columns, int(result[0]), self.order_by)
         self._null_checked.add(part_id)
 
     def plan(self, part_id, after=None):
         """Count and range of the events of a partition after ``after`` (COUNT + MIN/MAX; for plans)."""
-        if after is None:
-            self._check_order_keys(part_id)
-        where, params = self._filters(part_id, after)
+        part_id = str(part_id)
+        self._check_order_keys(part_id)
+        key, rank = self._split_position(part_id, after)
+        where, params = self._filters(part_id, key, ">=" if rank else ">")
         table = self._ident(self.table)
         time_col = self._col("event_time_ns")
-        query = self._compose("SELECT COUNT(*), MIN({ts}), MAX({ts}) FROM {t} WHERE {w}",
-                              ts=time_col, t=table, w=where)
-        count, min_ts, max_ts = self._run(query, params)[0]
+        keys = self._join(self._key_fragments())
+        if rank:
+            # rows of the cursor's own key still to come: those ranked after it
+            in_group = self._compose(", SUM(CASE WHEN ({k}) = ({p}) THEN 1 ELSE 0 END)", k=keys,
+                                     p=self._join([self._raw("%s")] * len(key)))
+            params = list(key) + params
+        else:
+            in_group = self._raw("")
+        query = self._compose("SELECT COUNT(*), MIN({ts}), MAX({ts}){g} FROM {t} WHERE {w}",
+                              ts=time_col, t=table, w=where, g=in_group)
+        found = self._run(query, params)[0]
+        count, min_ts, max_ts = found[:3]
+        group = int(found[3] or 0) if rank else 0
+        params = params[len(key):] if rank else params
+        count = int(count) - min(rank, group)
         first = last = None
         if count:
-            keys = self._key_fragments()
+            ends = {}
             for direction in ("ASC", "DESC"):
-                order = self._join([self._compose("{k} " + direction, k=k) for k in keys])
+                order = self._join([self._compose("{k} " + direction, k=k) for k in self._key_fragments()])
                 query = self._compose("SELECT {k} FROM {t} WHERE {w} ORDER BY {o} LIMIT 1",
-                                      k=self._join(keys), t=table, w=where, o=order)
-                row = self._run(query, params)[0]
-                if direction == "ASC":
-                    first = tuple(_json_safe(v) for v in row)
-                else:
-                    last = tuple(_json_safe(v) for v in row)
-        return {"events": int(count), "first_position": first, "last_position": last,
+                                      k=keys, t=table, w=where, o=order)
+                ends[direction] = tuple(_json_safe(v) for v in self._run(query, params)[0])
+            first = ends["ASC"] + (rank + 1,) if rank and group > rank else None
+            if first is None:
+                where_next, params_next = self._filters(part_id, key, ">") if rank else (where, params)
+                order = self._join([self._compose("{k} ASC", k=k) for k in self._key_fragments()])
+                query = self._compose("SELECT {k} FROM {t} WHERE {w} ORDER BY {o} LIMIT 1",
+                                      k=keys, t=table, w=where_next, o=order)
+                first = tuple(_json_safe(v) for v in self._run(query, params_next)[0]) + (1,)
+            where_last, params_last = self._filters(part_id, ends["DESC"], "=")
+            size = self._run(self._compose("SELECT COUNT(*) FROM {t} WHERE {w}", t=table, w=where_last),
+                             params_last)[0][0]
+            last = ends["DESC"] + (int(size),)
+        return {"events": count, "first_position": first, "last_position": last,
                 "min_ts_ns": min_ts, "max_ts_ns": max_ts}
 
     def read_wire(self, part_id, after, after_seq, limit):
@@ -202,74 +278,127 @@ class HistoricSource(EventRows):
 
         ``after_seq`` is the seq of the event at ``after`` (0 at the start); the rows returned
         are numbered ``after_seq + 1``, ``+ 2``... An empty list means the partition is done.
-        A second copy of an event (same ``event_time_ns`` and ``event_id`` as an earlier row)
-        comes back with ``duplicate_of`` set (and ``error`` too). Without a tiebreak, copies
-        straddling the page end are returned with the page, so a page may hold a few more
-        than ``limit``.
+        Each event's position is its ordering key plus its rank among the rows sharing that
+        key (see ``_split_position``); rows sharing a key are ordered by their content, so
+        the order, the positions and the seqs are the same on every read and after every
+        resume. A page never ends inside such a group, unless the group alone is larger
+        than the page (then the page is the whole group).
+
+        A later copy of an event (same ``event_time_ns`` and ``event_id`` as an earlier row)
+        comes back with ``duplicate_of`` (the ordering key of an earlier copy) and ``error``
+        set, unless the source's ``find_copies`` is false (then every copy is an event to send).
         """
         if not isinstance(limit, int) or limit < 1:
             raise SourceError("read limit must be a positive integer, got %r" % (limit,))
         part_id = str(part_id)
-        if after is None:
-            self._check_order_keys(part_id)
-        where, params = self._filters(part_id, after)
-        keys = self._key_fragments()
+        self._check_order_keys(part_id)
+        key_after, skip = self._split_position(part_id, after)
+        where, params = self._filters(part_id, key_after, ">=" if skip else ">")
         query = self._compose("SELECT {s} FROM {t} WHERE {w} ORDER BY {k} LIMIT %s",
-                              s=self._select_list(), t=self._ident(self.table), w=where, k=self._join(keys))
-        rows = self._run(query, params + [limit + 1])
-        lookahead = rows[limit] if len(rows) > limit else None
-        rows = rows[:limit]
-        if lookahead is not None and self.tiebreak is None and rows:
-            # Without a tiebreak a group of equal keys that straddles the page end would be
-            # skipped by the next "> position" query: take the rest of the group now.
-            last_position = self._position_of(rows[-1])
-            if self._position_of(lookahead) == last_position:
-                rows.extend(self._rest_of_group(part_id, last_position, rows))
-        # Where each event (event_time_ns, event_id) appeared before, to spot second copies.
+                              s=self._select_list(), t=self._ident(self.table), w=where,
+                              k=self._join(self._key_fragments()))
+        wanted = limit + skip
+        rows = self._whole_groups(part_id, self._run(query, params + [wanted + 1]), wanted, key_after, skip)
+        return self._events(part_id, rows, after, after_seq, key_after, skip, summary)
+
+    def _whole_groups(self, part_id, rows, wanted, key_after, skip):
+        """The page's rows with no group of equal keys cut at its end, each group in content order.
+
+        ``rows`` were fetched with one look-ahead row beyond ``wanted``. A trailing group the
+        page end cuts is left to the next page, or fetched whole when nothing else would be
+        left to return (a group larger than the page).
+        """
+        key_of = self._position_of
+        if len(rows) > wanted:
+            last_key = key_of(rows[wanted - 1])
+            if key_of(rows[wanted]) == last_key:
+                cut = wanted - 1
+                while cut > 0 and key_of(rows[cut - 1]) == last_key:
+                    cut -= 1
+                kept = rows[:cut]
+                passed = sum(1 for row in kept[:skip] if key_of(row) == key_after)
+                if len(kept) > passed:
+                    rows = kept
+                else:
+                    where, params = self._filters(part_id, last_key, "=")
+                    query = self._compose("SELECT {s} FROM {t} WHERE {w}", s=self._select_list(),
+                                          t=self._ident(self.table), w=where)
+                    rows = kept + self._run(query, params)
+            else:
+                rows = rows[:wanted]
+        # rows sharing a key: in content order, the same on every read (SQL leaves it open)
+        out, start = [], 0
+        for index in range(1, len(rows) + 1):
+            if index == len(rows) or key_of(rows[index]) != key_of(rows[start]):
+                group = rows[start:index]
+                out.extend(group if len(group) == 1 else sorted(group, key=_content_key))
+                start = index
+        return out
+
+    def _events(self, part_id, rows, after, after_seq, key_after, skip, summary):
+        """Number and classify the page's rows (events to send, copies, rows with a repeated key).
+
+        The first ``skip`` rows of the resume key were passed already: they are walked again
+        (not returned) so that every row is classified from the rows before it in the
+        partition's order, however the run was cut.
+        """
         time_order = self.order_by == "event_time"
-        copies = self._copies_of(part_id, rows) if not time_order and self.find_copies else {}
-        # Time order: the identity is (event_time_ns, event_id), the start of the ordering key,
-        # so copies are adjacent: the current group's key and its first position are enough.
-        group_key = group_first = None
-        if after is not None and time_order:
-            group_key, group_first = tuple(after[:2]), tuple(after)
+        find = self.find_copies
         n_identity = len(self.identity_columns)
-        previous = tuple(after[:n_identity]) if after is not None else None
+        emitted = rows
+        passed = 0
+        if skip:
+            while passed < len(rows) and passed < skip and self._position_of(rows[passed]) == key_after:
+                passed += 1
+            emitted = rows[passed:]
+        copies = self._copies_of(part_id, emitted) if not time_order and find and emitted else {}
+        # before the walk: what the row before the first walked one was (unknown after a skip)
+        previous = None
+        if after is not None and not passed:
+            previous = tuple(after[:n_identity])
+        first_of_identity = tuple(key_after) if key_after is not None and not passed else None
+        current_key, rank = (tuple(key_after), skip) if key_after is not None and not passed else (None, 0)
+        seen = set()        # (event_time_ns, event_id) of the identity's rows so far (raft order)
         events = []
         seq = after_seq
         make_event = self._make_event_fast
         part_json = enc.quote(part_id)
-        for row in rows:
-            seq += 1
-            event = make_event(part_id, part_json, row, seq, summary)
-            identity = event.position[:n_identity]
-            original = None
-            if time_order:
-                if identity == group_key:
-                    original = group_first
-            elif copies:
-                earlier = [p for p in copies.get((row[0], row[1]), ()) if _before(p, event.position)]
-                original = min(earlier) if earlier else None
-            if original is not None:
-                event = self._duplicate(event, row, original)
-            elif previous is not None and identity == previous:
-                event = self._duplicate(event, row, None)
-            elif time_order and None not in identity:
-                group_key, group_first = identity, event.position
+        for index, row in enumerate(rows):
+            key = self._position_of(row)
+            if key == current_key:
+                rank += 1
+            else:
+                current_key, rank = key, 1
+            identity = key[:n_identity]
+            same_identity = identity == previous
+            if not same_identity:
+                seen = set()
+                first_of_identity = key
             previous = identity
+            copy_of, repeated = None, False
+            event_key = (row[0], row[1])
+            if time_order:
+                if find and same_identity:
+                    copy_of = first_of_identity
+            elif find and copies and any(_before(p, key) for p in copies.get(event_key, ())):
+                copy_of = min(p for p in copies[event_key] if _before(p, key))
+            elif same_identity:
+                if event_key in seen:
+                    copy_of = key if find else None      # find_copies false: sent, the cluster dedups it
+                else:
+                    repeated = True
+            if not repeated:
+                seen.add(event_key)
+            if index < passed:
+                continue
+            seq += 1
+            event = make_event(part_id, part_json, row, key + (rank,), seq, summary)
+            if copy_of is not None:
+                event = self._duplicate(event, row, copy_of)
+            elif repeated:
+                event = self._duplicate(event, row, None)
             events.append(event)
         return events
-
-    def _rest_of_group(self, part_id, position, rows):
-        where, params = self._filters(part_id, None)
-        keys = self._key_fragments()
-        placeholders = self._join([self._raw("%s")] * len(keys))
-        query = self._compose("SELECT {s} FROM {t} WHERE {w} AND ({k}) = ({p})",
-                              s=self._select_list(), t=self._ident(self.table), w=where,
-                              k=self._join(keys), p=placeholders)
-        group = self._run(query, params + list(position))
-        already = sum(1 for row in rows if self._position_of(row) == position)
-        return group[already:]
 
     def _copies_of(self, part_id, rows):
         """Raft order: {(event_time_ns, event_id): [positions]} of the page's events stored twice.
@@ -335,11 +464,6 @@ class SqliteSource(HistoricSource):
             raise SourceError("historic source: cannot open SQLite file %s: %s" % (path, exc))
         super(SqliteSource, self).__init__(spec)
         self._probe()
-
-    def _tiebreak_expression(self):
-        column = self.columns["tiebreak"]
-        # rowid is stable while the file is not modified (and not VACUUMed) during the run.
-        return self._raw("rowid") if column is None else self._ident(column)
 
     def _ident(self, name):
         return sql.sqlite_quote(name)

@@ -291,7 +291,7 @@ class Throttle(object):
             return self._get(part_id).rate
 
     def suggested_batch(self, part_id, window):
-        """Events per request: about 50 ms of the current rate, at most the window."""
+        """Events per request: about 25 ms (BATCH_SECONDS) of the current rate, at most the window."""
         with self._lock:
             rate = self._get(part_id).rate
         return max(1, min(int(window), int(rate * BATCH_SECONDS) or 1))

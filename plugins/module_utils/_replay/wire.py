@@ -171,24 +171,31 @@ def lines_for(wires_and_seqs, suffix):
 
 
 def ready_lines(events, suffix, max_bytes):
-    """Lines for the leading ``events`` that can be sent as they are; stops at the first other one.
+    """``(taken, lines)``: lines for the leading ``events`` that can be sent as they are, passing
+    over later copies of events (no line: they are not sent); stops at the first other event.
 
-    Ready = a valid event with a ``wire`` line (historic sources), not a duplicate copy, and
-    a line of at most ``max_bytes``. The caller sends these and handles the event at
-    ``len(lines)`` (bad row, copy, oversize, an event without ``wire``) its general way.
-    ``suffix`` as from ``session_suffix``. One loop without calls: it runs once per event.
+    Ready = a valid event with a ``wire`` line (historic sources) and a line of at most
+    ``max_bytes``; a copy has ``duplicate_of`` set. ``taken`` counts the events covered
+    (sent and copies); the caller handles the event at ``taken`` (bad row, oversize, an event
+    without ``wire``) its general way. ``suffix`` as from ``session_suffix``. One loop
+    without calls: it runs once per event.
     """
     lines = []
     append = lines.append
+    taken = 0
     for event in events:
         wire = event.wire
         if wire is None or event.error is not None or event.duplicate_of is not None:
+            if event.duplicate_of is not None:
+                taken += 1
+                continue
             break
         line = wire + b"}" if suffix is None else b"%s%s%d}" % (wire, suffix, event.seq)
         if len(line) > max_bytes:
             break
         append(line)
-    return lines
+        taken += 1
+    return taken, lines
 
 
 def post_lines(client, route, lines, params=None):

@@ -9,8 +9,8 @@ from .labs import lab_get
 
 def start_outage(lab, part_ids, duration_ms):
     """Fence ``part_ids`` for ``duration_ms``: appends refused, the span in unavailable_windows."""
-    status, _headers, body = lab.request("POST", "/v1/test/outage", body={"part_ids": list(part_ids),
-                                                                           "duration_ms": int(duration_ms)})
+    outage = {"part_ids": list(part_ids), "duration_ms": int(duration_ms)}
+    status, _headers, body = lab.request("POST", "/v1/test/outage", body=outage)
     assert status == 200, body
     return body
 
@@ -37,7 +37,7 @@ def set_fault(lab, **fault):
 
 def wipe(lab, part_id, drop_checkpoint=False):
     """Wipe a partition's WAL (the full-recovery start)."""
-    status, _headers, body = lab.request("POST", "/v1/test/wipe", body={"part_id": str(part_id),
-                                                                         "drop_checkpoint": drop_checkpoint})
+    request = {"part_id": str(part_id), "drop_checkpoint": drop_checkpoint}
+    status, _headers, body = lab.request("POST", "/v1/test/wipe", body=request)
     assert status == 200, body
     return body

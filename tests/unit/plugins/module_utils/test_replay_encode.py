@@ -179,20 +179,22 @@ def test_bulk_gc_raises_the_threshold_only_inside_and_restores_it():
         gc.set_threshold(*before)
 
 
-def test_ready_lines_stop_at_the_first_event_that_needs_the_general_path():
+def test_ready_lines_pass_copies_and_stop_at_the_first_event_that_needs_the_general_path():
     from collections import namedtuple
     Ev = namedtuple("Ev", "part_id seq wire error duplicate_of")
     wire = enc.wire_prefix("a", enc.quote("0"), "k", 1, "s", "{}")
     suffix = enc.session_suffix("r", "0", True)
     good = [Ev("0", i, wire, None, None) for i in (1, 2)]
-    assert enc.ready_lines(good, suffix, 4096) == [enc.line_for(wire, suffix, 1), enc.line_for(wire, suffix, 2)]
-    assert enc.ready_lines(good, None, 4096) == [wire + b"}", wire + b"}"]
+    assert enc.ready_lines(good, suffix, 4096) == (2, [enc.line_for(wire, suffix, 1), enc.line_for(wire, suffix, 2)])
+    assert enc.ready_lines(good, None, 4096) == (2, [wire + b"}", wire + b"}"])
     assert enc.ready_lines(good + [Ev("0", 3, None, "payload is not valid JSON", None)] + good, suffix, 4096) == \
         enc.ready_lines(good, suffix, 4096)
-    assert enc.ready_lines([Ev("0", 3, wire, "duplicate row", (1,))] + good, suffix, 4096) == []
-    assert enc.ready_lines([Ev("0", 3, wire, None, (1,))], suffix, 4096) == []
+    # a later copy of an event is passed over (no line), in the same window as its neighbours
+    taken, lines = enc.ready_lines([Ev("0", 3, wire, "duplicate row", (1,))] + good, suffix, 4096)
+    assert taken == 3 and lines == enc.ready_lines(good, suffix, 4096)[1]
+    assert enc.ready_lines([Ev("0", 3, wire, None, (1,))], suffix, 4096) == (1, [])
     too_long = len(enc.line_for(wire, suffix, 1)) - 1
-    assert enc.ready_lines(good, suffix, too_long) == []
+    assert enc.ready_lines(good, suffix, too_long) == (0, [])
     from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import HistoricEvent
     built_in_memory = HistoricEvent("0", (3,), 3, {"event_id": "m"}, 10, None)   # no wire: the general path
     assert enc.ready_lines(good + [built_in_memory] + good, suffix, 4096) == enc.ready_lines(good, suffix, 4096)

@@ -281,10 +281,17 @@ def test_duplicate_copies_are_skipped_counted_and_audited_never_stop(tmp_path):
     cursor = store.load("run-1", "1")
     assert cursor.status == "done" and cursor.position == (20,) and cursor.events_done == 20
     records = [json.loads(line) for line in open(tmp_path / "audit.jsonl")]
-    skipped = [r for r in records if r["outcome"] == "duplicate_skipped"]
-    assert [(r["part_id"], r["first_position"], r["events"]) for r in skipped] == [("1", [8], 0), ("1", [15], 0)]
-    assert skipped[0]["event_id"] == "h-1-000003" and skipped[0]["duplicate_of"] == [3]
-    assert sum(r["events"] for r in records if r["outcome"] in ("acked", "partial")) == 38
+    # copies are passed in the batch of their neighbours: listed in its record, no record of their own
+    assert not [r for r in records if r["outcome"] not in ("acked", "partial")]
+    skipped = [(r["part_id"], c["seq"], c["position"], c["event_id"], c["duplicate_of"])
+               for r in records for c in r.get("copies", [])]
+    assert skipped == [("1", 8, [8], "h-1-000003", [3]), ("1", 15, [15], "h-1-000010", [10])]
+    assert sum(r.get("duplicates_skipped", 0) for r in records) == 2
+    assert sum(r["events"] for r in records) == 38
+    # ... and cost no request, commit or record more than the copy-free partition 0
+    requests = {p: len([r for r in cluster.requests if r[0] == p]) for p in ("0", "1")}
+    per_part = {p: len([r for r in records if r["part_id"] == p]) for p in ("0", "1")}
+    assert requests["1"] <= requests["0"] and per_part["1"] <= per_part["0"], [(r["first_position"], r["last_position"], r["events"]) for r in records]
 
 
 def test_durability_wait_reads_every_readiness_variant(tmp_path):
@@ -441,3 +448,24 @@ def test_skip_and_dead_letter_counts_survive_time_slices_and_restarts(tmp_path):
     assert cluster.applied["0"] == [e.event["event_id"] for e in rows if e.event is not None and e.error is None]
     third = make_run(cluster, source, store, tmp_path, **options).run()   # a rerun changes nothing
     assert third["done"] and not third["changed"] and third["duplicates_skipped"] == 2
+
+
+def test_permanent_retry_expired_stops_and_is_never_resent(tmp_path):
+    # contract section 4 / spec section 3: fatal, the client must not retry it
+    cluster, source, store = ControlPlane(), source_of(2, 20), MemoryCursorStore()
+    cluster.script["h-1-000007"] = [{"status": "PermanentDurability", "cep_status_reason": "PERMANENT_RETRY_EXPIRED",
+                                     "error": "event_id h-1-000007 was acknowledged more than client_retry_window_s ago"}]
+    result = make_run(cluster, source, store, tmp_path).run()
+    [report] = result["stopped"]
+    assert report["reason"] == "PERMANENT_RETRY_EXPIRED" and report["seq"] == 7
+    assert "must not retry it" in report["message"] and "retry_stopped" in report["message"]
+    result = make_run(cluster, source, store, tmp_path, retry_stopped=True).run()
+    assert result["done"] and result["stopped"] == []
+    sends = [m["event_id"] for call in cluster.calls if call.route == "append_stream" for m in call.body]
+    assert sends.count("h-1-000007") == 1
+    part = result["partitions"]["1"]
+    assert (part["events_done"], part["retry_expired"]) == (20, 1)
+    assert store.load("run-1", "1").counts == {"retry_expired": 1}
+    assert cluster.applied["1"] == [e.event["event_id"] for e in source.events["1"] if e.seq != 7]
+    records = [json.loads(line) for line in open(tmp_path / "audit.jsonl")]
+    assert [r["seq_first"] for r in records if r["outcome"] == "retry_expired"] == [7]

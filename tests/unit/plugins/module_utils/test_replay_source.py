@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
-import uuid
 
 import pytest
 
@@ -16,79 +14,7 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._replay import sql
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import HistoricEvent, SourceError, dead_letter_write
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source
 
-LOGICAL = ("part_id", "raft_index", "event_time_ns", "event_id", "partition_key", "schema_key", "payload", "flags")
-TYPES = {"part_id": "TEXT", "raft_index": "BIGINT", "event_time_ns": "BIGINT", "event_id": "TEXT",
-         "partition_key": "TEXT", "schema_key": "TEXT", "payload": "TEXT", "flags": "TEXT"}
-NULLABLE = ("raft_index", "flags")
-
-
-def make_row(part_id, raft_index, ts, event_id, payload=None, flags=None, key="k1"):
-    body = json.dumps(payload if payload is not None else {"metric": "m", "labels": {"k": key}, "value": 1.0})
-    return {"part_id": part_id, "raft_index": raft_index, "event_time_ns": ts, "event_id": event_id,
-            "partition_key": key, "schema_key": "metric_sample_v1", "payload": body, "flags": flags}
-
-
-class Backend(object):
-    """Creates tables in SQLite or in a throw-away PostgreSQL schema and opens sources on them."""
-
-    def __init__(self, kind, tmp_path, dsn=None):
-        self.kind = kind
-        self.dsn = dsn
-        self.sources = []
-        if kind == "sqlite":
-            self.path = str(tmp_path / "history.db")
-            self.conn = sqlite3.connect(self.path)
-            self.prefix = ""
-        else:
-            import psycopg
-            # No skip: the PostgreSQL tests fail when the server is unreachable.
-            self.conn = psycopg.connect(self.dsn, autocommit=True)
-            self.schema = "t_src_" + uuid.uuid4().hex[:12]
-            self.conn.execute("CREATE SCHEMA %s" % self.schema)
-            self.prefix = self.schema + "."
-
-    def table(self, name):
-        return self.prefix + name
-
-    def execute(self, statement):
-        self.conn.execute(statement)
-        if self.kind == "sqlite":
-            self.conn.commit()
-
-    def create(self, rows, name="ceptra_history", loose=False, columns=None):
-        """Create table ``name`` (the default schema, or without NOT NULL when ``loose``, to hold
-        the malformed rows a foreign table may contain) and insert ``rows`` in the given order."""
-        columns = columns or {}
-        physical = [columns.get(c, c) for c in LOGICAL]
-        defs = ", ".join("%s %s%s" % (phys, TYPES[c], "" if loose or c in NULLABLE else " NOT NULL")
-                         for c, phys in zip(LOGICAL, physical))
-        self.execute("CREATE TABLE %s (%s)" % (self.table(name), defs))
-        marks = ", ".join(["?" if self.kind == "sqlite" else "%s"] * len(LOGICAL))
-        insert = "INSERT INTO %s (%s) VALUES (%s)" % (self.table(name), ", ".join(physical), marks)
-        values = [tuple(r.get(c) for c in LOGICAL) for r in rows]
-        if self.kind == "sqlite":
-            self.conn.executemany(insert, values)
-            self.conn.commit()
-        else:
-            with self.conn.cursor() as cur:
-                cur.executemany(insert, values)
-
-    def open(self, **spec):
-        spec.setdefault("table", self.table("ceptra_history"))
-        if self.kind == "sqlite":
-            spec.update(type="sqlite", path=self.path)
-        else:
-            spec.update(type="postgresql", dsn=self.dsn)
-        src = open_source(spec)
-        self.sources.append(src)
-        return src
-
-    def close(self):
-        for src in self.sources:
-            src.close()
-        if self.kind == "postgresql":
-            self.conn.execute("DROP SCHEMA %s CASCADE" % self.schema)
-        self.conn.close()
+from ..test_support.historic_tables import Backend, make_row
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -296,9 +222,9 @@ def test_duplicate_rows_are_reported_never_skipped(backend):
         assert [e.seq for e in events] == list(range(1, 7))
         assert [(e.event or {}).get("event_id") for e in events] == ["e-0", "e-1", "e-2", None, None, "e-3"]
         copies = [e for e in events if e.event is None]
-        # duplicate_of points at an earlier copy (with a tiebreak: the copy just before).
-        assert all(e.duplicate_of[:2] == (102, "e-2") and e.duplicate_of <= e.position for e in copies)
-        assert copies[0].duplicate_of == events[2].position
+        # duplicate_of is the ordering key of the first copy; positions are key + rank
+        assert all(e.duplicate_of == (102, "e-2") for e in copies)
+        assert [e.position for e in events[2:5]] == [(102, "e-2", 1), (102, "e-2", 2), (102, "e-2", 3)]
         assert all("duplicate row: the same event" in e.error and e.raw_row["event_id"] == "e-2" for e in copies)
 
 
@@ -346,8 +272,9 @@ def test_pages_are_fetched_with_limit_never_the_whole_table(backend):
     assert len(events) == 3000
     read_queries = [s for s in src.statements if s.startswith("SELECT \"event_time_ns\"")]
     assert read_queries and all("LIMIT" in s and "ORDER BY" in s for s in read_queries)
-    # One null-key check (a COUNT), then pages of at most limit + 1 rows (the look-ahead).
-    assert max(fetched) <= 101
+    # One null-key check (a COUNT), then pages of at most limit + 2 rows (the resume row,
+    # read again to find its rank's group, and the look-ahead).
+    assert max(fetched) <= 102
     assert len(fetched) >= 30
 
 

@@ -2,6 +2,7 @@
 cursor store, the cluster replaced by the in-memory fake append stream."""
 
 import json
+import sqlite3
 
 import pytest
 
@@ -71,6 +72,25 @@ def test_stopped_partition_fails_once_others_finished(setup, run_module):
     assert result["done"] and len(cluster.applied["0"]) == 40 and len(cluster.applied["1"]) == 6
     failed, result = run_module(historic_replay, dict(args, fail_on_stopped=False), cluster)
     assert not failed and result["stopped"][0]["event_id"] == "h-1-0007"
+
+
+def test_null_ordering_column_refuses_only_its_partition_named_with_the_column(setup, run_module):
+    args, dummy = setup
+    conn = sqlite3.connect(args["source"]["path"])
+    conn.execute("UPDATE ceptra_history SET raft_index = NULL WHERE part_id = '2' AND raft_index IN (3, 4)")
+    conn.commit()
+    conn.close()
+    args = dict(args, order_by="raft_index")
+    cluster = ControlPlane()
+    failed, plan = run_module(historic_replay, args, cluster, check_mode=True)
+    assert not failed and plan["plan"]["partitions"]["2"]["status"] == "refused"
+    assert plan["refused"][0]["part_id"] == "2" and plan["refused"][0]["columns"] == ["raft_index"]
+    assert cluster.requests == []
+    failed, result = run_module(historic_replay, args, cluster)
+    assert failed and result["done"]
+    assert "partition 2: column(s) raft_index" in result["msg"] and "2 row(s) have NULL" in result["msg"]
+    assert result["refused"] == plan["refused"] and result["partitions"]["2"]["status"] == "refused"
+    assert len(cluster.applied["0"]) == 40 and len(cluster.applied["1"]) == 40 and "2" not in cluster.applied
 
 
 def test_bad_input_fails_with_a_message(setup, run_module):

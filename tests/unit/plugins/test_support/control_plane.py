@@ -11,7 +11,7 @@ leaving over a socket. The state behind it follows the contract (../shared/ceptr
 - ``/v1/activate``: activation barriers; ``/v1/replay``: WAL replay jobs;
 - ``/v1/state``, ``/readyz`` (with per-partition lags), ``/v1/audit`` (write, read with
   ``kind``/``since``), ``/v1/test/metrics-snapshot``;
-- the append stream with replay-session (or event_id) dedup.
+- the append stream with event_id dedup for every event and replay-session (replay_seq) dedup on top.
 
 Identity follows the lab: ``role`` is the caller's role (``ingest`` < ``observer`` <
 ``operator`` < ``admin``); a call needing a stronger role is answered 403.
@@ -85,7 +85,7 @@ class ControlPlane(CeptraClient):
     """In-memory control plane behind a real client (see the module docstring)."""
 
     def __init__(self, partitions=4, test_mode=True, role="operator", config=None, top_level_merge=False,
-                 sessions=True, window=64, report_bundle_id=True, retries=0):
+                 sessions=True, window=64, report_bundle_id=True, retries=0, event_id_dedup=True):
         super().__init__("http://control-plane.test", token="test-token", retries=retries)
         self.sleep = lambda seconds: None   # the client's retry backoff does not wait here
         self.role = role
@@ -121,6 +121,9 @@ class ControlPlane(CeptraClient):
         self.audit = []                     # records {id, ts, actor, kind, details}, oldest first
         # append stream
         self.sessions = sessions
+        # False: a stricter cluster than the contract's, deduplicating by replay_seq only, so a
+        # test sees every event the worker would have applied twice by its own fault
+        self.event_id_dedup = event_id_dedup
         self.window = window
         self.applied = {}                   # part_id -> event_ids in apply order
         self.last_seq = {}                  # replay session -> last seq
@@ -443,7 +446,8 @@ class ControlPlane(CeptraClient):
             if msg["replay_seq"] <= self.last_seq.get(session, 0):
                 return {"event_id": event_id, "status": "Healthy", "duplicate": True, "cep_credit_hint": hint}
             self.last_seq[session] = msg["replay_seq"]
-        elif event_id in self.seen_ids:
+        # contract section 5: event_id dedup for every event; sessions add replay_seq dedup on top
+        if event_id in self.seen_ids and (self.event_id_dedup or not (self.sessions and session is not None)):
             return {"event_id": event_id, "status": "Healthy", "duplicate": True, "cep_credit_hint": hint}
         self.seen_ids.add(event_id)
         self.applied.setdefault(part_id, []).append(event_id)
