@@ -361,9 +361,8 @@ def live(url: str, token: str | None, rate: float, duration: float, skip_from_ms
     `mirror_url` sends every event (skipped ones too) to a second cluster as well, the reference
     that saw every event; `classification_ratio` annotates that share of the events with a
     `secondary_classification` (the secondary system's decision); `stop` (a threading.Event)
-    ends the run early. Transient refusals (TransientBackpressure, HTTP 429/503) are resent
-    with the hinted backoff (``_append_with_retries``); ``refused`` counts what the lab still
-    refused after that.
+    ends the run early. Transient refusals (TransientBackpressure, HTTP 429/503) are resent with
+    the hinted backoff (``_append_with_retries``); ``refused`` counts what the lab still refused.
     """
     if rate <= 0 or duration < 0:
         raise ValueError("--rate must be > 0 and --duration >= 0")

@@ -99,6 +99,18 @@ def test_live_appends_and_skips_a_window(lab_factory):
     assert sum(p["commit_index"] for p in state["partitions"]) == totals["sent"]
 
 
+def test_live_resends_transient_refusals_with_the_hinted_backoff(lab_factory):
+    lab = lab_factory(partitions=2)
+    status, dummy, body = lab.request("POST", "/v1/test/faults", body={"http_503_ratio": 0.3}, role="admin")
+    assert status == 200, body
+    totals = live(lab.url, lab.tokens["ingest"], rate=200, duration=1.0, partitions=2, out=open("/dev/null", "w"))
+    lab.request("POST", "/v1/test/faults", body={"http_503_ratio": 0.0}, role="admin")
+    assert totals["retried"] > 0 and totals["refused"] == 0
+    assert totals["healthy"] + totals["duplicate"] == totals["sent"] == 200
+    state = lab.request("GET", "/v1/state", role="observer")[2]
+    assert sum(p["commit_index"] for p in state["partitions"]) == 200     # each event once
+
+
 def test_live_archives_every_event_and_mirrors_skipped_ones(lab_factory, tmp_path):
     lab, reference = lab_factory(partitions=2), lab_factory(partitions=2)
     history = str(tmp_path / "history.sqlite")
@@ -114,15 +126,3 @@ def test_live_archives_every_event_and_mirrors_skipped_ones(lab_factory, tmp_pat
     theirs = reference.request("GET", "/v1/state", role="observer")[2]["partitions"]
     assert sum(p["commit_index"] for p in mine) == totals["sent"]
     assert sum(p["commit_index"] for p in theirs) == 400
-
-
-def test_live_resends_transient_refusals_with_the_hinted_backoff(lab_factory):
-    lab = lab_factory(partitions=2)
-    status, dummy, body = lab.request("POST", "/v1/test/faults", body={"http_503_ratio": 0.3}, role="admin")
-    assert status == 200, body
-    totals = live(lab.url, lab.tokens["ingest"], rate=200, duration=1.0, partitions=2, out=open("/dev/null", "w"))
-    lab.request("POST", "/v1/test/faults", body={"http_503_ratio": 0.0}, role="admin")
-    assert totals["retried"] > 0 and totals["refused"] == 0
-    assert totals["healthy"] + totals["duplicate"] == totals["sent"] == 200
-    state = lab.request("GET", "/v1/state", role="observer")[2]
-    assert sum(p["commit_index"] for p in state["partitions"]) == 200     # each event once

@@ -24,6 +24,7 @@ LOGICAL_COLUMNS = ("part_id", "raft_index", "event_time_ns", "event_id", "partit
 # Columns that may be mapped to null ("this table has no such column").
 OPTIONAL_COLUMNS = ("raft_index", "flags", "tiebreak")
 ORDERINGS = ("raft_index", "event_time")
+PARTITION_START_KEYS = ("after_raft_index", "from_event_time_ns")
 # Look for later copies of an event in the history (skipped and counted instead of sent).
 FIND_COPIES = True
 
@@ -93,6 +94,7 @@ def _normalize_spec(spec):
     if "start_ns" in bounds and "end_ns" in bounds and bounds["start_ns"] >= bounds["end_ns"]:
         raise SourceError("historic source: window.start_ns must be below window.end_ns (start inclusive, end exclusive)")
     out["window"] = bounds
+    out["partition_start"] = _partition_start(spec.get("partition_start"), columns)
     part_ids = spec.get("part_ids")
     if part_ids is not None:
         if isinstance(part_ids, (str, bytes)) or not hasattr(part_ids, "__iter__"):
@@ -108,6 +110,31 @@ def _normalize_spec(spec):
     if not isinstance(find_copies, bool):
         raise SourceError("historic source: find_copies must be true or false, got %r" % (find_copies,))
     out["find_copies"] = find_copies
+    return out
+
+
+def _partition_start(value, columns):
+    """``partition_start``: ``{part_id: {after_raft_index: N} | {from_event_time_ns: T}}``, where
+    each partition's replay begins (a full recovery starts after what the partition's baseline
+    checkpoint holds); a partition not named starts at the beginning of its history."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SourceError("historic source: partition_start must be a mapping part_id -> "
+                          "{after_raft_index: N} or {from_event_time_ns: T}")
+    out = {}
+    for part_id, bound in value.items():
+        if not isinstance(bound, dict) or len(bound) != 1 or next(iter(bound)) not in PARTITION_START_KEYS:
+            raise SourceError("historic source: partition_start.%s must be {after_raft_index: N} or "
+                              "{from_event_time_ns: T}, got %r" % (part_id, bound))
+        key, number = next(iter(bound.items()))
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise SourceError("historic source: partition_start.%s.%s must be a whole number >= 0, got %r"
+                              % (part_id, key, number))
+        if key == "after_raft_index" and columns["raft_index"] is None:
+            raise SourceError("historic source: partition_start.%s.after_raft_index needs a raft_index column "
+                              "(it is mapped to null); start by from_event_time_ns instead" % part_id)
+        out[str(part_id)] = {key: number}
     return out
 
 

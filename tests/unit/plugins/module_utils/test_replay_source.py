@@ -337,6 +337,13 @@ def test_postgres_native_types_jsonb_uuid_integer_partition(tmp_path, pg_dsn):
         # Raft order looks up earlier copies by (event_time_ns, event_id): uuid values must bind.
         by_raft = read_all(b.open(table=table, order_by="raft_index"), "3", 3)
         assert [e.event["payload"]["value"] for e in by_raft] == list(range(7))
+        # jsonb is read as its text (no driver decode), through the same checks
+        reads = [q for q in src.statements if "\"payload\"" in q]
+        assert reads and all("CAST(\"payload\" AS text)" in q and "CAST(\"flags\" AS text)" in q for q in reads)
+        b.execute("INSERT INTO %s (part_id, raft_index, event_time_ns, event_id, partition_key, schema_key, payload) "
+                  "VALUES (3, 99, 200, gen_random_uuid(), 'k', 'metric_sample_v1', '[1, 2]')" % table)
+        last = read_all(b.open(table=table, order_by="raft_index"), "3", 100)[-1]
+        assert last.error == "payload must be a JSON object, got an array" and last.seq == 8
     finally:
         b.close()
 
@@ -421,3 +428,55 @@ def test_oversized_event_is_measured_as_sent(backend):
     tight = read_all(backend.open(order_by="raft_index", max_event_bytes=1024), "0", 10)
     assert "above max_event_bytes 1024" in tight[0].error and tight[0].position == events[0].position
     assert tight[1].error is None
+
+
+def test_partition_start_begins_each_partition_after_its_own_bound(backend):
+    """A full recovery starts each partition after what its baseline checkpoint holds: by raft
+    index (strictly after) or by event time (from the high-water mark, inclusive); a partition
+    without a bound starts at the beginning; the plan counts only what is left."""
+    rows = [make_row(p, i, 1000 + i, "e-%s-%02d" % (p, i)) for p in ("0", "1", "2") for i in range(1, 11)]
+    backend.create(rows)
+    src = backend.open(order_by="raft_index", partition_start={"0": {"after_raft_index": 6}})
+    assert [e.event["event_id"] for e in read_all(src, "0", 3)] == ["e-0-%02d" % i for i in range(7, 11)]
+    assert [e.seq for e in read_all(src, "0", 3)] == [1, 2, 3, 4]
+    assert src.plan("0")["events"] == 4 and src.plan("0")["min_ts_ns"] == 1007
+    assert len(read_all(src, "1", 100)) == 10
+    src = backend.open(order_by="event_time", partition_start={"2": {"from_event_time_ns": 1008}})
+    assert [e.event["ts_ns"] for e in read_all(src, "2", 2)] == [1008, 1009, 1010]
+
+
+@pytest.mark.parametrize("bound, message", [
+    ({"0": 5}, "must be {after_raft_index: N} or {from_event_time_ns: T}"),
+    ({"0": {"after_raft_index": -1}}, "must be a whole number >= 0"),
+    ({"0": {"after_raft_index": 1, "from_event_time_ns": 2}}, "must be {after_raft_index"),
+    ([1], "partition_start must be a mapping"),
+])
+def test_partition_start_refuses_bad_bounds(tmp_path, bound, message):
+    backend = Backend("sqlite", tmp_path)
+    backend.create([make_row("0", 1, 1, "e")])
+    with pytest.raises(SourceError, match=message.replace("{", "\\{").replace("[", "\\[")):
+        backend.open(partition_start=bound)
+    backend.close()
+
+
+def test_partition_start_by_raft_index_needs_the_column(tmp_path):
+    backend = Backend("sqlite", tmp_path)
+    backend.create([make_row("0", 1, 1, "e")])
+    with pytest.raises(SourceError, match="needs a raft_index column"):
+        backend.open(columns={"raft_index": None}, partition_start={"0": {"after_raft_index": 1}})
+    backend.close()
+
+
+def test_raft_order_copy_lookup_keeps_the_window_out_of_the_index_range(tmp_path):
+    """With a window, SQLite took the window as the time index's range and scanned it once per
+    looked-up event (seconds per page); the lookup probes the index by equality instead."""
+    backend = Backend("sqlite", tmp_path)
+    rows = [make_row("0", i, 1000 + i, "e-%04d" % i) for i in range(1, 3001)]
+    rows.append(make_row("0", 3001, 1000 + 10, "e-0010"))          # a stored copy of event 10
+    backend.create(rows)
+    src = backend.open(order_by="raft_index", window={"end_ns": 10 ** 18})
+    events = read_all(src, "0", 1000)
+    assert [e.duplicate_of[0] for e in events if e.duplicate_of] == [10] and len(events) == 3001
+    lookups = [q for q in src.statements if "ceptra_v" in q]
+    assert lookups and all('+"event_time_ns" <' in q for q in lookups)
+    backend.close()

@@ -117,6 +117,9 @@ class ControlPlane(CeptraClient):
         self._definition_polls = 0
         # state, readiness, audit
         self.lags = {}                      # part_id -> (apply_lag_ms, replication_lag_ms)
+        self.reasons = {}                   # part_id -> readiness reasons besides the gate's (a test sets them)
+        self.checkpoints = {}               # part_id -> {full_index, event_ts_high_ns} (a wiped partition's baseline)
+        self.wiped = set()                  # partitions in warmup unless the config opens their gate
         self.state_calls = 0
         self.audit = []                     # records {id, ts, actor, kind, details}, oldest first
         # append stream
@@ -311,6 +314,9 @@ class ControlPlane(CeptraClient):
         targeted = [p for p in self.part_ids if p not in barrier["exclude_partitions"]]
         missing = [p for p in targeted if entry["partitions"][p]["cep_shadow_state"] != "SHADOW_READY"]
         barrier["missing_partitions"] = missing
+        # like the lab: failed shadows are named and block the barrier until excluded or aborted
+        barrier["blocked_partitions"] = [p for p in missing if entry["partitions"][p]["cep_shadow_state"]
+                                         in ("SHADOW_FAILED", "SHADOW_TIMEOUT")]
         if not missing:
             barrier["state"] = "committed"
             barrier["barrier_index"] = {p: 100 for p in targeted}
@@ -351,6 +357,9 @@ class ControlPlane(CeptraClient):
         self.jobs[job_id] = {"job_id": job_id, "state": "running", "polls": 0,
                              "partitions": {p: {"from_index": 10, "to_index": 50, "replayed_index": 10}
                                             for p in call.body["part_ids"]}}
+        # the CP audits every replay job (contract section 3, /v1/audit)
+        self.audit.append({"id": "a-%d" % (len(self.audit) + 1), "ts": time.time(), "actor": "cp", "kind": "replay_job",
+                           "details": {"job_id": job_id, "part_ids": list(call.body["part_ids"])}})
         return 202, {"job_id": job_id, "state": "running"}
 
     def _get_replay_job(self, call):
@@ -373,7 +382,11 @@ class ControlPlane(CeptraClient):
         partitions = []
         for part_id in self.part_ids:
             applied = len(self.applied.get(part_id, []))
+            checkpoint = dict(self.checkpoints.get(part_id) or {"full_index": 0, "event_ts_high_ns": 0})
+            applied += checkpoint["full_index"]
+            gate = self.gate(part_id)
             entry = {"part_id": part_id, "leader": "cp-0", "commit_index": applied, "applied_index": applied,
+                     "checkpoint": dict(checkpoint, age_ms=0), "ingress_gate": gate, "warmup": gate == "warmup",
                      "dedup": {"capacity": self.config.get("dedup_capacity_per_partition"),
                                "occupancy": self.dedup_occupancy}}
             if self.sessions:
@@ -389,9 +402,15 @@ class ControlPlane(CeptraClient):
             apply_lag, replication_lag = self.lags.get(part_id, (None, None))
             metrics = {k: v for k, v in (("apply_lag_ms", apply_lag), ("replication_lag_ms", replication_lag))
                        if v is not None}
-            partitions[part_id] = {"ready": True, "metrics": metrics}
+            reasons = (["warmup"] if self.gate(part_id) == "warmup" else []) + list(self.reasons.get(part_id, []))
+            partitions[part_id] = {"ready": not reasons, "reasons": reasons, "metrics": metrics}
         latest = list(self.barriers)[-1] if self.barriers else None
         return 200, {"ready": True, "activation_barrier_id": latest, "partitions": partitions}
+
+    def gate(self, part_id):
+        """A partition's ingress gate: the config's, else warmup for a wiped partition."""
+        configured = (self.config.get("partitions") or {}).get(part_id, {}).get("ingress_gate")
+        return configured or ("warmup" if part_id in self.wiped else "open")
 
     def _get_test_metrics_snapshot(self, call):
         part_id = (call.query or {}).get("part_id")
