@@ -94,13 +94,13 @@ def molecule_lab(tmp_path_factory):
     env = molecule_env(ephemeral)
     state = None
     try:
-        rc, output, _ = run_molecule(env, "create", "-s", DEFAULT)
+        rc, output, _seconds = run_molecule(env, "create", "-s", DEFAULT)
         assert rc == 0 and executed(output, DEFAULT, "create"), output[-4000:]
         state = lab_state(ephemeral)
         yield env, state
     finally:
         # also after a failed create or test: a lab that started must not outlive the tests
-        rc, output, _ = run_molecule(env, "destroy", "-s", DEFAULT)
+        rc, output, _seconds = run_molecule(env, "destroy", "-s", DEFAULT)
     assert rc == 0 and executed(output, DEFAULT, "destroy"), output[-4000:]
     assert not os.path.exists(os.path.join(str(ephemeral), "lab.json"))
     assert not pid_running(state["pid"]), "the default scenario's destroy left lab pid %s running" % state["pid"]
