@@ -23,7 +23,11 @@ the knobs are those of the config version in force at the entry's log position
 the clock or the config at the time of a replay.
 
 Compaction folds raw panes older than ``raw_retention_ms`` into hourly buckets
-(``COMPACTED_PANE_MS``, fixed by the lab: the contract names no knob for it).
+(``COMPACTED_PANE_MS``, fixed by the lab: the contract names no knob for it), then expires
+what lies wholly before ``compacted_retention_ms`` (``R_compact``, §10: the compacted tier's
+retention): such panes and buckets are dropped and counted in ``expired_panes``. So a
+backfill of history older than ``R_compact`` is lost at the next compaction unless the
+retention was raised first (scenario 3's preflight).
 ``__events__`` is never dropped as late: it counts what the partition applied.
 """
 from __future__ import annotations
@@ -179,6 +183,7 @@ class AggregateStore:
         self.max_ts = _NO_WATERMARK
         self.clock_floor = _NO_WATERMARK              # newest commit time applied (the guard floor's clock)
         self.routed_total = 0                         # events that fed at least one metric
+        self.expired_panes = 0                        # panes dropped past compacted_retention_ms
         # rules.py: window values are cached per metric and lane (MetricAgg.win_cache); any
         # change that can alter a cached or memoized window bumps win_epoch
         self.win_epoch = 0
@@ -335,13 +340,15 @@ class AggregateStore:
 
     # -- tiers ---------------------------------------------------------------------------------
     def compact(self, now_ns: int) -> int:
-        """Fold raw panes older than raw_retention_ms into the compacted tier; returns panes folded."""
+        """Fold raw panes older than raw_retention_ms into the compacted tier, then expire what
+        ends before compacted_retention_ms (counted in ``expired_panes``); returns panes folded."""
         self.refresh_knobs()
         raw_retention_ns = _knob_ns(self.config, self.part_id, None, "raw_retention_ms")
         cutoff = now_ns - raw_retention_ns
         bucket_ns = COMPACTED_PANE_MS * _MS
         folded = 0
-        for metric in [self.events, *self.metrics.values()]:
+        metrics = [self.events, *self.metrics.values()]
+        for metric in metrics:
             for lane, panes in metric.raw.items():
                 old = [start for start in panes if start + metric.pane_ns <= cutoff]
                 if not old:
@@ -360,7 +367,23 @@ class AggregateStore:
                             existing = target[bucket] = own_state(existing, self.owner)
                         merge_state(existing, state)
                     folded += 1
+        self._expire(metrics, now_ns - _knob_ns(self.config, self.part_id, None, "compacted_retention_ms"), bucket_ns)
         return folded
+
+    def _expire(self, metrics: list, cutoff: int, bucket_ns: int) -> None:
+        """Drop raw panes and compacted buckets that end at or before ``cutoff`` (R_compact)."""
+        for metric in metrics:
+            for tier, width in ((metric.raw, metric.pane_ns), (metric.compacted, bucket_ns)):
+                for lane in list(tier):
+                    panes = tier[lane]
+                    old = [start for start in panes if start + width <= cutoff]
+                    if not old:
+                        continue
+                    metric.win_cache.clear()
+                    self.win_epoch += 1
+                    for start in old:
+                        del panes[start]
+                    self.expired_panes += len(old)
 
     def totals(self) -> dict[str, dict]:
         """{metric: {"count", "sum"}} over both tiers (what compaction must preserve)."""
@@ -392,6 +415,7 @@ class AggregateStore:
         other.max_ts = self.max_ts
         other.clock_floor = self.clock_floor
         other.routed_total = self.routed_total
+        other.expired_panes = self.expired_panes
         other.win_epoch = 0
         other.rule_memo = {}
         other._by_source = self._by_source

@@ -85,6 +85,8 @@ def render(cluster, dialect: str = "spec") -> str:
                    partition.applied_total, label)
         out.sample("ceptra_appended_events_total", "counter", "entries appended (committed)", partition.appended_total, label)
         out.sample("ceptra_commit_index", "gauge", "last committed Raft index", int(manifest.get("commit_index", 0)), label)
+        out.sample("ceptra_retention_expired_panes_total", "counter",
+                   "panes dropped by compaction past compacted_retention_ms", partition.store.expired_panes, label)
     if reference:
         out.sample("compaction_duration_seconds", "gauge", "last compaction run", cluster.compaction["duration_ms"] / 1000.0)
         out.sample("ceptra_partition_ready_ratio", "gauge", "share of ready partitions", readiness["partition_ready_ratio"])

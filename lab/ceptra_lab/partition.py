@@ -425,13 +425,16 @@ class Partition(PartitionViews, LogRestore):
 
     # -- tiers, checkpoints, WAL replay ---------------------------------------------------------
     def compact(self) -> dict:
-        """Fold raw panes older than raw_retention_ms into the compacted tier (totals unchanged)."""
+        """Fold raw panes older than raw_retention_ms into the compacted tier (totals unchanged)
+        and expire panes past compacted_retention_ms."""
         started = time.perf_counter()
+        expired_before = self.store.expired_panes
         folded = self.store.compact(self.now_ns())
         duration_ms = (time.perf_counter() - started) * 1000.0
         self.compaction_runs_total += 1
         self.last_compaction_duration_ms = duration_ms
-        return {"folded_panes": folded, "duration_ms": round(duration_ms, 3)}
+        return {"folded_panes": folded, "expired_panes": self.store.expired_panes - expired_before,
+                "duration_ms": round(duration_ms, 3)}
 
     def checkpoint(self) -> None:
         """Take a full checkpoint of the applied state; keep checkpoint_retained_fulls of them.

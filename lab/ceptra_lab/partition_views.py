@@ -34,6 +34,7 @@ class PartitionViews:
             "dedup_occupancy": len(self._dedup), "dedup_capacity": self._dedup_capacity,
             "compaction_runs_total": self.compaction_runs_total,
             "compaction_duration_ms": self.last_compaction_duration_ms,
+            "retention_expired_panes_total": self.store.expired_panes,
             "wal_replays_total": self.wal_replays_total,
             "queue_depth": self.queue_depth(), "apply_lag_ms": self._lag_ms(now),
             "replication_lag_ms": self.follower_lag_ms(now),

@@ -75,6 +75,25 @@ def test_compaction_folds_old_panes_and_keeps_totals():
     assert store.compact(NOW) == 0                         # idempotent
 
 
+def test_compaction_expires_what_lies_before_compacted_retention():
+    config = KnobView()
+    day_ms = 86_400_000
+    config.update(dict(config.config, raw_retention_ms=3_600_000, compacted_retention_ms=2 * day_ms,
+                       lateness_allowance_ms=10 * day_ms, correction_horizon_ms=10 * day_ms))
+    store = _store(config)
+    for days_ago in (0.5, 1.5, 3, 5):                      # two of them are older than R_compact (2 d)
+        store.apply(NOW - int(days_ago * day_ms) * MS, "latency", {}, days_ago, NOW)
+    store.compact(NOW)
+    kept = store.export()["latency"]
+    values = sorted(state["sum"] for tier in ("raw", "compacted") for state in kept[tier].get("", {}).values())
+    assert values == [0.5, 1.5]
+    assert store.expired_panes == 2 * 2                    # latency and __events__, two panes each
+    config.update(dict(config.config, compacted_retention_ms=10 * day_ms))
+    store.apply(NOW - 5 * day_ms * MS, "latency", {}, 5.0, NOW)   # a backfill after raising R_compact stays
+    store.compact(NOW)
+    assert store.totals()["latency"]["count"] == 3
+
+
 def test_copy_is_independent_and_digest_is_stable():
     store = _store()
     store.apply(NOW - MS, "m", {}, 1.5, NOW)

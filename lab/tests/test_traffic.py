@@ -109,3 +109,20 @@ def test_live_resends_transient_refusals_with_the_hinted_backoff(lab_factory):
     assert totals["healthy"] + totals["duplicate"] == totals["sent"] == 200
     state = lab.request("GET", "/v1/state", role="observer")[2]
     assert sum(p["commit_index"] for p in state["partitions"]) == 200     # each event once
+
+
+def test_live_archives_every_event_and_mirrors_skipped_ones(lab_factory, tmp_path):
+    lab, reference = lab_factory(partitions=2), lab_factory(partitions=2)
+    history = str(tmp_path / "history.sqlite")
+    totals = live(lab.url, lab.tokens["operator"], rate=400, duration=1.0, skip_from_ms=250, skip_to_ms=500,
+                  bundle=GAMING, partitions=2, out=open("/dev/null", "w"), archive="sqlite:" + history,
+                  mirror_url=reference.url, mirror_token=reference.tokens["operator"], classification_ratio=1.0)
+    assert totals["archived"] == totals["mirrored"] == 400 and totals["sent"] + totals["skipped"] == 400
+    with sqlite3.connect(history) as conn:
+        rows = conn.execute("SELECT part_id, event_id, payload FROM ceptra_history").fetchall()
+    assert len(rows) == 400 and len({r[1] for r in rows}) == 400
+    assert all("secondary_classification" in json.loads(r[2]) for r in rows)
+    mine = lab.request("GET", "/v1/state", role="observer")[2]["partitions"]
+    theirs = reference.request("GET", "/v1/state", role="observer")[2]["partitions"]
+    assert sum(p["commit_index"] for p in mine) == totals["sent"]
+    assert sum(p["commit_index"] for p in theirs) == 400

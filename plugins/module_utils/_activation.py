@@ -118,6 +118,14 @@ def wait_for_barrier(client, barrier, timeout, interval, sleep=time.sleep, clock
     def look():
         fresh = dict(get_barrier(client, barrier_id))
         fresh.setdefault("barrier_id", barrier_id)
+        blocked = sort_part_ids(fresh.get("blocked_partitions") or [])
+        if fresh.get("state") in BARRIER_OPEN_STATES and blocked:
+            # A shadow failed while the barrier waited: it cannot commit on its own (§15).
+            raise ControlPlaneError(
+                "activation barrier %s is blocked by partition(s) in shadow failure: %s. Choose one: exclude them "
+                "explicitly (exclude_partitions: [%s]) or abort the activation (abort: true)"
+                % (barrier_id, ", ".join(blocked), ", ".join('"%s"' % p for p in blocked)),
+                barrier=fresh, failed_partitions=blocked)
         return fresh.get("state") not in BARRIER_OPEN_STATES, fresh
 
     poll = poll_until(look, timeout, interval, first=(barrier.get("state") not in BARRIER_OPEN_STATES, barrier),
@@ -267,19 +275,59 @@ def start_replay_job(client, part_ids, reason):
 
 
 def replay_progress(job):
-    """Per-partition ``{from_index, to_index, replayed_index, done}`` of a replay job document."""
+    """Per-partition ``{from_index, to_index, replayed_index, done}`` of a replay job document,
+    plus ``events_done``/``events_total``/``status``, the figures the audit callback prints on
+    each poll of a replay (``_progress_view``)."""
     progress = {}
     for part_id, info in _partitions.items(job.get("partitions")):
         info = info if isinstance(info, dict) else {}
+        from_index = info.get("from_index")
         to_index = info.get("to_index")
         replayed = info.get("replayed_index")
+        done = to_index is not None and replayed is not None and replayed >= to_index
+        known = from_index is not None and to_index is not None
         progress[str(part_id)] = {
-            "from_index": info.get("from_index"),
+            "from_index": from_index,
             "to_index": to_index,
             "replayed_index": replayed,
-            "done": to_index is not None and replayed is not None and replayed >= to_index,
+            "done": done,
+            "events_done": max(0, (replayed or from_index) - from_index) if known else 0,
+            "events_total": max(0, to_index - from_index) if known else None,
+            "status": "done" if done else ("failed" if job.get("state") == "failed" else "running"),
         }
     return progress
+
+
+def job_result(job):
+    """The module-result fields of a replay job document (progress figures included)."""
+    partitions = replay_progress(job)
+    totals = [p["events_total"] for p in partitions.values()]
+    return {"job": job, "job_id": job.get("job_id"), "run_id": job.get("job_id"), "state": job.get("state"),
+            "partitions": partitions, "done": job.get("state") in REPLAY_END_STATES,
+            "events_done": sum(p["events_done"] for p in partitions.values()),
+            "events_total": sum(totals) if None not in totals else None}
+
+
+def find_running_job(client, part_ids):
+    """A running replay job (named in the CP audit log) that covers every one of ``part_ids``, or None.
+
+    So a run interrupted while its job ran waits for that job instead of starting a second one.
+    """
+    response = client.request("GET", "audit", query={"kind": "replay_job"}, expected=(200, 400, 403, 404))
+    records = (response.json or {}).get("records") if response.status == 200 and isinstance(response.json, dict) else []
+    for record in reversed(records or []):
+        details = record.get("details") if isinstance(record, dict) else None
+        if not isinstance(details, dict) or not details.get("job_id"):
+            continue
+        covered = set(str(p) for p in details.get("part_ids") or [])
+        if not set(part_ids) <= covered:
+            continue
+        found = client.request("GET", "replay_job", params={"job_id": details["job_id"]}, expected=(200, 404))
+        job = found.json if found.status == 200 and isinstance(found.json, dict) else None
+        if job and job.get("state") == "running":
+            job.setdefault("job_id", details["job_id"])
+            return job
+    return None
 
 
 def wait_for_replay_job(client, job, timeout, interval, sleep=time.sleep, clock=time.monotonic):
@@ -308,21 +356,40 @@ def wait_for_replay_job(client, job, timeout, interval, sleep=time.sleep, clock=
 
 
 def run_wal_replay(client, part_ids=None, needs_replay_only=False, bundle_id=None, reason="ceptra.backfill.wal_replay",
-                   wait=True, timeout=600, interval=2, check_mode=False, sleep=time.sleep, clock=time.monotonic):
-    """Start (and by default wait for) a WAL replay job; return the module result."""
+                   wait=True, timeout=600, interval=2, check_mode=False, job_id=None, sleep=time.sleep,
+                   clock=time.monotonic):
+    """Start (and by default wait for) a WAL replay job; return the module result.
+
+    With ``job_id`` only report that job (one read; ``done`` says whether it ended; a failed
+    job is an error). A running job that already covers the selected partitions (a previous,
+    interrupted run started it) is waited for instead of starting a second one.
+    """
+    if job_id is not None:
+        job = dict(client.get_json("replay_job", params={"job_id": job_id}) or {})
+        job.setdefault("job_id", job_id)
+        if job.get("state") == "failed":
+            raise ControlPlaneError("WAL replay job %s failed: %s" % (job_id, job.get("error") or "no error text"),
+                                    job=job, partitions=replay_progress(job))
+        return dict(job_result(job), changed=False)
     selection = select_replay_partitions(client, part_ids, needs_replay_only, bundle_id)
-    result = {"changed": False, "part_ids": selection["part_ids"], "job": None, "partitions": {}}
+    result = {"changed": False, "part_ids": selection["part_ids"], "job": None, "partitions": {}, "done": True}
     if selection["needing_replay"] is not None:
         result["needing_replay"] = selection["needing_replay"]
     if not selection["part_ids"]:
         result["msg"] = "no partition needs a WAL replay"
         return result
+    job = find_running_job(client, selection["part_ids"])
+    if job is not None:
+        result["msg"] = "WAL replay job %s (started earlier) already covers partition(s) %s" % (
+            job["job_id"], ", ".join(selection["part_ids"]))
+        result["resumed"] = True
     if check_mode:
-        result.update(changed=True, would_start=True)
+        result.update(changed=True, would_start=job is None)
         return result
-    job = start_replay_job(client, selection["part_ids"], reason)
+    if job is None:
+        job = start_replay_job(client, selection["part_ids"], reason)
     result.update(changed=True, job=job)
     if wait:
         job = wait_for_replay_job(client, job, timeout, interval, sleep=sleep, clock=clock)
-    result.update(job=job, job_id=job["job_id"], state=job.get("state"), partitions=replay_progress(job))
+    result.update(job_result(job))
     return result

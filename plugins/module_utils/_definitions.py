@@ -110,6 +110,14 @@ def _parse_bundle_text(text, origin):
         raise BundleSyntaxError("bundle from %s is not valid YAML: %s" % (origin, " ".join(str(exc).split())), text, origin)
 
 
+def load_bundle_explained(client, src=None, content=None):
+    """:func:`load_bundle`, with the cluster's validator explaining a bundle that does not parse."""
+    try:
+        return load_bundle(src=src, content=content)
+    except BundleSyntaxError as err:
+        raise explain_syntax_error(client, err) from None
+
+
 def json_ready(value):
     """Return ``value`` with YAML-only scalars (dates, sets) turned into JSON-compatible ones."""
     return json.loads(json.dumps(value, default=str))

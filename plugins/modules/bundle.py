@@ -112,12 +112,7 @@ violations:
   elements: dict
 """
 
-from ansible_collections.ceptra.backfill.plugins.module_utils._definitions import (
-    BundleSyntaxError,
-    ensure_bundle,
-    explain_syntax_error,
-    load_bundle,
-)
+from ansible_collections.ceptra.backfill.plugins.module_utils._definitions import ensure_bundle, load_bundle_explained
 from ansible_collections.ceptra.backfill.plugins.module_utils._module import CeptraModule
 
 
@@ -129,10 +124,7 @@ def main():
         "state": {"type": "str", "choices": ["validated", "present"], "default": "present"},
     }, mutually_exclusive=[["src", "content"]], required_one_of=[["src", "content"]])
     with module.reporting("validate or upload the bundle"):
-        try:
-            bundle = load_bundle(src=module.params["src"], content=module.params["content"])
-        except BundleSyntaxError as err:
-            raise explain_syntax_error(module.client, err) from None
+        bundle = load_bundle_explained(module.client, src=module.params["src"], content=module.params["content"])
         result = ensure_bundle(module.client, bundle, state=module.params["state"], check_mode=module.check_mode)
     module.exit_json(**result)
 

@@ -80,8 +80,9 @@ options:
       - Every host of the worker group (same list on every host); partitions are dealt among them.
       - The first real run records the list in the cursor store; a worker passing another list
         fails with the recorded one (two lists would deal overlapping shares).
-      - In an AWX sliced job C(groups[...]) holds only the slice's own hosts; pass the complete
-        list as an extra variable instead.
+      - Pass the complete list explicitly (an extra variable, the same for every worker). In an AWX
+        sliced job C(groups[...]) holds only the slice's own hosts, so each slice would deal a
+        different table; C(playbooks/replay_workers.yml) takes the list as C(replay_workers_hosts).
     type: list
     elements: str
   reassign_workers:
@@ -231,7 +232,7 @@ EXAMPLES = r"""
     run_id: incident-4711
     window_start_ns: 1732600000000000000
     window_end_ns: 1732603600000000000
-    worker_hosts: "{{ groups['replay_workers'] }}"
+    worker_hosts: "{{ replay_workers_hosts }}"   # the complete worker list, an extra variable
     this_host: "{{ inventory_hostname }}"
     time_budget: 60
     audit_file: /var/log/ceptra/replay-audit.jsonl

@@ -18,6 +18,12 @@ description:
     It is not the historic backfill (see M(ceptra.backfill.historic_replay)).
   - With O(needs_replay_only=true) the job covers exactly the partitions whose shadow needs a
     WAL replay (optionally limited to O(part_ids)); when there is none the module changes nothing.
+  - A job that is still running and already covers the selected partitions (started by an earlier,
+    interrupted run; found through the CP audit log's C(replay_job) records) is waited for instead
+    of starting a second one (RV(resumed)).
+  - With O(job_id) the module only reads that job once (progress per partition, RV(done)); use
+    it in an C(until) loop to show progress on each poll (the C(ceptra.backfill.audit) callback
+    prints the figures).
 extends_documentation_fragment:
   - ceptra.backfill.connection
   - ceptra.backfill.attributes
@@ -42,6 +48,11 @@ options:
     default: false
   bundle_id:
     description: With O(needs_replay_only=true), look only at this bundle's shadows.
+    type: str
+  job_id:
+    description:
+      - Read this job's progress once and start nothing (RV(done) tells whether it ended). A failed
+        job fails the task with its error.
     type: str
   reason:
     description: Why the job runs (kept in the job and the audit log).
@@ -71,6 +82,22 @@ EXAMPLES = r"""
     bundle_id: "{{ uploaded.bundle_id }}"
   register: replay
 
+- name: Start the replay without waiting
+  ceptra.backfill.wal_replay:
+    needs_replay_only: true
+    bundle_id: "{{ uploaded.bundle_id }}"
+    wait: false
+  register: started
+
+- name: Wait for it, showing progress on each poll
+  ceptra.backfill.wal_replay:
+    job_id: "{{ started.job_id }}"
+  register: job
+  until: job.done
+  retries: 300
+  delay: 2
+  when: started.job_id is defined
+
 - name: Replay partitions 0 and 3 now
   ceptra.backfill.wal_replay:
     part_ids: ["0", "3"]
@@ -97,10 +124,20 @@ state:
   returned: when a job was started
   type: str
 partitions:
-  description: Per partition C(from_index), C(to_index), C(replayed_index) and C(done).
+  description: Per partition C(from_index), C(to_index), C(replayed_index), C(done), and the progress
+    figures C(events_done), C(events_total) and C(status).
   returned: always
   type: dict
-  sample: {"0": {"from_index": 120, "to_index": 480, "replayed_index": 480, "done": true}}
+  sample: {"0": {"from_index": 120, "to_index": 480, "replayed_index": 480, "done": true,
+                 "events_done": 360, "events_total": 360, "status": "done"}}
+done:
+  description: True when the job ended (or no job was needed).
+  returned: always
+  type: bool
+resumed:
+  description: True when a running job of an earlier run covered the partitions and was waited for.
+  returned: when such a job was found
+  type: bool
 job:
   description: The job document as the cluster returned it.
   returned: always
@@ -121,6 +158,7 @@ def main():
         "part_ids": {"type": "list", "elements": "str"},
         "needs_replay_only": {"type": "bool", "default": False},
         "bundle_id": {"type": "str"},
+        "job_id": {"type": "str"},
         "reason": {"type": "str", "default": "ceptra.backfill.wal_replay"},
         "wait": {"type": "bool", "default": True},
         "wait_timeout": {"type": "int", "default": 600},
@@ -131,7 +169,7 @@ def main():
         result = run_wal_replay(module.client, part_ids=params["part_ids"], needs_replay_only=params["needs_replay_only"],
                                 bundle_id=params["bundle_id"], reason=params["reason"], wait=params["wait"],
                                 timeout=params["wait_timeout"], interval=params["wait_interval"],
-                                check_mode=module.check_mode)
+                                check_mode=module.check_mode, job_id=params["job_id"])
     module.exit_json(**result)
 
 

@@ -185,8 +185,9 @@ def _replayed(cursors_path, run_id):
 
 
 def test_killed_mid_replay_resumes_and_every_event_applies_once(env):
-    """A second outage; the run is killed mid-replay (AWX cancel) and rerun: it resumes and
-    finishes, and after the traffic stops every partition equals the reference exactly."""
+    """A second outage; the run is killed mid-replay (AWX cancel), rollback.yml reverts the override
+    it left behind, and the rerun resumes and finishes; after the traffic stops every partition
+    equals the reference exactly (every event applied once)."""
     since = time.time_ns()
     start_outage(env.pair.lab, OUTAGE_B, 3000)
     wait_outage_over(env.pair.lab, OUTAGE_B)
@@ -202,6 +203,12 @@ def test_killed_mid_replay_resumes_and_every_event_applies_once(env):
     cancel()
     killed = job.wait()
     assert killed.status == "canceled", killed.stdout[-2000:]
+    # A killed run leaves its override staged (no rescue ran); rollback.yml reverts it.
+    ledger = env.config()["config"]["annotations"].get("ceptra.backfill/overrides", {})
+    assert "backfill-partial-INC-B" in ledger
+    rolled_back = env.job.run("rollback.yml", {"ceptra_incident_id": "INC-B"})
+    assert rolled_back.rc == 0, rolled_back.stdout[-2000:]
+    assert "backfill-partial-INC-B" not in env.config()["config"]["annotations"].get("ceptra.backfill/overrides", {})
     extravars.pop("history_replay_max_rate")
     resumed = env.job.run("scenario_partial.yml", dict(extravars, history_replay_initial_rate=2000))
     assert resumed.rc == 0, resumed.stdout[-4000:]

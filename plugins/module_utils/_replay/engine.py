@@ -170,8 +170,8 @@ def run_failure(result, run_id, fail_on_stopped=True):
         return ("historic_replay run %s aborted: %s. Check the cluster's apply and replication lag, then rerun the "
                 "task to resume from the cursors" % (run_id, result["aborted"]))
     if result["done"] and result.get("refused"):
-        names = "; ".join("partition %s: column(s) %s: %s" % (r.get("part_id"), ", ".join(r.get("columns") or []),
-                                                             r.get("message")) for r in result["refused"])
+        names = "; ".join("partition %s: column(s) %s: %s" % (
+            r.get("part_id"), ", ".join(r.get("columns") or []), r.get("message")) for r in result["refused"])
         return ("historic_replay run %s: partition(s) refused, their rows cannot be ordered (the other partitions "
                 "were replayed): %s" % (run_id, names))
     if result["done"] and result["stopped"] and fail_on_stopped:

@@ -78,7 +78,8 @@ def check_worker_group(store, run_id, worker_hosts, register=True, replace=False
         raise FanoutError(
             "run %s deals its partitions over the worker group %s, but this worker passes %s. Every worker of "
             "a run must pass the same complete list (in an AWX sliced job groups[...] holds only the slice's own "
-            "hosts: pass the whole list as an extra variable, see docs/historic-source.md). If the group changed "
+            "hosts: pass the whole list as an extra variable, as playbooks/replay_workers.yml takes it in "
+            "replay_workers_hosts; see docs/historic-source.md). If the group changed "
             "on purpose, stop every worker of the run and rerun with reassign_workers: true "
             "(CLI --reassign-workers)." % (run_id, recorded, hosts))
     return hosts

@@ -76,6 +76,8 @@ def rows_done(rows, acked):
     """How many leading ``rows`` (events to send, and copies not sent) are done when the first
     ``acked`` events to send among them were acked: every copy up to the first unacked event
     is done too (the event it copies came earlier in the order, so it was acked)."""
+    if acked == len(rows):
+        return acked     # no copies among them (the usual window): every row is done
     count = 0
     for index, event in enumerate(rows):
         if event.duplicate_of is None:

@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from ansible.module_utils import _internal as module_internal
+from ansible.module_utils.common import warnings as module_warnings
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient
@@ -40,6 +42,12 @@ def run_module(capsys, monkeypatch):
 
     def run(module, args, client=None, check_mode=False, diff=False):
         args = dict(args)
+        # A module runs in a process of its own: once a test in this worker imported controller
+        # code, Ansible sends module warnings to the controller's display instead of the result,
+        # and warnings stay recorded (once each) across module runs. Reset both, as a new process would.
+        monkeypatch.setattr(module_internal, "is_controller", False)
+        module_warnings._global_warnings.clear()
+        module_warnings._global_deprecations.clear()
         if client is not None:
             monkeypatch.setattr(CeptraClient, "from_module", classmethod(lambda cls, _module: client))
             for key, value in CONNECTION.items():

@@ -184,6 +184,23 @@ def test_waiting_times_out_naming_missing_partitions():
     assert "timed out after 5s" in caught.value.message and "missing: 3" in caught.value.message
 
 
+def test_a_shadow_that_fails_while_the_barrier_waits_stops_the_wait_naming_the_choices():
+    cluster = ControlPlane()
+    cluster.add_bundle("b@1", READY_SHADOW, p3=PENDING_SHADOW)
+    original = cluster._get_activation
+
+    def fail_on_poll(call):
+        cluster.set_shadow("b@1", "3", FAILED_SHADOW)
+        return original(call)
+
+    cluster._get_activation = fail_on_poll
+    with pytest.raises(ControlPlaneError) as caught:
+        run(cluster, timeout=600)
+    assert "blocked by partition(s) in shadow failure: 3" in caught.value.message
+    assert 'exclude_partitions: ["3"]' in caught.value.message and "abort: true" in caught.value.message
+    assert caught.value.details["failed_partitions"] == ["3"]
+
+
 def test_an_aborted_barrier_while_waiting_fails():
     cluster = ControlPlane()
     cluster.add_bundle("b@1", READY_SHADOW, p3=PENDING_SHADOW)
@@ -245,7 +262,8 @@ def test_needs_replay_only_replays_exactly_those_partitions_then_is_unchanged():
     result = replay(cluster, needs_replay_only=True, bundle_id="b@1")
     assert result["changed"] is True and result["part_ids"] == ["1", "3"]
     assert result["state"] == "completed"
-    assert result["partitions"]["1"] == {"from_index": 10, "to_index": 50, "replayed_index": 50, "done": True}
+    assert result["partitions"]["1"] == {"from_index": 10, "to_index": 50, "replayed_index": 50, "done": True,
+                                         "events_done": 40, "events_total": 40, "status": "done"}
     expected_body = {"part_ids": ["1", "3"], "from": "latest_full_checkpoint", "reason": "ceptra.backfill.wal_replay"}
     assert cluster.writes("replay_jobs")[0][4] == expected_body
     again = replay(cluster, needs_replay_only=True, bundle_id="b@1")
@@ -302,4 +320,29 @@ def test_a_slow_job_times_out_naming_unfinished_partitions():
 def test_replay_progress_accepts_a_partition_list():
     progress = act.replay_progress({"partitions": [{"partition_id": 4, "from_index": 1, "to_index": 9,
                                                     "replayed_index": 5}]})
-    assert progress == {"4": {"from_index": 1, "to_index": 9, "replayed_index": 5, "done": False}}
+    assert progress == {"4": {"from_index": 1, "to_index": 9, "replayed_index": 5, "done": False,
+                              "events_done": 4, "events_total": 8, "status": "running"}}
+
+
+def test_a_job_is_polled_once_by_id_with_progress_figures():
+    cluster = ControlPlane()
+    cluster.add_bundle("b@2", READY_SHADOW, p1=WAITING_SHADOW)
+    started = act.run_wal_replay(cluster, needs_replay_only=True, bundle_id="b@2", wait=False)
+    cluster.job_polls = 2
+    first = act.run_wal_replay(cluster, job_id=started["job_id"])
+    assert first["changed"] is False and first["done"] is False
+    assert first["partitions"]["1"]["events_done"] == 0 and first["events_total"] == 40
+    second = act.run_wal_replay(cluster, job_id=started["job_id"])
+    assert second["done"] is True and second["events_done"] == 40 and second["run_id"] == started["job_id"]
+
+
+def test_a_rerun_waits_for_the_running_job_of_an_interrupted_run_instead_of_starting_another():
+    cluster = ControlPlane()
+    cluster.add_bundle("b@2", READY_SHADOW, p1=WAITING_SHADOW, p2=WAITING_SHADOW)
+    cluster.job_polls = 100
+    started = act.run_wal_replay(cluster, needs_replay_only=True, bundle_id="b@2", wait=False)
+    cluster.job_polls = 3                      # running when the rerun finds it, completed while it waits
+    fake = FakeTime()
+    resumed = act.run_wal_replay(cluster, needs_replay_only=True, bundle_id="b@2", sleep=fake.sleep, clock=fake.clock)
+    assert resumed["resumed"] is True and resumed["job_id"] == started["job_id"] and resumed["state"] == "completed"
+    assert len(cluster.writes("replay_jobs")) == 1

@@ -337,6 +337,13 @@ def test_postgres_native_types_jsonb_uuid_integer_partition(tmp_path, pg_dsn):
         # Raft order looks up earlier copies by (event_time_ns, event_id): uuid values must bind.
         by_raft = read_all(b.open(table=table, order_by="raft_index"), "3", 3)
         assert [e.event["payload"]["value"] for e in by_raft] == list(range(7))
+        # jsonb is read as its text (no driver decode), through the same checks
+        reads = [q for q in src.statements if "\"payload\"" in q]
+        assert reads and all("CAST(\"payload\" AS text)" in q and "CAST(\"flags\" AS text)" in q for q in reads)
+        b.execute("INSERT INTO %s (part_id, raft_index, event_time_ns, event_id, partition_key, schema_key, payload) "
+                  "VALUES (3, 99, 200, gen_random_uuid(), 'k', 'metric_sample_v1', '[1, 2]')" % table)
+        last = read_all(b.open(table=table, order_by="raft_index"), "3", 100)[-1]
+        assert last.error == "payload must be a JSON object, got an array" and last.seq == 8
     finally:
         b.close()
 

@@ -314,6 +314,9 @@ class ControlPlane(CeptraClient):
         targeted = [p for p in self.part_ids if p not in barrier["exclude_partitions"]]
         missing = [p for p in targeted if entry["partitions"][p]["cep_shadow_state"] != "SHADOW_READY"]
         barrier["missing_partitions"] = missing
+        # like the lab: failed shadows are named and block the barrier until excluded or aborted
+        barrier["blocked_partitions"] = [p for p in missing if entry["partitions"][p]["cep_shadow_state"]
+                                         in ("SHADOW_FAILED", "SHADOW_TIMEOUT")]
         if not missing:
             barrier["state"] = "committed"
             barrier["barrier_index"] = {p: 100 for p in targeted}
@@ -354,6 +357,9 @@ class ControlPlane(CeptraClient):
         self.jobs[job_id] = {"job_id": job_id, "state": "running", "polls": 0,
                              "partitions": {p: {"from_index": 10, "to_index": 50, "replayed_index": 10}
                                             for p in call.body["part_ids"]}}
+        # the CP audits every replay job (contract section 3, /v1/audit)
+        self.audit.append({"id": "a-%d" % (len(self.audit) + 1), "ts": time.time(), "actor": "cp", "kind": "replay_job",
+                           "details": {"job_id": job_id, "part_ids": list(call.body["part_ids"])}})
         return 202, {"job_id": job_id, "state": "running"}
 
     def _get_replay_job(self, call):

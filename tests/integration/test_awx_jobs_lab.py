@@ -1,0 +1,285 @@
+"""Job templates of extensions/awx run as AWX runs them (ansible-runner, see awx_jobs.py),
+against a lab that speaks mutual TLS only, with the certificates of ``ceptra-lab certs``
+reaching the modules through the "CEPtra control plane" credential's injectors.
+
+The sliced replay-workers template runs as 3 runner jobs at once, each with its slice's
+inventory: together they replay every partition exactly once, each slice its own share, and
+the audit log names the AWX operator.
+"""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from ansible_collections.ceptra.backfill.plugins.module_utils._audit_chain import verify_chain
+from ceptra_lab import traffic
+from ceptra_lab.traffic import seed_history
+
+from . import awx_jobs
+from .runbook_support.faults import start_outage, wait_outage_over
+from .runbook_support.labs import BUNDLE as RUNBOOK_BUNDLE, activate_bundle
+
+REPO = awx_jobs.REPO
+BUNDLE = os.path.join(os.path.dirname(REPO), "shared", "reference", "bundles", "gaming_cheat_detection.yaml")
+SLICED = "CEPtra replay workers (sliced)"
+CREDENTIAL = "CEPtra production control plane"
+REPLAY_TASK = "Replay the window in slices until every partition is done"   # roles/history_replay
+PARTITIONS = 8
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """The test PKI of ``ceptra-lab certs``."""
+    directory = tmp_path_factory.mktemp("certs")
+    subprocess.run([sys.executable, "-m", "ceptra_lab", "certs", str(directory)], check=True, capture_output=True)
+    return directory
+
+
+def credential_inputs(lab, certs, role="operator"):
+    """What an operator pastes into the credential: URL and PEM texts of one role's identity."""
+    def read(name):
+        return (certs / name).read_text(encoding="utf-8")
+
+    return {CREDENTIAL: {"url": lab.url, "client_cert": read("%s.pem" % role),
+                         "client_key": read("%s-key.pem" % role), "ca_cert": read("ca.pem")}}
+
+
+@pytest.fixture
+def history(pg_dsn):
+    """A seeded PostgreSQL history table and a cursor table name, dropped afterwards."""
+    import psycopg
+
+    suffix = uuid.uuid4().hex[:8]
+    tables = {"history": "awx_history_" + suffix, "cursors": "awx_cursors_" + suffix}
+    tables["rows"] = seed_history(pg_dsn, partitions=PARTITIONS, events_per_partition=300, bundle=BUNDLE,
+                                  duplicate_ratio=0.03, table=tables["history"])
+    with psycopg.connect(pg_dsn) as conn:
+        tables["distinct"] = conn.execute("SELECT COUNT(*) FROM (SELECT DISTINCT part_id, event_id FROM %s) d"
+                                          % tables["history"]).fetchone()[0]
+    yield tables
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for table in (tables["history"], tables["cursors"], tables["cursors"] + "_pause", tables["cursors"] + "_workers"):
+            conn.execute("DROP TABLE IF EXISTS %s" % table)
+
+
+def databases(pg_dsn, history):
+    """The template's database extra vars, pointed at the test database."""
+    return {"history_replay_source": {"type": "postgresql", "dsn": pg_dsn, "table": history["history"]},
+            "history_replay_cursor_store": {"type": "postgresql", "dsn": pg_dsn, "table": history["cursors"]}}
+
+
+@pytest.mark.postgres
+def test_sliced_replay_template_replays_every_partition_once(lab_factory, certs, history, pg_dsn, tmp_path):
+    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    assert lab.url.startswith("https://")
+    defs = awx_jobs.definitions()
+    template = awx_jobs.find(defs, "controller_templates", SLICED)
+    audit_log = tmp_path / "volume" / "backfill-audit.jsonl"
+    audit_log.parent.mkdir()
+    inputs = credential_inputs(lab, certs)
+    runs = awx_jobs.run_sliced(str(tmp_path / "jobs"), template, defs, inputs, 4100, "alice",
+                               answers={"ceptra_incident_id": "INC-4711"}, extra_vars=databases(pg_dsn, history),
+                               extra_env={"CEPTRA_AUDIT_LOG": str(audit_log)})
+
+    # one job per slice, each with only its own host, as AWX slices the inventory
+    assert [run.hosts for run in runs] == [["replay-worker-1"], ["replay-worker-2"], ["replay-worker-3"]]
+    shares = {}
+    for run in runs:
+        (host,) = run.hosts
+        assert run.status == "successful" and run.rc == 0, run.stdout[-3000:]
+        assert set(run.stats["ok"]) == {host} and not run.stats["failures"] and not run.stats["dark"]
+        assert run.stats["changed"] == {host: 1}   # the replay sent events; the rest only reads
+        (replayed,) = run.task_events(REPLAY_TASK)
+        assert replayed["event_data"]["host"] == host
+        result = replayed["event_data"]["res"]
+        assert result["done"] is True and result["events_done"] == result["events_total"] > 0
+        shares[host] = result["assigned_partitions"]
+        # the progress is AWX's artifacts (set_stats of the history_replay role)
+        artifacts = run.artifact_data()["ceptra_replay"]
+        assert sorted(artifacts["partitions"]) == sorted(shares[host])
+        assert int(artifacts["events_done"]) == result["events_done"]
+        # the key and the token never reach the job output or its events
+        blob = run.stdout + json.dumps(run.events)
+        assert "PRIVATE KEY" not in blob and inputs[CREDENTIAL]["client_key"].splitlines()[1] not in blob
+
+    assigned = [part for share in shares.values() for part in share]
+    assert sorted(assigned, key=int) == [str(p) for p in range(PARTITIONS)]   # each partition in one slice
+    assert sorted(len(share) for share in shares.values()) == [2, 3, 3]
+    # every distinct historic event applied exactly once, over all slices
+    status, dummy, state = lab.request("GET", "/v1/state", role="observer")
+    assert status == 200
+    assert sum(p["commit_index"] for p in state["partitions"]) == history["distinct"] < history["rows"]
+
+    # the three slices appended to one chain-verified audit log, each under its AWX job, as the operator
+    report = verify_chain(str(audit_log))
+    assert report["ok"], report["problems"]
+    assert sorted(report["runs"]) == ["awx-job-4101", "awx-job-4102", "awx-job-4103"]
+    assert {run["operator"] for run in report["runs"].values()} == {"alice"}
+
+
+@pytest.mark.postgres
+def test_a_slice_without_the_complete_worker_list_sends_nothing(lab_factory, certs, history, pg_dsn, tmp_path):
+    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    defs = awx_jobs.definitions()
+    template = dict(awx_jobs.find(defs, "controller_templates", SLICED))
+    template["extra_vars"] = {k: v for k, v in template["extra_vars"].items() if k != "replay_workers_hosts"}
+    run = awx_jobs.run_job(str(tmp_path / "jobs"), template, defs, credential_inputs(lab, certs), 4200, "bob",
+                           answers={"ceptra_incident_id": "INC-4712"}, extra_vars=databases(pg_dsn, history),
+                           hosts=["replay-worker-2"], extra_env={"CEPTRA_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
+    assert run.status == "failed"
+    (failed,) = [e for e in run.events if e["event"] == "runner_on_failed"]
+    assert failed["event_data"]["task"] == "Gate: the complete worker list is given and holds this worker"
+    assert "replay_workers_hosts" in failed["event_data"]["res"]["msg"]
+    assert "each slice sees only" in failed["event_data"]["res"]["msg"]
+    status, dummy, state = lab.request("GET", "/v1/state", role="observer")
+    assert sum(p["commit_index"] for p in state["partitions"]) == 0
+
+
+@pytest.mark.postgres
+def test_job_type_check_gives_the_plan_and_sends_nothing(lab_factory, certs, history, pg_dsn, tmp_path):
+    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    defs = awx_jobs.definitions()
+    template = awx_jobs.find(defs, "controller_templates", SLICED)
+    all_hosts = template["extra_vars"]["replay_workers_hosts"]
+    run = awx_jobs.run_job(str(tmp_path / "jobs"), template, defs, credential_inputs(lab, certs), 4300, "carol",
+                           job_type="check", answers={"ceptra_incident_id": "INC-4713"},
+                           extra_vars=databases(pg_dsn, history), hosts=awx_jobs.slice_hosts(all_hosts, 2, 3),
+                           extra_env={"CEPTRA_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
+    assert run.status == "successful", run.stdout[-3000:]
+    # check mode reports what the run would change (the replay) and changes nothing
+    assert run.stats["changed"] == {"replay-worker-2": 1} and set(run.stats["ok"]) == {"replay-worker-2"}
+    (planned,) = run.task_events(REPLAY_TASK)   # check mode: one round, the plan
+    plan = planned["event_data"]["res"]
+    assert plan["assigned_partitions"] == ["1", "4", "7"] and plan["plan"]["events_remaining"] > 0
+    assert int(run.artifact_data()["ceptra_replay"]["events_total"]) == plan["plan"]["events_remaining"]
+    status, dummy, state = lab.request("GET", "/v1/state", role="observer")
+    assert sum(p["commit_index"] for p in state["partitions"]) == 0
+
+
+@pytest.mark.postgres
+def test_replay_workflow_plans_then_replays_after_approval(lab_factory, certs, history, pg_dsn, tmp_path):
+    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    defs = awx_jobs.definitions()
+    workflow = awx_jobs.find(defs, "controller_workflows", "CEPtra replay workers (plan, approve, replay)")
+    asked = []
+    nodes = awx_jobs.run_workflow(str(tmp_path / "jobs"), workflow, defs, credential_inputs(lab, certs), 5000, "dave",
+                                  answers={"ceptra_incident_id": "INC-5000"}, extra_vars=databases(pg_dsn, history),
+                                  approve=lambda node: asked.append(node["approval_node"]["name"]) or True,
+                                  extra_env={"CEPTRA_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
+    assert asked == ["Approve the replay plan"]
+    plan = nodes[0]
+    assert plan.identifier == "plan" and plan.status == "successful" and len(plan.jobs) == 3
+    planned = {}
+    for job in plan.jobs:   # check mode: each worker's plan (sending nothing, as the test above shows)
+        assert job.status == "successful"
+        planned[job.hosts[0]] = job.task_events(REPLAY_TASK)[0]["event_data"]["res"]["assigned_partitions"]
+    assert sorted(p for share in planned.values() for p in share) == sorted(str(p) for p in range(PARTITIONS))
+    status, dummy, state = lab.request("GET", "/v1/state", role="observer")
+    committed = sum(p["commit_index"] for p in state["partitions"])
+    assert [(n.identifier, n.status) for n in nodes] == [("plan", "successful"), ("approve", "successful"),
+                                                         ("replay", "successful")]
+    replayed = {job.hosts[0]: job.task_events(REPLAY_TASK)[0]["event_data"]["res"]["assigned_partitions"]
+                for job in nodes[2].jobs}
+    assert replayed == planned   # as planned and approved
+    assert committed == history["distinct"]
+
+
+PARTIAL_WORKFLOW = "CEPtra partial recovery (recover, then verify or roll back)"
+FULL_WORKFLOW = "CEPtra full recovery (recover, then verify or roll back)"
+# (workflow, the source variables of its scenario, the task of the scenario that fails first)
+FAILING = {
+    "partial": (PARTIAL_WORKFLOW, "history_replay", "Gate: a missing window was found"),
+    "full": (FULL_WORKFLOW, "full_recovery",
+             "Plan the full recovery (partitions, start positions, events, dedup capacity, overrides)"),
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("scenario", sorted(FAILING))
+def test_scenario_workflow_rolls_back_when_the_scenario_fails(lab_factory, certs, history, pg_dsn, tmp_path, scenario):
+    # Nothing happened to the cluster: partial's discover gate finds no missing window, full's
+    # plan finds no wiped partition, and the run fails there (survey defaults, credential
+    # injection, mutual TLS); the workflow takes its failure path to the rollback, which succeeds.
+    name, prefix, first_failure = FAILING[scenario]
+    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    defs = awx_jobs.definitions()
+    workflow = awx_jobs.find(defs, "controller_workflows", name)
+    audit_log = tmp_path / "audit.jsonl"
+    sources = {prefix + "_source": {"type": "postgresql", "dsn": pg_dsn, "table": history["history"]},
+               prefix + "_cursor_store": {"type": "postgresql", "dsn": pg_dsn, "table": history["cursors"]}}
+    nodes = awx_jobs.run_workflow(str(tmp_path / "jobs"), workflow, defs, credential_inputs(lab, certs), 6000, "erin",
+                                  answers={"ceptra_incident_id": "INC-6000"}, extra_vars=sources,
+                                  extra_env={"CEPTRA_AUDIT_LOG": str(audit_log)})
+    assert [(n.identifier, n.status) for n in nodes] == [("recover", "failed"), ("rollback", "successful")]
+    (recover,) = nodes[0].jobs
+    failed = [e["event_data"]["task"] for e in recover.events if e["event"] == "runner_on_failed"]
+    assert failed[0] == first_failure and failed[-1] == "Fail naming the gate"
+    run = recover.artifact_data()["ceptra_run"]
+    assert run["outcome"] == "failed" and run["run_id"] == "%s-INC-6000" % scenario
+    (rollback,) = nodes[1].jobs
+    assert rollback.stats["failures"] == {} and set(rollback.stats["ok"]) == {"ops-runner-1"}
+    # the rollback job worked on the scenario's run, which it found in the artifacts
+    assert "%s-INC-6000" % scenario in json.dumps([e["event_data"].get("res") for e in rollback.events])
+    report = verify_chain(str(audit_log))
+    assert report["ok"], report["problems"]
+    assert {run["operator"] for run in report["runs"].values()} == {"erin"}
+    assert len(report["runs"]) == 2   # the scenario job and the rollback job
+
+
+def live_traffic_with_an_outage(lab, certs, archive, outage_parts, outage_ms=1500):
+    """Live traffic over mutual TLS (as the operator) with an outage of ``outage_parts`` in the middle;
+    every generated event, refused ones included, is archived in ``archive`` (the history)."""
+    stop = threading.Event()
+    worker = threading.Thread(target=traffic.live, daemon=True, kwargs=dict(
+        url=lab.url, token=None, rate=200.0, duration=120.0, bundle=RUNBOOK_BUNDLE, partitions=lab.partitions,
+        cacert=str(certs / "ca.pem"), cert=str(certs / "operator.pem"), key=str(certs / "operator-key.pem"),
+        out=io.StringIO(), archive="sqlite:" + archive, classification_ratio=1.0, stop=stop))
+    worker.start()
+    try:
+        time.sleep(1.0)
+        start_outage(lab, outage_parts, outage_ms)
+        wait_outage_over(lab, outage_parts)
+        time.sleep(1.0)   # the archive holds the window's events
+    finally:
+        stop.set()
+        worker.join(30)
+
+
+@pytest.mark.slow
+def test_partial_workflow_recovers_the_window_then_verifies(lab_factory, certs, tmp_path):
+    lab = lab_factory(partitions=4, test_mode=True, tls_dir=str(certs))
+    activate_bundle(lab)
+    history_db = str(tmp_path / "history.sqlite")
+    live_traffic_with_an_outage(lab, certs, history_db, ["1", "2"])
+    defs = awx_jobs.definitions()
+    workflow = awx_jobs.find(defs, "controller_workflows", PARTIAL_WORKFLOW)
+    audit_log = tmp_path / "audit.jsonl"
+    sources = {"history_replay_source": {"type": "sqlite", "path": history_db},
+               "history_replay_cursor_store": {"type": "sqlite", "path": str(tmp_path / "cursors.sqlite")}}
+    nodes = awx_jobs.run_workflow(str(tmp_path / "jobs"), workflow, defs, credential_inputs(lab, certs), 6100, "grace",
+                                  answers={"ceptra_incident_id": "INC-6100"}, extra_vars=sources,
+                                  extra_env={"CEPTRA_AUDIT_LOG": str(audit_log),
+                                             "CEPTRA_REPORT_DIR": str(tmp_path / "reports"),
+                                             "CEPTRA_HOLD_DIR": str(tmp_path)})
+    assert [(n.identifier, n.status) for n in nodes] == [("recover", "successful"), ("verify", "successful")], \
+        [job.stdout[-3000:] for n in nodes for job in n.jobs]
+    (recover,) = nodes[0].jobs
+    stats = recover.artifact_data()
+    assert stats["ceptra_plan"]["partitions"] == ["1", "2"] and stats["ceptra_run"]["outcome"] == "completed"
+    assert stats["ceptra_replay"]["events_done"] >= stats["ceptra_plan"]["events"] > 0
+    progress = [e for e in recover.events if e["event"] == "runner_retry" or " p1: " in e.get("stdout", "")]
+    assert progress   # the replay loop's per-partition progress reached the job's events
+    # verify found the scenario's run through the artifacts the workflow passed down
+    (verify,) = nodes[1].jobs
+    assert verify.stats["failures"] == {}
+    assert (tmp_path / "reports" / "verify-partial-INC-6100.json").is_file()
+    report = verify_chain(str(audit_log))
+    assert report["ok"], report["problems"]
+    assert {run["operator"] for run in report["runs"].values()} == {"grace"}
