@@ -170,8 +170,11 @@ class GateKeeper(object):
         why = []
         for part_id in result["closed"]:
             reasons = result["blocked"].get(part_id)
-            why.append("partition %s: %s" % (part_id, ", ".join(reasons) if reasons else
-                                              ("held by the operator's hold file" if result["held"] else "closed")))
+            if reasons:
+                cause = ", ".join(reasons)
+            else:
+                cause = "held by the operator's hold file" if result["held"] else "closed"
+            why.append("partition %s: %s" % (part_id, cause))
         return ("Gate: ingress open: partition(s) %s still in warmup after %gs (%s); the gate stays closed, so live "
                 "clients keep getting TRANSIENT_WARMUP there. Clear the cause (lags, fence) or remove the hold file, "
                 "then rerun the scenario to resume" % (", ".join(result["closed"]), timeout, "; ".join(why)))

@@ -110,8 +110,9 @@ class RecoveryLabs(object):
         self.rows = history_rows(PARTS, self.per_part, time.time_ns() - 20 * 60 * S)
         self.history = str(tmp_path / "history.db")
         write_history(self.history, self.rows, raft_index=raft_index)
-        self.lab = LabProcess(partitions=PARTS, test_mode=True).__enter__()
-        self.reference = LabProcess(partitions=PARTS, test_mode=True).__enter__()
+        # a generous start-up timeout: on a loaded 2-core machine a lab took 12 s to start
+        self.lab = LabProcess(partitions=PARTS, test_mode=True, startup_timeout=90).__enter__()
+        self.reference = LabProcess(partitions=PARTS, test_mode=True, startup_timeout=90).__enter__()
         status, _h, body = self.reference.request(
             "PATCH", "/v1/config", {"lateness_allowance_ms": WIDE_MS, "correction_horizon_ms": WIDE_MS},
             role="operator")
