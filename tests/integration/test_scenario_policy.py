@@ -134,7 +134,7 @@ class Live(object):
         sequence = 0
         while not self._stop.is_set():
             batch = {}
-            for _ in range(5):
+            for dummy in range(5):
                 sequence += 1
                 part_id = str(sequence % PARTITIONS)
                 batch.setdefault(part_id, []).append({

@@ -130,5 +130,5 @@ def test_the_override_widens_l_and_c_of_the_metrics_the_history_feeds_only():
     knobs = {"lateness_allowance_ms": 10 * DAY_MS + 3600000, "correction_horizon_ms": 10 * DAY_MS + 3600000}
     assert settings == {"metrics": {"flags": knobs, "flags_180d": knobs}}
     assert pre.override_plan([FLAGS], {}, 0) == ([], {})
-    _, small = pre.override_plan([FLAGS], None, 0)
+    dummy, small = pre.override_plan([FLAGS], None, 0)
     assert small["metrics"]["flags"] == {"lateness_allowance_ms": 3600000, "correction_horizon_ms": 7200000}
