@@ -247,7 +247,7 @@ def test_policy_v_plus_one_with_extended_backfill_under_live_traffic(tmp_path):
         plan = planned.set_stats()["ceptra_plan"]
         assert plan["upgrade_false_metrics"] == ["flags_peak"] and plan["needs_wal_replay"] is True
         assert sorted(plan["affected_metrics"]) == ["flags_1h", "flags_30d", "flags_peak"]
-        assert "override policy-" in planned.stdout and "WAL replay before activation: True" in planned.stdout
+        assert "override backfill-policy-" in planned.stdout and "WAL replay before activation: True" in planned.stdout
         assert config_of(lab) == baseline
         assert len(lab_get(lab, "/v1/audit")["records"]) == audit_before
         assert lab_get(lab, "/v1/definitions")["active"]["def_version"] == 1
