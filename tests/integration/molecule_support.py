@@ -124,8 +124,6 @@ def group_lab(tmp_path_factory):
     assert not pid_running(state["pid"]), "the default scenario's destroy left lab pid %s running" % state["pid"]
 
 
-
-
 def run_scenario(molecule_lab, scenario, record_property):
     """``molecule test -s scenario`` on the group's lab; asserts every action it must run ran."""
     env, lab = molecule_lab
