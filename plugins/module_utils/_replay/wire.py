@@ -258,14 +258,16 @@ def healthy_answers(raw, count):
     by byte counts in C, for the usual request; any other answer is handled line by line as
     before.
     """
-    if not count or raw.count(b"\n") != count or raw[-1:] != b"\n" or raw.count(_STATUS_KEY) != count:
+    if not count or raw.count(_STATUS_KEY) != count:
         return None
     lines = raw.split(b"\n")   # count lines and the empty tail
-    if list(map(_count_healthy, lines)).count(1) != count:
+    if len(lines) != count + 1 or lines[-1] or list(map(_count_healthy, lines)).count(1) != count:
         return None
-    duplicates = raw.count(_DUPLICATE_TRUE)
-    if duplicates + raw.count(_DUPLICATE_FALSE) != raw.count(_DUPLICATE_KEY):
-        return None
+    duplicates = 0
+    if _DUPLICATE_KEY in raw:
+        duplicates = raw.count(_DUPLICATE_TRUE)
+        if duplicates + raw.count(_DUPLICATE_FALSE) != raw.count(_DUPLICATE_KEY):
+            return None
     try:
         last = _fast_loads(lines[-2])
     except (ValueError, RecursionError):
