@@ -17,6 +17,7 @@ quoted; every value is a bound parameter. Open a source with ``source.open_sourc
 
 from __future__ import annotations
 
+import itertools
 import json
 import operator
 import os
@@ -352,6 +353,8 @@ class HistoricSource(EventRows):
                 rows = rows[:wanted]
         # rows sharing a key: in content order, the same on every read (SQL leaves it open)
         keys = [key_of(row) for row in rows]
+        if not any(map(operator.eq, keys, itertools.islice(keys, 1, None))):
+            return rows, keys      # the usual page: no two rows share a key (compared in C)
         out, start = None, 0
         for index in range(1, len(rows) + 1):
             if index == len(rows) or keys[index] != keys[start]:
@@ -383,13 +386,21 @@ class HistoricSource(EventRows):
         previous = None
         if after is not None and not passed:
             previous = tuple(after[:n_identity])
+        make_event = self._make_event_fast
+        part_json = enc.quote(part_id)
+        if rows and not copies:
+            ids = keys if len(keys[0]) == n_identity else [key[:n_identity] for key in keys]
+            if (passed or ids[0] != previous) and not any(map(operator.eq, ids, itertools.islice(ids, 1, None))):
+                # the usual page: every row its own event (no row shares the identity of the row
+                # before it, so none is a copy or a repeated key: rank 1 each), no per-row walk;
+                # the first ``passed`` rows (the resume key's) were returned before
+                return [make_event(part_id, part_json, row, key + (1,), seq, summary)
+                        for seq, row, key in zip(itertools.count(after_seq + 1), rows[passed:], keys[passed:])]
         first_of_identity = tuple(key_after) if key_after is not None and not passed else None
         current_key, rank = (tuple(key_after), skip) if key_after is not None and not passed else (None, 0)
         seen = set()        # (event_time_ns, event_id) of the identity's rows so far (raft order)
         events = []
         seq = after_seq
-        make_event = self._make_event_fast
-        part_json = enc.quote(part_id)
         for index, row in enumerate(rows):
             key = keys[index]
             if key == current_key:
