@@ -74,6 +74,19 @@ def _content_key(row):
     return tuple(_sortable(value) for value in row)
 
 
+def _runs(same):
+    """``[(first, end), ...]``: the runs of rows sharing one value (a key, an identity), from
+    ``same`` (``same[i]``: row ``i + 1`` has the value of row ``i``); each run starts at a row
+    that does not share the value of the row before it."""
+    runs = []
+    for index in itertools.compress(range(1, len(same) + 1), same):
+        if runs and runs[-1][1] == index:
+            runs[-1][1] = index + 1
+        else:
+            runs.append([index - 1, index + 1])
+    return runs
+
+
 class HistoricSource(EventRows):
     """Common reader: SQL building, keyset paging, duplicate detection. Backends supply the dialect;
     ``EventRows`` turns the rows into events."""
@@ -353,17 +366,13 @@ class HistoricSource(EventRows):
                 rows = rows[:wanted]
         # rows sharing a key: in content order, the same on every read (SQL leaves it open)
         keys = [key_of(row) for row in rows]
-        if not any(map(operator.eq, keys, itertools.islice(keys, 1, None))):
+        runs = _runs(list(map(operator.eq, keys, itertools.islice(keys, 1, None))))
+        if not runs:
             return rows, keys      # the usual page: no two rows share a key (compared in C)
-        out, start = None, 0
-        for index in range(1, len(rows) + 1):
-            if index == len(rows) or keys[index] != keys[start]:
-                if index - start > 1:
-                    if out is None:
-                        out = list(rows)
-                    out[start:index] = sorted(rows[start:index], key=_content_key)
-                start = index
-        return (rows if out is None else out), keys
+        out = list(rows)
+        for first, end in runs:
+            out[first:end] = sorted(rows[first:end], key=_content_key)
+        return out, keys
 
     def _events(self, part_id, rows, keys, after, after_seq, key_after, skip, summary):
         """Number and classify the page's rows (events to send, copies, rows with a repeated key).
@@ -386,22 +395,44 @@ class HistoricSource(EventRows):
         previous = None
         if after is not None and not passed:
             previous = tuple(after[:n_identity])
-        make_event = self._make_event_fast
         part_json = enc.quote(part_id)
         if rows and not copies:
             ids = keys if len(keys[0]) == n_identity else [key[:n_identity] for key in keys]
-            if (passed or ids[0] != previous) and not any(map(operator.eq, ids, itertools.islice(ids, 1, None))):
-                # the usual page: every row its own event (no row shares the identity of the row
-                # before it, so none is a copy or a repeated key: rank 1 each), no per-row walk;
-                # the first ``passed`` rows (the resume key's) were returned before
-                return [make_event(part_id, part_json, row, key + (1,), seq, summary)
-                        for seq, row, key in zip(itertools.count(after_seq + 1), rows[passed:], keys[passed:])]
+            if passed or ids[0] != previous:
+                # The usual page: most rows differ from the row before them (compared in C), so
+                # each is its own event (not a copy, not a repeated key: rank 1), numbered in
+                # one comprehension; the rare runs of rows sharing an identity are walked row by
+                # row, each from its first row. The first ``passed`` rows (the resume key's) were
+                # returned before.
+                make_event = self._make_event_fast
+                events = [make_event(part_id, part_json, row, key + (1,), seq, summary)
+                          for seq, row, key in zip(itertools.count(after_seq + 1), rows[passed:], keys[passed:])]
+                same = list(map(operator.eq, ids, itertools.islice(ids, 1, None)))
+                for first, end in _runs(same):
+                    if end <= passed:
+                        continue      # a run of the rows returned before
+                    lo = max(first, passed) - passed
+                    events[lo:end - passed] = self._walk(part_id, part_json, rows, keys, (first, end), passed,
+                                                         after_seq + lo, copies, summary, (None, None, None, 0))
+                return events
         first_of_identity = tuple(key_after) if key_after is not None and not passed else None
         current_key, rank = (tuple(key_after), skip) if key_after is not None and not passed else (None, 0)
+        return self._walk(part_id, part_json, rows, keys, (0, len(rows)), passed, after_seq, copies, summary,
+                          (previous, first_of_identity, current_key, rank))
+
+    def _walk(self, part_id, part_json, rows, keys, span, passed, seq, copies, summary, state):
+        """Classify ``rows[span[0]:span[1]]`` one by one from ``state`` (the identity and key of
+        the row before the span, the first key of that identity, the rank within that key):
+        events for the rows from index ``passed`` on, numbered after ``seq``."""
+        time_order = self.order_by == "event_time"
+        find = self.find_copies
+        n_identity = len(self.identity_columns)
+        make_event = self._make_event_fast
+        previous, first_of_identity, current_key, rank = state
         seen = set()        # (event_time_ns, event_id) of the identity's rows so far (raft order)
         events = []
-        seq = after_seq
-        for index, row in enumerate(rows):
+        for index in range(*span):
+            row = rows[index]
             key = keys[index]
             if key == current_key:
                 rank += 1
