@@ -527,8 +527,9 @@ class HistoricSource(EventRows):
         return bound, self._copy_positions(part_id, sorted(repeated, key=_content_key))
 
     def _repeated_events_query(self, where):
-        """(event_time_ns, event_id) of the events stored more than once, once each, at most ``%s`` (bound to ``COPY_INDEX_LIMIT + 1``) rows: a grouped pass over
-        the time index (SQLite answers it from the covering index, 0.2 us/row measured)."""
+        """(event_time_ns, event_id) of the events stored more than once, once each, at most
+        ``%s`` rows (bound to ``COPY_INDEX_LIMIT + 1``): a grouped pass over the time index
+        (SQLite answers it from the covering index, 0.2 us/row measured)."""
         return self._compose("SELECT {ts}, {ei} FROM {t} WHERE {w} GROUP BY {ts}, {ei} HAVING COUNT(*) > 1 LIMIT %s",
                              ts=self._col("event_time_ns"), ei=self._col("event_id"), t=self._ident(self.table), w=where)
 
