@@ -138,15 +138,6 @@ def measure_source_read_detailed(spec, part_ids, limit=1000):
              "us_per_event": seconds * per, "cpu_us_per_event": cpu * per})
 
 
-def best_of(repeat, measure):
-    """Run ``measure()`` (returning (rate, stats)) ``repeat`` times; keep the fastest wall time
-    and, separately, the lowest CPU (noise on a shared machine only ever adds to either)."""
-    results = [measure() for _ in range(max(1, repeat))]
-    rate, stats = max(results, key=lambda r: r[0])
-    stats = dict(stats, cpu_us_per_event=min(r[1]["cpu_us_per_event"] for r in results))
-    return rate, stats
-
-
 # What is measured: time order, raft order with the duplicate-copy lookup (the default) and without.
 VARIANTS = (("event_time", {"order_by": "event_time"}),
             ("raft_index", {"order_by": "raft_index"}),
@@ -195,13 +186,21 @@ def measure_sources(part_ids, limit, repeat, sqlite_path=None, pg_tables=None, d
         bases.append(("postgresql", {"type": "postgresql", "dsn": dsn, "table": pg_tables["text"]}, VARIANTS))
         bases.append(("postgresql", {"type": "postgresql", "dsn": dsn, "table": pg_tables["jsonb"]},
                       (("jsonb event_time", {"order_by": "event_time"}),)))
+    # interleaved: each attempt measures every variant once, so a change of the machine's load
+    # hits the variants alike; the best wall time and the lowest CPU of each are kept
+    measured = {}
+    for _attempt in range(max(1, repeat)):
+        for kind, base, variants in bases:
+            for label, extra in variants:
+                measured.setdefault("%s/%s" % (kind, label), []).append(
+                    measure_source_read_detailed(dict(base, **extra), part_ids, limit))
     results = {}
-    for kind, base, variants in bases:
-        for label, extra in variants:
-            spec = dict(base, **extra)
-            rate, stats = best_of(repeat, lambda spec=spec: measure_source_read_detailed(spec, part_ids, limit))
-            results["%s/%s" % (kind, label)] = dict(stats, rate=rate)
-            report(kind, label, rate, stats, limit)
+    for name, attempts in measured.items():
+        rate, stats = max(attempts, key=lambda r: r[0])
+        stats = dict(stats, rate=rate, cpu_us_per_event=min(r[1]["cpu_us_per_event"] for r in attempts),
+                     attempts=[r[1] for r in attempts])
+        results[name] = stats
+        report(name.split("/")[0], name.split("/", 1)[1], rate, stats, limit)
     return results
 
 
@@ -210,15 +209,18 @@ def print_source_ratios(results):
     for kind in ("sqlite", "postgresql"):
         with_copies, without = results.get(kind + "/raft_index"), results.get(kind + "/raft_index,find_copies=false")
         if with_copies and without:
+            paired = ", ".join("%.2f" % (a["us_per_event"] - b["us_per_event"])
+                               for a, b in zip(with_copies["attempts"], without["attempts"]))
             print("%s: copy detection in raft_index order adds %.2f us/event wall, %.2f us/event reader CPU "
-                  "(target <= %.1f us/event)"
+                  "(target <= %.1f us/event; wall per attempt %s)"
                   % (kind, with_copies["us_per_event"] - without["us_per_event"],
-                     with_copies["cpu_us_per_event"] - without["cpu_us_per_event"], COPY_LOOKUP_TARGET_US))
+                     with_copies["cpu_us_per_event"] - without["cpu_us_per_event"], COPY_LOOKUP_TARGET_US, paired))
     text, jsonb = results.get("postgresql/event_time"), results.get("postgresql/jsonb event_time")
     if text and jsonb:
-        print("postgresql: jsonb / text payload per event = %.2f wall, %.2f reader CPU (target <= %.2f)"
+        paired = ", ".join("%.2f" % (a["us_per_event"] / b["us_per_event"]) for a, b in zip(jsonb["attempts"], text["attempts"]))
+        print("postgresql: jsonb / text payload per event = %.2f wall, %.2f reader CPU (target <= %.2f; wall per attempt %s)"
               % (jsonb["us_per_event"] / text["us_per_event"], jsonb["cpu_us_per_event"] / text["cpu_us_per_event"],
-                 JSONB_TARGET_RATIO))
+                 JSONB_TARGET_RATIO, paired))
     if "sqlite/event_time" in results and "postgresql/event_time" in results:
         print("ratio postgresql/sqlite (event_time order, events/s): %.2f"
               % (results["postgresql/event_time"]["rate"] / results["sqlite/event_time"]["rate"]))
