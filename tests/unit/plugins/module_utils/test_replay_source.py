@@ -527,3 +527,83 @@ def test_raft_order_copy_lookup_keeps_the_window_out_of_the_index_range(tmp_path
     lookups = [q for q in src.statements if "ceptra_v" in q]
     assert lookups and all('+"event_time_ns" <' in q for q in lookups)
     backend.close()
+
+
+def whole_partition_model(rows, order_by, find):
+    """What a read must return, from the whole partition at once (no pages, no resume): each
+    row's (position, seq, kind, duplicate_of), kind "event", "copy" or "repeated key".
+    Rows sharing a key come in content order (the SELECT columns compared in order)."""
+    def key_of(r):
+        return (r["raft_index"],) if order_by == "raft_index" else (r["event_time_ns"], r["event_id"])
+
+    def content(r):
+        return (r["event_time_ns"], r["event_id"], r["partition_key"], r["schema_key"], r["payload"], r["raft_index"])
+
+    ordered = sorted(rows, key=lambda r: (key_of(r), content(r)))
+    out, rank, seen = [], 0, set()
+    for index, row in enumerate(ordered):
+        key, event = key_of(row), (row["event_time_ns"], row["event_id"])
+        same_key = index > 0 and key_of(ordered[index - 1]) == key
+        rank = rank + 1 if same_key else 1
+        seen = seen if same_key else set()
+        kind, original = "event", None
+        earlier = [key_of(o) for o in ordered[:index] if key_of(o) < key and (o["event_time_ns"], o["event_id"]) == event]
+        if order_by == "event_time":
+            if find and same_key:
+                kind, original = "copy", key
+        elif find and earlier:
+            kind, original = "copy", min(earlier)
+        elif same_key:
+            if event in seen:
+                kind, original = ("copy", key) if find else ("event", None)
+            else:
+                kind = "repeated key"
+        if kind != "repeated key":
+            seen.add(event)
+        out.append((key + (rank,), index + 1, kind, original))
+    return out
+
+
+def read_pages(src, limit, after=None, after_seq=0):
+    """Every page to the end (a group of rows sharing a key comes whole, even above ``limit``)."""
+    out = []
+    while True:
+        page = src.read("0", after, after_seq, limit)
+        if not page:
+            return out
+        out.extend(page)
+        after, after_seq = page[-1].position, page[-1].seq
+
+
+def read_kinds(events):
+    return [(e.position, e.seq, "event" if e.error is None else "copy" if e.duplicate_of else "repeated key",
+             e.duplicate_of) for e in events]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pages_and_resumes_classify_every_row_as_the_whole_partition_does(backend, seed):
+    """Keys repeated, events stored twice (next to each other and far apart in raft order),
+    read in pages of every size and resumed from every point: the same as the model."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(rng.randrange(20, 70)):
+        chance = rng.random()
+        if rows and chance < 0.15:       # a stored copy of an earlier event under another raft_index
+            other = rng.choice(rows)
+            rows.append(make_row("0", rng.randrange(1, 90), other["event_time_ns"], other["event_id"]))
+        elif rows and chance < 0.25:     # another event under an earlier row's raft_index
+            rows.append(make_row("0", rng.choice(rows)["raft_index"], rng.randrange(100, 140), "r-%d" % i))
+        else:
+            rows.append(make_row("0", rng.randrange(1, 90), rng.randrange(100, 140), "e-%d" % i))
+    rng.shuffle(rows)
+    backend.create(rows)
+    for order_by in ("event_time", "raft_index"):
+        for find in (True, False):
+            expected = whole_partition_model(rows, order_by, find)
+            src = backend.open(order_by=order_by, find_copies=find)
+            for limit in (1, 2, 5, 64):
+                events = read_pages(src, limit)
+                assert read_kinds(events) == expected, (order_by, find, limit)
+                for at in range(0, len(events), 7):
+                    tail = read_pages(src, limit, after=events[at].position, after_seq=events[at].seq)
+                    assert read_kinds(tail) == expected[at + 1:], (order_by, find, limit, at)
