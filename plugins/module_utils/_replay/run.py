@@ -34,8 +34,9 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._wait import poll_
 
 # Partition states that need no more work in this run (a refused partition needs its rows fixed).
 FINISHED = ("done", "stopped", "refused")
-# A time slice starts a partition at the throttle rate its cursor recorded when that cursor is
-# at most this old (seconds); an older rate says little about the cluster now: initial_rate.
+# A time slice starts a partition at the throttle rate its cursor recorded (when above
+# initial_rate, which stays the starting floor as in a first slice) if that cursor is at most
+# this old (seconds); an older rate says little about the cluster now: initial_rate.
 RATE_RESUME_MAX_AGE_S = 600.0
 
 
@@ -111,7 +112,8 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
 
     def _plan_partition(self, part_id, rate):
         cursor = self.store.load(self.run_id, part_id)
-        if cursor is not None and cursor.throttle_rate and time.time() - cursor.updated_at <= RATE_RESUME_MAX_AGE_S:
+        if cursor is not None and cursor.throttle_rate and cursor.throttle_rate > self.cfg.initial_rate \
+                and time.time() - cursor.updated_at <= RATE_RESUME_MAX_AGE_S:
             self._resume_rates[part_id] = cursor.throttle_rate
         state, report = parse_status(cursor.status if cursor else None)
         try:

@@ -483,10 +483,16 @@ def throttled_run(cluster, source, store, tmp_path, **options):
 
 def test_each_cursor_commit_records_the_throttle_rate(tmp_path):
     cluster, source, store = ControlPlane(), source_of(2, 60), MemoryCursorStore()
+    recorded = {"0": [], "1": []}
+    store.fail_on_commit = lambda part_id, cursor: recorded[part_id].append(cursor.throttle_rate)
     run = throttled_run(cluster, source, store, tmp_path)
     assert run.run()["done"]
     for p in ("0", "1"):
-        assert store.load("run-1", p).throttle_rate == run.throttle.rate(p)
+        rates = recorded[p]
+        assert rates and store.load("run-1", p).throttle_rate == rates[-1]
+        # no lag: the throttle only probes upwards (its first poll, before any send, already
+        # did), and each commit carries the rate of that moment
+        assert all(400.0 < a <= b for a, b in zip(rates, rates[1:] + [run.throttle.rate(p)]))
     unthrottled = MemoryCursorStore()
     make_run(ControlPlane(), source_of(1, 20), unthrottled, tmp_path).run()
     assert unthrottled.load("run-1", "0").throttle_rate is None
@@ -494,13 +500,15 @@ def test_each_cursor_commit_records_the_throttle_rate(tmp_path):
 
 def test_a_new_time_slice_resumes_at_the_rate_the_cursor_recorded(tmp_path):
     # Every time slice is a new module process: it starts where the last one's throttle was
-    # (its cursor's throttle_rate), not at initial_rate, unless that rate is stale.
-    source = source_of(2, 3000)
+    # (its cursor's throttle_rate), not at initial_rate, unless that rate is stale or below
+    # initial_rate (the starting floor, e.g. a rate an earlier run's max_rate held down).
+    source = source_of(3, 3000)
     store = MemoryCursorStore()
     now = time.time()
     store.commit("run-1", "0", cursor_mod.Cursor((1000,), 1000, 1000, 0, "running", now - 5, None, 20000.0))
     store.commit("run-1", "1", cursor_mod.Cursor((1000,), 1000, 1000, 0, "running",
                                                  now - rr.RATE_RESUME_MAX_AGE_S - 60, None, 20000.0))
+    store.commit("run-1", "2", cursor_mod.Cursor((1000,), 1000, 1000, 0, "running", now - 5, None, 100.0))
     cluster = ControlPlane()
     run = throttled_run(cluster, source, store, tmp_path)
     assert run.run()["done"]
@@ -510,6 +518,7 @@ def test_a_new_time_slice_resumes_at_the_rate_the_cursor_recorded(tmp_path):
     # the first request follows the rate after one lag poll (at most increase_factor above it)
     grown = throttle_mod.ThrottleSettings().increase_factor
     assert 20000.0 * throttle_mod.BATCH_SECONDS <= first["0"] <= 20000.0 * grown * throttle_mod.BATCH_SECONDS
-    assert 400.0 * throttle_mod.BATCH_SECONDS <= first["1"] <= 400.0 * grown * throttle_mod.BATCH_SECONDS  # stale
-    assert cluster.applied["0"] == expected_ids(source, "0")[1000:]
-    assert cluster.applied["1"] == expected_ids(source, "1")[1000:]
+    for part_id in ("1", "2"):    # stale, and below initial_rate: both start at initial_rate
+        assert 400.0 * throttle_mod.BATCH_SECONDS <= first[part_id] <= 400.0 * grown * throttle_mod.BATCH_SECONDS
+    for part_id in ("0", "1", "2"):
+        assert cluster.applied[part_id] == expected_ids(source, part_id)[1000:]
