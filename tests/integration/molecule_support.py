@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MOLECULE_ROOT = os.path.join(REPO, "extensions", "molecule")
@@ -45,9 +47,12 @@ def discover_scenarios():
 SCENARIOS = discover_scenarios()
 # Scenarios that change a lab for good (wipes, bundle switches) run on a lab of their own;
 # every other scenario (a new one included) runs in the "shared" group.
+# The checklist scenario runs a whole scenario_partial in its side effect: on a lab of its own
+# it runs beside the shared group rather than after it.
 LAB_GROUPS = {
     "recovery": ("full_recovery", "ingress_gate"),
     "policy": ("activation", "policy_preflight", "wal_replay"),
+    "checklist": ("checklist",),
 }
 
 
@@ -124,8 +129,6 @@ def group_lab(tmp_path_factory):
     assert not pid_running(state["pid"]), "the default scenario's destroy left lab pid %s running" % state["pid"]
 
 
-
-
 def run_scenario(molecule_lab, scenario, record_property):
     """``molecule test -s scenario`` on the group's lab; asserts every action it must run ran."""
     env, lab = molecule_lab
@@ -140,3 +143,19 @@ def run_scenario(molecule_lab, scenario, record_property):
     not_run = [action for action in actions if not executed(output, scenario, action)]
     assert not not_run, "scenario %s did not run %s successfully:\n%s" % (scenario, ", ".join(not_run), output[-6000:])
     assert pid_running(lab["pid"]), "scenario %s stopped the shared lab" % scenario
+
+
+def group_tests(group):
+    """The fixture and the test of one lab group's test file:
+    ``molecule_lab, test_scenario = group_tests("policy")`` at module level."""
+
+    @pytest.fixture(scope="module")
+    def molecule_lab(tmp_path_factory):
+        """This group's lab, created by the default scenario and destroyed after the last test."""
+        yield from group_lab(tmp_path_factory)
+
+    @pytest.mark.parametrize("scenario", scenarios_of(group))
+    def test_scenario(molecule_lab, scenario, record_property):  # pylint: disable=redefined-outer-name
+        run_scenario(molecule_lab, scenario, record_property)
+
+    return molecule_lab, test_scenario

@@ -106,14 +106,19 @@ def archived_events(path):
     return events
 
 
-class BackgroundLoop(object):
-    """``_run`` in a daemon thread from ``start()`` until ``stop()`` (``_run`` watches ``self._stop``)."""
+class Every50ms(object):
+    """A daemon thread that calls ``tick()`` every 50 ms from ``start()`` until ``stop()``."""
 
     def __init__(self):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
+        while not self._stop.is_set():
+            self.tick()
+            self._stop.wait(0.05)
+
+    def tick(self):
         raise NotImplementedError
 
     def start(self):
@@ -125,37 +130,36 @@ class BackgroundLoop(object):
         self._thread.join(10)
 
 
-class Live(BackgroundLoop):
+class Live(Every50ms):
     """Live V-shaped traffic to the lab, mirrored with the same event ids to the reference, ~100 ev/s,
     until stopped. ``refused`` counts events the lab did not accept as Healthy."""
 
     def __init__(self, lab, reference):
-        self.lab, self.reference = lab, reference
         super().__init__()
+        self.lab, self.reference = lab, reference
         self.sent = self.refused = 0
+        self.sequence = 0
         self.maker = traffic.SampleMaker(traffic.load_bundle(V1), random.Random(3))
         self.keys = traffic.keys_for_partitions(PARTITIONS, 8)
 
-    def _run(self):
-        sequence = 0
-        while not self._stop.is_set():
-            batch = {}
-            for dummy in range(5):
-                sequence += 1
-                part_id = str(sequence % PARTITIONS)
-                batch.setdefault(part_id, []).append({
-                    "event_id": "live-%08d" % sequence, "part_id": part_id,
-                    "partition_key": self.keys[part_id][sequence % 8], "ts_ns": time.time_ns(),
-                    "schema_key": "metric_sample_v1", "payload": self.maker.payload(sequence, sequence % 8, 0.0)})
-            for part_id, events in batch.items():
-                answers = append_stream(self.lab, part_id, events)
-                self.refused += sum(1 for a in answers if a.get("status") != "Healthy")
-                self.sent += len(events)
-                append_stream(self.reference, part_id, events)
-            self._stop.wait(0.05)
+    def tick(self):
+        batch = {}
+        for dummy in range(5):
+            self.sequence += 1
+            sequence = self.sequence
+            part_id = str(sequence % PARTITIONS)
+            batch.setdefault(part_id, []).append({
+                "event_id": "live-%08d" % sequence, "part_id": part_id,
+                "partition_key": self.keys[part_id][sequence % 8], "ts_ns": time.time_ns(),
+                "schema_key": "metric_sample_v1", "payload": self.maker.payload(sequence, sequence % 8, 0.0)})
+        for part_id, events in batch.items():
+            answers = append_stream(self.lab, part_id, events)
+            self.refused += sum(1 for a in answers if a.get("status") != "Healthy")
+            self.sent += len(events)
+            append_stream(self.reference, part_id, events)
 
 
-class LagSampler(BackgroundLoop):
+class LagSampler(Every50ms):
     """Highest apply_lag_ms over the partitions, sampled every 50 ms with wall-clock times."""
 
     def __init__(self, lab):
@@ -163,13 +167,11 @@ class LagSampler(BackgroundLoop):
         self.lab = lab
         self.samples = []
 
-    def _run(self):
-        while not self._stop.is_set():
-            status, _headers, body = self.lab.request("GET", "/readyz", role="observer")
-            if status in (200, 503) and isinstance(body, dict):
-                lags = [p["metrics"].get("apply_lag_ms", 0) for p in body.get("partitions", {}).values()]
-                self.samples.append((time.time(), max(lags or [0])))
-            self._stop.wait(0.05)
+    def tick(self):
+        status, _headers, body = self.lab.request("GET", "/readyz", role="observer")
+        if status in (200, 503) and isinstance(body, dict):
+            lags = [p["metrics"].get("apply_lag_ms", 0) for p in body.get("partitions", {}).values()]
+            self.samples.append((time.time(), max(lags or [0])))
 
     def p99_between(self, start, end):
         lags = sorted(lag for ts, lag in self.samples if start <= ts <= end)

@@ -12,6 +12,10 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor import open_cursor_store
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source
 
+# The lab helpers the runbook tests use, under the names the replay tests know them by.
+from .runbook_support.faults import set_fault  # noqa: F401  (re-exported)
+from .runbook_support.labs import lab_get as lab_json, wait_applied as applied_counts  # noqa: F401
+
 COLUMNS = "part_id, raft_index, event_time_ns, event_id, partition_key, schema_key, payload, flags"
 DDL = ("CREATE TABLE {t} (part_id TEXT NOT NULL, raft_index BIGINT, event_time_ns BIGINT NOT NULL, "
        "event_id TEXT NOT NULL, partition_key TEXT NOT NULL, schema_key TEXT NOT NULL, payload TEXT NOT NULL, "
@@ -62,29 +66,8 @@ def drop_postgres(dsn, *tables):
             conn.execute("DROP TABLE IF EXISTS %s" % table)
 
 
-def lab_json(lab, path, role="observer"):
-    status, dummy, body = lab.request("GET", path, role=role)
-    assert status == 200, (path, status, body)
-    return body
-
-
-def applied_counts(lab, timeout=30):
-    """{part_id: applied_index} once every partition applied all it committed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        parts = lab_json(lab, "/v1/state")["partitions"]
-        if all(p["applied_index"] == p["commit_index"] for p in parts) or time.monotonic() > deadline:
-            return {p["part_id"]: p["applied_index"] for p in parts}
-        time.sleep(0.1)
-
-
 def digests(lab, part_ids):
     return {p: lab_json(lab, "/v1/test/metrics-snapshot?part_id=%s" % p)["digest"] for p in part_ids}
-
-
-def set_fault(lab, **fault):
-    status, dummy, body = lab.request("POST", "/v1/test/faults", body=fault, role="admin")
-    assert status == 200, body
 
 
 def make_run(lab, tmp_path, run_id, **options):

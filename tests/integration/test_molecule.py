@@ -2,22 +2,9 @@
 
 import os
 
-import pytest
+from .molecule_support import group_tests, scenarios_of
 
-from .molecule_support import group_lab, run_scenario, scenarios_of
-
-GROUP = "shared"
-
-
-@pytest.fixture(scope="module")
-def molecule_lab(tmp_path_factory):
-    """This group's lab, created by the default scenario and destroyed after the last test."""
-    yield from group_lab(tmp_path_factory)
-
-
-@pytest.mark.parametrize("scenario", scenarios_of(GROUP))
-def test_scenario(molecule_lab, scenario, record_property):
-    run_scenario(molecule_lab, scenario, record_property)
+molecule_lab, test_scenario = group_tests("shared")
 
 
 def test_every_scenario_is_discovered():

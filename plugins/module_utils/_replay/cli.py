@@ -30,6 +30,7 @@ import shlex
 import signal
 import sys
 
+from ansible_collections.ceptra.backfill.plugins.module_utils._audit_record import MASK, Redactor, credentials_in
 from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import engine
@@ -209,10 +210,36 @@ def _client(args):
                                  client_cert=args.client_cert, client_key=args.client_key)
 
 
+class MaskedStream(object):
+    """A text stream that masks the run's credentials in everything written to it (a progress
+    line, an error a library raised with a DSN in it, the resume hint built from argv)."""
+
+    def __init__(self, stream, redactor):
+        self.stream, self.redactor = stream, redactor
+
+    def write(self, text):
+        return self.stream.write(self.redactor.text(text))
+
+    def flush(self):
+        self.stream.flush()
+
+
+def credentials_of(args, environ=None):
+    """The redactor for one command line: the bearer token, the DSNs' and the URL's credentials,
+    and the secret environment variables (CEPTRA_TOKEN, PGPASSWORD, ...)."""
+    found = [getattr(args, "token", None)]
+    for name in ("source_dsn", "cursor_dsn", "url"):
+        found.extend(credentials_in(getattr(args, name, None)))
+    context = Redactor.from_context(environ=os.environ if environ is None else environ)
+    return Redactor([value for value in found if value] + context.secrets)
+
+
 def main(argv=None, out=sys.stdout, err=sys.stderr):
-    """Entry point; returns the process exit code."""
+    """Entry point; returns the process exit code. Nothing it prints shows a credential."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    redactor = credentials_of(args)
+    out, err = MaskedStream(out, redactor), MaskedStream(err, redactor)
     try:
         if args.command in ("pause", "resume"):
             return _pause_or_resume(args, out)
@@ -237,6 +264,14 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
         return EXIT_USAGE
     finally:
         engine.close_run(run)
+
+
+def _write_resume_hint(argv, err):
+    hint = resume_hint(argv)
+    err.write("resume with: %s\n" % hint)
+    if MASK in err.redactor.text(hint):
+        err.write("  (credentials are shown as %s: pass them again, or set CEPTRA_TOKEN and PGPASSWORD instead)\n"
+                  % MASK)
 
 
 def _pause_or_resume(args, out):
@@ -296,11 +331,11 @@ def _run(run, args, argv, out, err):
             report.get("reason"), report.get("message")))
     if result["error"] or result["aborted"]:
         err.write("replay failed: %s\n" % (result["error"] or result["aborted"]))
-        err.write("resume with: %s\n" % resume_hint(argv))
+        _write_resume_hint(argv, err)
         return EXIT_FAILED
     if not result["done"]:
-        err.write("replay not finished (%s); resume with:\n  %s\n"
-                  % ("interrupted" if result["interrupted"] else "time budget used", resume_hint(argv)))
+        err.write("replay not finished (%s); " % ("interrupted" if result["interrupted"] else "time budget used"))
+        _write_resume_hint(argv, err)
         return EXIT_INCOMPLETE
     for report in result["refused"]:
         err.write("partition %s REFUSED (column(s) %s): %s\n" % (

@@ -162,3 +162,28 @@ def test_a_different_worker_group_is_refused_until_reassigned(env):
     code, dummy, err = call(["run"] + base + ["--no-throttle", "--quiet", "--worker-hosts", "w2,w1", "--this-host", "w2"])
     assert code == cli.EXIT_STOPPED, err                                 # order does not matter;
     assert "h-1-0010" in err and sorted(cluster.applied) == ["0", "1"]   # w2's partition ran to its bad row
+
+
+def test_no_credential_in_any_output(env, monkeypatch):
+    """The token, a DSN's password and the environment's secrets are masked in the progress
+    line, an error message and the resume hint (which says to pass them again)."""
+    cluster, base, dummy = env
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as rr
+    monkeypatch.setenv("PGPASSWORD", "pg-env-secret-9")
+    monkeypatch.setattr(rr.ReplayRun, "run", lambda self, time_budget_s=None: dict(
+        self.progress.snapshot(), done=False, interrupted=False, error="lost http://ops:url-s3cret-7@cp.example",
+        aborted=None, stopped=[], warnings=["PGPASSWORD is pg-env-secret-9"], run_id="r1"))
+    code, out, err = call(["run"] + base + ["--token", "tok-very-secret-1", "--url", "https://ops:url-s3cret-7@cp:8443",
+                                            "--time-budget", "5"])
+    assert code == cli.EXIT_FAILED, err
+    for secret in ("tok-very-secret-1", "url-s3cret-7", "pg-env-secret-9"):
+        assert secret not in out + err
+    assert "resume with:" in err and "--token ********" in err and "pass them again" in err
+
+
+def test_a_dsn_password_is_a_credential_of_the_command_line():
+    args = cli.build_parser().parse_args(["run", "--run-id", "r1", "--source-dsn", "host=db password='se cret-1'",
+                                          "--cursor-dsn", "postgresql://replay:c-s3cret-2@db/cursors"])
+    redactor = cli.credentials_of(args, environ={})
+    shown = redactor.text("source host=db password='se cret-1', store postgresql://replay:c-s3cret-2@db/cursors")
+    assert "se cret-1" not in shown and "c-s3cret-2" not in shown
