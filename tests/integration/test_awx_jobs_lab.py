@@ -218,9 +218,12 @@ FAILING = {
 def test_scenario_workflow_rolls_back_when_the_scenario_fails(lab_factory, certs, history, pg_dsn, tmp_path, scenario):
     # Nothing happened to the cluster: partial's discover gate finds no missing window, full's
     # plan finds no wiped partition, and the run fails there (survey defaults, credential
-    # injection, mutual TLS); the workflow takes its failure path to the rollback, which succeeds.
+    # injection, mutual TLS); the workflow takes its failure path to the rollback, which reverts
+    # the override an earlier, killed run of the same incident left staged.
     name, prefix, first_failure = FAILING[scenario]
     lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    leftover = "backfill-%s-INC-6000" % scenario
+    before = stage_override(lab, certs, leftover, {"lateness_allowance_ms": 5400000})
     defs = awx_jobs.definitions()
     workflow = awx_jobs.find(defs, "controller_workflows", name)
     audit_log = tmp_path / "audit.jsonl"
@@ -239,10 +242,52 @@ def test_scenario_workflow_rolls_back_when_the_scenario_fails(lab_factory, certs
     assert rollback.stats["failures"] == {} and set(rollback.stats["ok"]) == {"ops-runner-1"}
     # the rollback job worked on the scenario's run, which it found in the artifacts
     assert "%s-INC-6000" % scenario in json.dumps([e["event_data"].get("res") for e in rollback.events])
+    # the failed run restored the override of its run id that a killed run had left: nothing was left to revert
+    assert rollback.stats["changed"] == {}
+    assert overrides_and_lateness(lab) == ({}, before["lateness_allowance_ms"])
     report = verify_chain(str(audit_log))
     assert report["ok"], report["problems"]
     assert {run["operator"] for run in report["runs"].values()} == {"erin"}
     assert len(report["runs"]) == 2   # the scenario job and the rollback job
+
+
+def test_rollback_template_alone_reverts_the_override_a_killed_run_left(lab_factory, certs, tmp_path):
+    # A run killed mid-way leaves its override (a cancelled workflow runs no further node): the
+    # operator launches the rollback template alone and names the run in its survey.
+    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    before = stage_override(lab, certs, "backfill-full-INC-6200", {"lateness_allowance_ms": 5400000})
+    stage_override(lab, certs, "backfill-partial-INC-6200", {"correction_horizon_ms": 9000000})
+    defs = awx_jobs.definitions()
+    template = awx_jobs.find(defs, "controller_templates", "CEPtra rollback")
+    run = awx_jobs.run_job(str(tmp_path / "jobs"), template, defs, awx_jobs.credential_inputs(lab, certs), 6200, "erin",
+                           answers={"ceptra_incident_id": "INC-6200", "ceptra_run_id": "full-INC-6200"},
+                           extra_env={"CEPTRA_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
+    assert run.status == "successful" and run.stats["changed"] == {"ops-runner-1": 1}, run.stdout[-3000:]
+    ledger, lateness = overrides_and_lateness(lab)
+    assert sorted(ledger) == ["backfill-partial-INC-6200"]   # only the named run's override was reverted
+    assert lateness == before["lateness_allowance_ms"]
+
+
+def overrides_and_lateness(lab):
+    """(the override ledger, the lateness allowance) of the lab's config."""
+    status, dummy, body = lab.request("GET", "/v1/config", role="observer")
+    assert status == 200, body
+    return body["config"]["annotations"].get("ceptra.backfill/overrides", {}), body["config"]["lateness_allowance_ms"]
+
+
+def stage_override(lab, certs, name, settings):
+    """Stage the override ``name`` with the collection's config manager, over mutual TLS as the
+    operator (what a scenario run killed before its rescue leaves behind); returns the config before."""
+    from ansible_collections.ceptra.backfill.plugins.module_utils import _config_ledger as ledger
+    from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient
+    from ansible_collections.ceptra.backfill.plugins.module_utils._config_manager import ConfigManager
+
+    status, dummy, before = lab.request("GET", "/v1/config", role="observer")
+    assert status == 200, before
+    with CeptraClient(lab.url, client_cert=str(certs / "operator.pem"), client_key=str(certs / "operator-key.pem"),
+                      ca_path=str(certs / "ca.pem")) as client:
+        assert ConfigManager(client, actor="killed-run").stage(name, settings, ledger.Window(valid_for="2h"))["changed"]
+    return before["config"]
 
 
 def live_traffic_with_an_outage(lab, certs, archive, outage_parts, outage_ms=1500):

@@ -103,7 +103,8 @@ def test_full_recovery_workflow_recovers_two_wiped_partitions_then_verifies(cert
                                                                             "3": {"ingress_gate": "open"}}
         assert_verified(nodes, audit_log, reports, "full-INC-7000", "heidi")
 
-        # The verify job again on three tampered copies of the audit file: each fails naming the damage.
+        # The verify template alone (the run named in its survey) on three tampered copies of the audit
+        # file: each fails naming the damage.
         lines = audit_log.read_bytes().splitlines(keepends=True)
         record = json.loads(lines[3])
         record["changed"] = not record["changed"]
@@ -117,8 +118,8 @@ def test_full_recovery_workflow_recovers_two_wiped_partitions_then_verifies(cert
             copy = tmp_path / ("%s.jsonl" % name)
             copy.write_bytes(b"".join(kept))
             job = awx_jobs.run_job(str(tmp_path / "jobs"), template, defs, inputs, job_id, "heidi",
-                                   answers={"ceptra_incident_id": "INC-7000"},
-                                   extra_vars=dict(databases, ceptra_run=recover.artifact_data()["ceptra_run"]),
+                                   answers={"ceptra_incident_id": "INC-7000", "ceptra_run_id": "full-INC-7000"},
+                                   extra_vars=databases,
                                    extra_env={"CEPTRA_AUDIT_LOG": str(copy), "CEPTRA_REPORT_DIR": str(reports)})
             assert job.status == "failed", (name, job.stdout[-3000:])
             (chain_check,) = job.task_events("Verify the audit chain against its latest anchor")
@@ -127,6 +128,9 @@ def test_full_recovery_workflow_recovers_two_wiped_partitions_then_verifies(cert
             (failed,) = [e["event_data"] for e in job.events if e["event"] == "runner_on_failed"]
             assert failed["task"] == "Gate: the completion checklist holds"
             assert "Audit log holds the run's override, replay and completion records" in failed["res"]["msg"]
+            with open(str(reports / "verify-full-INC-7000.json"), encoding="utf-8") as handle:
+                checklist = json.load(handle)["checklist"]
+            assert [item["id"] for item in checklist if not item["ok"]] == ["audit_records"]   # the rest holds
     finally:
         labs.close()
 
