@@ -27,24 +27,23 @@ TAMPERED = {"edited": "line 4 (seq 4) was changed", "deleted": "1 record(s) were
 POLICY_WORKFLOW = "CEPtra policy deployment (plan, approve, deploy, then verify or roll back)"
 
 
-def assert_secrets_kept_out(jobs, inputs):
-    """No job's output or events hold the credential's key."""
+def assert_secrets_kept_out(jobs, inputs, audit_log):
+    """Neither a job's output and events nor the audit file hold the credential's key."""
     key_line = inputs[awx_jobs.CREDENTIAL]["client_key"].splitlines()[1]
-    for job in jobs:
-        blob = job.stdout + json.dumps(job.events)
+    for blob in [job.stdout + json.dumps(job.events) for job in jobs] + [audit_log.read_text(encoding="utf-8")]:
         assert "PRIVATE KEY" not in blob and key_line not in blob
 
 
-def assert_scenario_succeeded(nodes, identifiers, run_id, inputs):
+def assert_scenario_succeeded(nodes, identifiers, run_id, inputs, audit_log):
     """The workflow ran ``identifiers`` successfully; its first (scenario) job changed the cluster, completed
-    the run ``run_id`` and kept the key out; returns that job and its artifacts."""
+    the run ``run_id`` and kept the key out of its output and the audit file; returns that job and its artifacts."""
     assert [(n.identifier, n.status) for n in nodes] == [(i, "successful") for i in identifiers], \
         [job.stdout[-4000:] for n in nodes for job in n.jobs]
     (job,) = nodes[0].jobs
     assert job.rc == 0 and job.stats["failures"] == {} and job.stats["changed"]["ops-runner-1"] > 0
     stats = job.artifact_data()
     assert stats["ceptra_run"] == dict(stats["ceptra_run"], run_id=run_id, outcome="completed")
-    assert_secrets_kept_out([job], inputs)
+    assert_secrets_kept_out([job], inputs, audit_log)
     return job, stats
 
 
@@ -82,7 +81,7 @@ def test_full_recovery_workflow_recovers_two_wiped_partitions_then_verifies(cert
                                                      "CEPTRA_REPORT_DIR": str(reports)})
         finally:
             live.stop()
-        recover, stats = assert_scenario_succeeded(nodes, ["recover", "verify"], "full-INC-7000", inputs)
+        recover, stats = assert_scenario_succeeded(nodes, ["recover", "verify"], "full-INC-7000", inputs, audit_log)
         plan = stats["full_recovery_plan"]
         assert plan["part_ids"] == ["1", "3"] and plan["order_by"] == "raft_index"   # the survey's "auto"
         assert {p: plan["partitions"][p]["events"] for p in ("1", "3")} == {"1": 300, "3": 300}
@@ -163,7 +162,7 @@ def test_policy_workflow_deploys_then_verifies(certs, tmp_path):
                         "history_replay_cursor_store": {"type": "sqlite", "path": str(tmp_path / "cursors.db")}},
             extra_env={"CEPTRA_AUDIT_LOG": str(audit_log), "CEPTRA_REPORT_DIR": str(reports)})
         live.stop()
-        deploy, stats = assert_scenario_succeeded(nodes, ["deploy", "verify"], "policy-CHG-8000", inputs)
+        deploy, stats = assert_scenario_succeeded(nodes, ["deploy", "verify"], "policy-CHG-8000", inputs, audit_log)
         assert stats["ceptra_plan"]["upgrade_false_metrics"] == ["flags_peak"] and stats["ceptra_plan"]["needs_wal_replay"]
         replayed = [e for e in deploy.events if e["event"] == "runner_on_ok"
                     and e["event_data"].get("task") == "Replay the window in slices until every partition is done"]
