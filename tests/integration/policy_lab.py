@@ -24,6 +24,7 @@ PARTITIONS = 2
 HISTORY_EVENTS = 1500                     # per partition, 20 .. 10 days old
 LAB_CONFIG = {"compacted_retention_ms": 40 * DAY_MS, "checkpoint_full_interval_ms": 300000}
 
+
 def upload(lab, path):
     with open(path, "rb") as handle:
         status, _headers, body = lab.request("POST", "/v1/definitions", data=handle.read(), role="operator",
