@@ -50,6 +50,9 @@ class Cursor(NamedTuple):
     status: str
     updated_at: float
     counts: dict | None = None   # rows passed without sending: {"duplicates_skipped": n, "dead_lettered": n}
+    # the throttle's target rate (events/s) when the cursor was committed: the next time slice
+    # starts there instead of at initial_rate (None: no throttle, or a cursor from before)
+    throttle_rate: float | None = None
 
 
 STOPPED_PREFIX = "stopped:"
@@ -91,15 +94,37 @@ def _counts_from_json(text):
     return value if isinstance(value, dict) and value else None
 
 
+def _rate_to_db(rate):
+    return float(rate) if rate else None
+
+
 def _row_to_cursor(row):
-    position, seq, events_done, bytes_done, status, updated_at, counts = row
+    position, seq, events_done, bytes_done, status, updated_at, counts, throttle_rate = row
     return Cursor(_position_from_json(position), int(seq), int(events_done), int(bytes_done), status,
-                  float(updated_at), _counts_from_json(counts))
+                  float(updated_at), _counts_from_json(counts),
+                  float(throttle_rate) if throttle_rate is not None else None)
 
 
-# The columns of a cursor row, in Cursor order. Stores created before ``counts`` existed get
-# the column when they are opened (SqliteCursorStore._add_counts_column, PostgresCursorStore).
-CURSOR_COLUMNS = "position, seq, events_done, bytes_done, status, updated_at, counts"
+# The columns of a cursor row, in Cursor order.
+CURSOR_COLUMNS = "position, seq, events_done, bytes_done, status, updated_at, counts, throttle_rate"
+# Columns added after the first release, with their type per backend: a store created before
+# them gets them when it is opened (SqliteCursorStore._add_missing_columns, PostgresCursorStore).
+ADDED_COLUMNS = (("counts", "TEXT", "TEXT"), ("throttle_rate", "REAL", "DOUBLE PRECISION"))
+
+
+def _cursor_params(run_id, part_id, cursor):
+    """The values of a cursor row (run_id, part_id, then CURSOR_COLUMNS) for an upsert."""
+    return (str(run_id), str(part_id), _position_to_json(cursor.position), int(cursor.seq),
+            int(cursor.events_done), int(cursor.bytes_done), str(cursor.status),
+            float(cursor.updated_at or time.time()), _counts_to_json(cursor.counts), _rate_to_db(cursor.throttle_rate))
+
+
+def _upsert_cursor(table, mark):
+    """The upsert of one cursor row (``mark``: the driver's placeholder)."""
+    columns = CURSOR_COLUMNS.split(", ")
+    return ("INSERT INTO " + table + " (run_id, part_id, " + CURSOR_COLUMNS + ") VALUES ("
+            + ", ".join([mark] * (len(columns) + 2)) + ") ON CONFLICT (run_id, part_id) DO UPDATE SET "
+            + ", ".join("%s = EXCLUDED.%s" % (c, c) for c in columns))
 
 
 def _check_cursor(cursor):
@@ -201,21 +226,23 @@ class SqliteCursorStore(CursorStore):
                 "CREATE TABLE IF NOT EXISTS replay_cursors ("
                 " run_id TEXT NOT NULL, part_id TEXT NOT NULL, position TEXT, seq INTEGER NOT NULL,"
                 " events_done INTEGER NOT NULL, bytes_done INTEGER NOT NULL, status TEXT NOT NULL,"
-                " updated_at REAL NOT NULL, counts TEXT, PRIMARY KEY (run_id, part_id))",
+                " updated_at REAL NOT NULL, counts TEXT, throttle_rate REAL, PRIMARY KEY (run_id, part_id))",
                 "CREATE TABLE IF NOT EXISTS replay_pause ("
                 " run_id TEXT PRIMARY KEY, paused INTEGER NOT NULL, reason TEXT NOT NULL, updated_at REAL NOT NULL)",
                 "CREATE TABLE IF NOT EXISTS replay_workers ("
                 " run_id TEXT PRIMARY KEY, hosts TEXT NOT NULL, updated_at REAL NOT NULL)")
-            self._add_counts_column()
+            self._add_missing_columns()
         except sqlite3.Error as exc:
             raise CursorStoreError("cursor store %s cannot be opened: %s" % (self.path, exc))
 
-    def _add_counts_column(self):
-        """A store created before the ``counts`` column existed lacks it: add it (once)."""
+    def _add_missing_columns(self):
+        """A store created before a column of ADDED_COLUMNS existed lacks it: add it (once)."""
         columns = [row[1] for row in self._read("PRAGMA table_info(replay_cursors)", ())]
-        if "counts" not in columns:
+        for name, kind, _pg_kind in ADDED_COLUMNS:
+            if name in columns:
+                continue
             try:
-                self._write("ALTER TABLE replay_cursors ADD COLUMN counts TEXT")
+                self._write("ALTER TABLE replay_cursors ADD COLUMN %s %s" % (name, kind))
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):   # another process added it first
                     raise
@@ -242,18 +269,9 @@ class SqliteCursorStore(CursorStore):
         return _row_to_cursor(rows[0]) if rows else None
 
     def commit(self, run_id, part_id, cursor):
-        cursor = _check_cursor(cursor)
-        params = (str(run_id), str(part_id), _position_to_json(cursor.position), int(cursor.seq),
-                  int(cursor.events_done), int(cursor.bytes_done), str(cursor.status),
-                  float(cursor.updated_at or time.time()), _counts_to_json(cursor.counts))
+        params = _cursor_params(run_id, part_id, _check_cursor(cursor))
         try:
-            self._write(
-                "INSERT INTO replay_cursors (run_id, part_id, " + CURSOR_COLUMNS + ")"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, part_id) DO UPDATE SET"
-                " position = excluded.position, seq = excluded.seq, events_done = excluded.events_done,"
-                " bytes_done = excluded.bytes_done, status = excluded.status, updated_at = excluded.updated_at,"
-                " counts = excluded.counts",
-                params=params)
+            self._write(_upsert_cursor("replay_cursors", "?"), params=params)
         except sqlite3.Error as exc:
             raise CursorStoreError("cursor store %s: commit of partition %s failed: %s" % (self.path, part_id, exc))
 
@@ -310,13 +328,15 @@ class PostgresCursorStore(CursorStore):
             "CREATE TABLE IF NOT EXISTS {c} ("
             " run_id TEXT NOT NULL, part_id TEXT NOT NULL, position TEXT, seq BIGINT NOT NULL,"
             " events_done BIGINT NOT NULL, bytes_done BIGINT NOT NULL, status TEXT NOT NULL,"
-            " updated_at DOUBLE PRECISION NOT NULL, counts TEXT, PRIMARY KEY (run_id, part_id))", ())
-        # Stores created before the counts column existed get it here. Look first: ALTER TABLE
-        # takes an exclusive lock, and other workers commit to this table several times a second.
-        try:
-            self._execute("SELECT counts FROM {c} LIMIT 0", ())
-        except CursorStoreError:
-            self._execute("ALTER TABLE {c} ADD COLUMN IF NOT EXISTS counts TEXT", ())
+            " updated_at DOUBLE PRECISION NOT NULL, counts TEXT, throttle_rate DOUBLE PRECISION,"
+            " PRIMARY KEY (run_id, part_id))", ())
+        # Stores created before a column of ADDED_COLUMNS existed get it here. Look first: ALTER
+        # TABLE takes an exclusive lock, and other workers commit to this table several times a second.
+        for name, _kind, pg_kind in ADDED_COLUMNS:
+            try:
+                self._execute("SELECT %s FROM {c} LIMIT 0" % name, ())
+            except CursorStoreError:
+                self._execute("ALTER TABLE {c} ADD COLUMN IF NOT EXISTS %s %s" % (name, pg_kind), ())
         self._execute(
             "CREATE TABLE IF NOT EXISTS {p} ("
             " run_id TEXT PRIMARY KEY, paused BOOLEAN NOT NULL, reason TEXT NOT NULL,"
@@ -338,16 +358,7 @@ class PostgresCursorStore(CursorStore):
         return _row_to_cursor(rows[0]) if rows else None
 
     def commit(self, run_id, part_id, cursor):
-        cursor = _check_cursor(cursor)
-        self._execute(
-            "INSERT INTO {c} (run_id, part_id, " + CURSOR_COLUMNS + ")"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, part_id) DO UPDATE SET"
-            " position = EXCLUDED.position, seq = EXCLUDED.seq, events_done = EXCLUDED.events_done,"
-            " bytes_done = EXCLUDED.bytes_done, status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,"
-            " counts = EXCLUDED.counts",
-            (str(run_id), str(part_id), _position_to_json(cursor.position), int(cursor.seq),
-             int(cursor.events_done), int(cursor.bytes_done), str(cursor.status),
-             float(cursor.updated_at or time.time()), _counts_to_json(cursor.counts)))
+        self._execute(_upsert_cursor("{c}", "%s"), _cursor_params(run_id, part_id, _check_cursor(cursor)))
 
     def all(self, run_id):
         rows = self._execute("SELECT part_id, " + CURSOR_COLUMNS +

@@ -34,6 +34,10 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._wait import poll_
 
 # Partition states that need no more work in this run (a refused partition needs its rows fixed).
 FINISHED = ("done", "stopped", "refused")
+# A time slice starts a partition at the throttle rate its cursor recorded (when above
+# initial_rate, which stays the starting floor as in a first slice) if that cursor is at most
+# this old (seconds); an older rate says little about the cluster now: initial_rate.
+RATE_RESUME_MAX_AGE_S = 600.0
 
 
 class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
@@ -72,6 +76,7 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
         self._running_lock = threading.Lock()
         self.finished_this_slice = False        # a partition reached done/stopped in this call
         self.throttle = None
+        self._resume_rates = {}                 # part_id -> the throttle rate its cursor recorded
         if self.cfg.throttle:
             self.throttle = throttle_mod.Throttle(throttle_mod.ThrottleSettings(
                 apply_lag_threshold_ms=self.cfg.apply_lag_threshold_ms,
@@ -107,6 +112,9 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
 
     def _plan_partition(self, part_id, rate):
         cursor = self.store.load(self.run_id, part_id)
+        if cursor is not None and cursor.throttle_rate and cursor.throttle_rate > self.cfg.initial_rate \
+                and time.time() - cursor.updated_at <= RATE_RESUME_MAX_AGE_S:
+            self._resume_rates[part_id] = cursor.throttle_rate
         state, report = parse_status(cursor.status if cursor else None)
         try:
             with self._source_lock:
@@ -156,9 +164,12 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
             return result
 
     def _start_slice(self, plan):
-        """Take over the plan's progress and open the audit trail; returns the partitions to replay."""
+        """Take over the plan's progress (and the throttle rates the cursors recorded) and open the
+        audit trail; returns the partitions to replay."""
         self._check_sessions()
         for part_id, p in plan["partitions"].items():
+            if self.throttle is not None and part_id in self._resume_rates:
+                self.throttle.resume(part_id, self._resume_rates[part_id])
             self.progress.add(part_id, p["events_total"], p["events_done"], 0, p["position"], p["status"],
                               p["max_ts_ns"])
             # rows passed without sending in earlier time slices (kept in the cursor)
@@ -334,7 +345,8 @@ class ReplayRun(object):  # pylint: disable=too-many-instance-attributes
         if p is not None:
             counts = {k: v for k, v in (("duplicates_skipped", p.duplicates_skipped),
                                         ("dead_lettered", p.dead_lettered), ("retry_expired", p.retry_expired)) if v}
-        cursor = Cursor(acked.position, acked.seq, acked.done, acked.nbytes, status, time.time(), counts or None)
+        rate = self.throttle.rate(part_id) if self.throttle is not None else None
+        cursor = Cursor(acked.position, acked.seq, acked.done, acked.nbytes, status, time.time(), counts or None, rate)
         with self._store_lock:
             self.store.commit(self.run_id, part_id, cursor)
 

@@ -113,7 +113,8 @@ class RateController(object):
         r = (replication_lag_ms or 0.0) / s.replication_lag_threshold_ms
         return s.apply_lag_threshold_ms if a >= r else s.replication_lag_threshold_ms
 
-    def _clamp(self, rate):
+    def clamp(self, rate):
+        """``rate`` within [min_rate, max_rate]."""
         rate = max(self.settings.min_rate, rate)
         if self.settings.max_rate is not None:
             rate = min(self.settings.max_rate, rate)
@@ -144,7 +145,7 @@ class RateController(object):
         if signal > 1.0:
             # Over the guardrail: stop sending until it recovers, and come back slower.
             self.paused = True
-            self.rate = self._clamp(self.rate * s.pause_cut)
+            self.rate = self.clamp(self.rate * s.pause_cut)
             self._history = []
             self._sent, self._sent_since = 0, now
             return self.rate
@@ -175,7 +176,7 @@ class RateController(object):
             actual = self._sent / (now - self._sent_since)
             target = min(target, max(self.rate, actual * 1.5, s.min_rate))
         self._sent, self._sent_since = 0, now
-        self.rate = self._clamp(target)
+        self.rate = self.clamp(target)
         return self.rate
 
 
@@ -261,6 +262,15 @@ class Throttle(object):
             ctl = self._controllers[part_id] = RateController(self.settings)
             self._buckets[part_id] = TokenBucket(ctl.rate)
         return ctl
+
+    def resume(self, part_id, rate):
+        """Start a partition at ``rate`` (what an earlier time slice of the run had reached, from
+        its cursor) instead of ``initial_rate``; clamped to [min_rate, max_rate]. The controller
+        still adapts from there on the first poll (and backs off on lag as ever)."""
+        with self._lock:
+            ctl = self._get(part_id)
+            ctl.rate = ctl.clamp(float(rate))
+            self._buckets[part_id].rate = ctl.rate
 
     def observe(self, part_id, apply_lag_ms, replication_lag_ms):
         """Feed a lag observation for one partition; records an abort when critical."""

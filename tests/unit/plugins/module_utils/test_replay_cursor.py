@@ -196,28 +196,63 @@ OLD_PG_SCHEMA = (
     " updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, part_id))")
 
 
-def test_a_store_without_the_counts_column_is_upgraded_on_open(store_spec):
-    # Cursor stores written before the counts column existed keep working: the column is
-    # added when the store is opened, old rows load with no counts, new commits keep them.
+# The schema after counts, before throttle_rate.
+COUNTS_SQLITE_SCHEMA = OLD_SQLITE_SCHEMA.replace(" PRIMARY KEY", " counts TEXT, PRIMARY KEY")
+COUNTS_PG_SCHEMA = OLD_PG_SCHEMA.replace(" PRIMARY KEY", " counts TEXT, PRIMARY KEY")
+
+
+def create_old_store(store_spec, sqlite_schema, pg_schema, values):
+    """A cursor store as an earlier release wrote it: its table and one row."""
     if store_spec["type"] == "sqlite":
         conn = sqlite3.connect(store_spec["path"])
-        conn.execute(OLD_SQLITE_SCHEMA)
-        conn.execute("INSERT INTO replay_cursors VALUES ('old', '0', '[5]', 5, 5, 500, 'running', 1.0)")
+        conn.execute(sqlite_schema)
+        conn.execute("INSERT INTO replay_cursors VALUES (%s)" % values)
         conn.commit()
         conn.close()
     else:
         import psycopg
         with psycopg.connect(store_spec["dsn"], autocommit=True) as conn:
-            conn.execute(OLD_PG_SCHEMA.format(table=store_spec["table"]))
-            conn.execute("INSERT INTO %s VALUES ('old', '0', '[5]', 5, 5, 500, 'running', 1.0)" % store_spec["table"])
+            conn.execute(pg_schema.format(table=store_spec["table"]))
+            conn.execute("INSERT INTO %s VALUES (%s)" % (store_spec["table"], values))
+
+
+def test_a_store_without_the_counts_column_is_upgraded_on_open(store_spec):
+    # Cursor stores written before the counts (and throttle_rate) columns existed keep working:
+    # the columns are added when the store is opened, old rows load without them, new commits keep them.
+    create_old_store(store_spec, OLD_SQLITE_SCHEMA, OLD_PG_SCHEMA, "'old', '0', '[5]', 5, 5, 500, 'running', 1.0")
     store = open_cursor_store(store_spec)
-    assert store.load("old", "0") == Cursor((5,), 5, 5, 500, "running", 1.0, None)
-    store.commit("old", "0", Cursor((6,), 6, 6, 600, "running", 2.0, {"duplicates_skipped": 1}))
+    assert store.load("old", "0") == Cursor((5,), 5, 5, 500, "running", 1.0, None, None)
+    store.commit("old", "0", Cursor((6,), 6, 6, 600, "running", 2.0, {"duplicates_skipped": 1}, 7500.0))
     assert store.load("old", "0").counts == {"duplicates_skipped": 1}
+    assert store.load("old", "0").throttle_rate == 7500.0
     store.close()
-    again = open_cursor_store(store_spec)    # a second open finds the column and leaves it
+    again = open_cursor_store(store_spec)    # a second open finds the columns and leaves them
     assert again.load("old", "0").counts == {"duplicates_skipped": 1}
+    assert again.load("old", "0").throttle_rate == 7500.0
     again.close()
+
+
+def test_a_store_without_the_throttle_rate_column_is_upgraded_on_open(store_spec):
+    # A store of the release that had counts but no throttle_rate: its rows (counts included)
+    # load with no rate (the next slice starts at initial_rate), commits record the rate.
+    create_old_store(store_spec, COUNTS_SQLITE_SCHEMA, COUNTS_PG_SCHEMA,
+                     "'old', '0', '[5]', 5, 5, 500, 'running', 1.0, '{\"dead_lettered\":2}'")
+    store = open_cursor_store(store_spec)
+    assert store.load("old", "0") == Cursor((5,), 5, 5, 500, "running", 1.0, {"dead_lettered": 2}, None)
+    store.commit("old", "0", Cursor((6,), 6, 6, 600, "running", 2.0, {"dead_lettered": 2}, 12000.5))
+    assert store.all("old")["0"].throttle_rate == 12000.5
+    store.close()
+
+
+def test_throttle_rate_round_trips_with_the_cursor(store_spec):
+    store = open_cursor_store(store_spec)
+    store.commit("run-r", "0", Cursor((7,), 7, 7, 700, "running", 2.0, None, 16250.25))
+    store.commit("run-r", "1", Cursor((1,), 1, 1, 100, "running", 2.0))          # no throttle: no rate
+    assert store.load("run-r", "0").throttle_rate == 16250.25
+    assert store.load("run-r", "1").throttle_rate is None
+    store.commit("run-r", "0", Cursor((8,), 8, 8, 800, "running", 3.0, None, 900.0))   # backed off
+    assert store.all("run-r")["0"] == Cursor((8,), 8, 8, 800, "running", 3.0, None, 900.0)
+    store.close()
 
 
 def test_worker_group_is_recorded_once_and_replaced_on_request(store_spec):

@@ -2,12 +2,14 @@
 
 import json
 import threading
+import time
 
 import pytest
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import config
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import cursor as cursor_mod
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay import run as rr
+from ansible_collections.ceptra.backfill.plugins.module_utils._replay import throttle as throttle_mod
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
 
 from ..test_support.control_plane import ControlPlane
@@ -469,3 +471,54 @@ def test_permanent_retry_expired_stops_and_is_never_resent(tmp_path):
     assert cluster.applied["1"] == [e.event["event_id"] for e in source.events["1"] if e.seq != 7]
     records = [json.loads(line) for line in open(tmp_path / "audit.jsonl")]
     assert [r["seq_first"] for r in records if r["outcome"] == "retry_expired"] == [7]
+
+
+def throttled_run(cluster, source, store, tmp_path, **options):
+    """A throttled run on a cluster with no lag (the throttle then only probes upwards)."""
+    cfg = {"run_id": "run-1", "throttle": True, "initial_rate": 400.0, "max_window": 1024, "batch_events": 2000,
+           "commit_interval_s": 0.0, "audit_file": str(tmp_path / "audit.jsonl"), "operator": "alice"}
+    cfg.update(options)
+    return rr.ReplayRun(cfg, cluster, source, store, lag_fetch=lambda: {p: (0.0, 0.0) for p in source.events})
+
+
+def test_each_cursor_commit_records_the_throttle_rate(tmp_path):
+    cluster, source, store = ControlPlane(), source_of(2, 60), MemoryCursorStore()
+    recorded = {"0": [], "1": []}
+    store.fail_on_commit = lambda part_id, cursor: recorded[part_id].append(cursor.throttle_rate)
+    run = throttled_run(cluster, source, store, tmp_path)
+    assert run.run()["done"]
+    for p in ("0", "1"):
+        rates = recorded[p]
+        assert rates and store.load("run-1", p).throttle_rate == rates[-1]
+        # no lag: the throttle only probes upwards (its first poll, before any send, already
+        # did), and each commit carries the rate of that moment
+        assert all(400.0 < a <= b for a, b in zip(rates, rates[1:] + [run.throttle.rate(p)]))
+    unthrottled = MemoryCursorStore()
+    make_run(ControlPlane(), source_of(1, 20), unthrottled, tmp_path).run()
+    assert unthrottled.load("run-1", "0").throttle_rate is None
+
+
+def test_a_new_time_slice_resumes_at_the_rate_the_cursor_recorded(tmp_path):
+    # Every time slice is a new module process: it starts where the last one's throttle was
+    # (its cursor's throttle_rate), not at initial_rate, unless that rate is stale or below
+    # initial_rate (the starting floor, e.g. a rate an earlier run's max_rate held down).
+    source = source_of(3, 3000)
+    store = MemoryCursorStore()
+    now = time.time()
+    store.commit("run-1", "0", cursor_mod.Cursor((1000,), 1000, 1000, 0, "running", now - 5, None, 20000.0))
+    store.commit("run-1", "1", cursor_mod.Cursor((1000,), 1000, 1000, 0, "running",
+                                                 now - rr.RATE_RESUME_MAX_AGE_S - 60, None, 20000.0))
+    store.commit("run-1", "2", cursor_mod.Cursor((1000,), 1000, 1000, 0, "running", now - 5, None, 100.0))
+    cluster = ControlPlane()
+    run = throttled_run(cluster, source, store, tmp_path)
+    assert run.run()["done"]
+    first = {}
+    for part_id, lines in cluster.requests:
+        first.setdefault(part_id, len(lines))
+    # the first request follows the rate after one lag poll (at most increase_factor above it)
+    grown = throttle_mod.ThrottleSettings().increase_factor
+    assert 20000.0 * throttle_mod.BATCH_SECONDS <= first["0"] <= 20000.0 * grown * throttle_mod.BATCH_SECONDS
+    for part_id in ("1", "2"):    # stale, and below initial_rate: both start at initial_rate
+        assert 400.0 * throttle_mod.BATCH_SECONDS <= first[part_id] <= 400.0 * grown * throttle_mod.BATCH_SECONDS
+    for part_id in ("0", "1", "2"):
+        assert cluster.applied[part_id] == expected_ids(source, part_id)[1000:]

@@ -213,3 +213,49 @@ def test_poller_feeds_every_partition_and_survives_errors():
     assert throttle.lags("0") == (10.0, 1.0)
     assert throttle.lags("1") == (None, None)
     assert throttle.rate("0") > 100
+
+
+def test_resume_starts_at_the_recorded_rate_and_still_backs_off_on_lag():
+    # A new time slice resumes at the rate the last one reached, not at initial_rate ...
+    throttle = thr.Throttle(thr.ThrottleSettings(initial_rate=2000), clock=Clock())
+    throttle.resume("0", 18000.0)
+    assert throttle.rate("0") == 18000.0
+    assert throttle.suggested_batch("0", 10_000) == int(18000 * thr.BATCH_SECONDS)
+    assert throttle.rate("1") == 2000.0          # a partition without a recorded rate starts as ever
+    # ... and the cluster's lag still rules it: over the threshold it pauses and cuts the rate
+    throttle.observe("0", 350.0, 0.0)
+    assert throttle.is_partition_paused("0")
+    assert throttle.rate("0") == 18000.0 * 0.75
+
+
+def test_resume_is_clamped_to_the_rate_bounds():
+    throttle = thr.Throttle(thr.ThrottleSettings(initial_rate=500, max_rate=4000), clock=Clock())
+    throttle.resume("0", 9000.0)               # the operator lowered max_rate since that slice
+    throttle.resume("1", 1.0)                  # below min_rate
+    assert throttle.rate("0") == 4000.0
+    assert throttle.rate("1") == throttle.settings.min_rate
+
+
+def test_a_resumed_slice_reaches_capacity_without_the_ramp():
+    # Simulated plant: a slice that resumes at the learned rate applies more in its first
+    # second than one ramping up from initial_rate (what each new module process used to do).
+    def first_second(resume_rate):
+        clock = Clock()
+        throttle = thr.Throttle(thr.ThrottleSettings(initial_rate=500), clock=clock)
+        if resume_rate:
+            throttle.resume("0", resume_rate)
+        sent, t, next_poll = 0, 0.0, 0.0
+        while t < 1.0:
+            clock.t = t
+            if t >= next_poll:
+                throttle.observe("0", 0.0, 0.0)       # an idle cluster: no lag
+                next_poll = t + throttle.settings.poll_interval_s
+            batch = throttle.suggested_batch("0", 1024)
+            if throttle.wait_for("0", batch) == 0:
+                sent += batch
+            t += 0.001
+        return sent, throttle.rate("0")
+    ramped, ramp_rate = first_second(None)
+    resumed, resumed_rate = first_second(20000.0)
+    assert resumed > 3 * ramped
+    assert resumed_rate >= 20000.0 > ramp_rate
