@@ -104,8 +104,9 @@ class EventRows(object):
         else:
             error = ("duplicate ordering key: same part_id and %s as the previous row; make the key unique "
                      "or map columns.tiebreak" % ("raft_index" if self.order_by == "raft_index" else "(event_time_ns, event_id)"))
-        return event._replace(event=None, error=error, duplicate_of=original,
-                              raw_row=event.raw_row or self._raw_row(event.part_id, row))
+        # event._replace(event=None, error=error, duplicate_of=original, raw_row=...), without its keyword layer
+        return _new_event(HistoricEvent, (event.part_id, event.position, event.seq, None, event.raw_size, error,
+                                          event.raw_row or self._raw_row(event.part_id, row), original, event.wire))
 
     def _make_event_fast(self, part_id, part_json, row, position, seq, summary=False):
         """``_make_event`` for the common row: text columns, integer time, no flags, payload text.

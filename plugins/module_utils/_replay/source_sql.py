@@ -74,6 +74,21 @@ def _content_key(row):
     return tuple(_sortable(value) for value in row)
 
 
+_PLAIN_TYPES = {int, str, type(None)}
+
+
+def _content_sorted(group):
+    """Rows sharing a key in content order (``_content_key``). Rows of plain values (int, str,
+    NULL) compare the same way as they are (the first column that differs holds two ints or
+    two strs; two types there raise TypeError), which spares a key per value."""
+    if set(map(type, itertools.chain.from_iterable(group))) <= _PLAIN_TYPES:
+        try:
+            return sorted(group)
+        except TypeError:
+            pass
+    return sorted(group, key=_content_key)
+
+
 def _runs(same):
     """``[(first, end), ...]``: the runs of rows sharing one value (a key, an identity), from
     ``same`` (``same[i]``: row ``i + 1`` has the value of row ``i``); each run starts at a row
@@ -371,7 +386,7 @@ class HistoricSource(EventRows):
             return rows, keys      # the usual page: no two rows share a key (compared in C)
         out = list(rows)
         for first, end in runs:
-            out[first:end] = sorted(rows[first:end], key=_content_key)
+            out[first:end] = _content_sorted(rows[first:end])
         return out, keys
 
     def _events(self, part_id, rows, keys, after, after_seq, key_after, skip, summary):

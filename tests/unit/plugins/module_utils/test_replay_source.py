@@ -607,3 +607,16 @@ def test_pages_and_resumes_classify_every_row_as_the_whole_partition_does(backen
                 for at in range(0, len(events), 7):
                     tail = read_pages(src, limit, after=events[at].position, after_seq=events[at].seq)
                     assert read_kinds(tail) == expected[at + 1:], (order_by, find, limit, at)
+
+
+def test_rows_sharing_a_key_sort_in_content_order_whatever_their_value_types():
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay import source_sql
+    groups = [
+        [(5, "e", "k", "s", '{"b": 1}', None, 3), (5, "e", "k", "s", '{"a": 1}', None, 9)],       # plain values
+        [(5, "e", "k", "s", "{}", '["X"]', 3), (5, "e", "k", "s", "{}", None, 2)],                 # NULL vs text
+        [(5, "e", "k", "s", "{}", None, "7"), (5, "e", "k", "s", "{}", None, 10), (5, "e", "k", "s", "{}", None, 2)],
+        [(5, "e", "k", "s", "{}", None, True), (5, "e", "k", "s", "{}", None, 0.5)],               # bool, float
+        [(5, "e", "k", "s", b"\x02", None, 1), (5, "e", "k", "s", b"\x01", None, 1)],              # bytes
+    ]
+    for group in groups:
+        assert source_sql._content_sorted(group) == sorted(group, key=source_sql._content_key)
