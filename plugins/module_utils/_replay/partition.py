@@ -63,7 +63,7 @@ class Batch(object):
         self.duplicates += result.duplicates
         self.retries += result.retries
         self.requests += result.requests
-        for event in rows:
+        for event in (rows if len(rows) != result.acked else ()):   # rows done = events acked: no copy among them
             if event.duplicate_of is not None:
                 event_id = event.raw_row.get("event_id") if isinstance(event.raw_row, dict) else None
                 self.copies.append({"event_id": event_id, "seq": event.seq, "position": position_json(event.position),
