@@ -269,8 +269,8 @@ def healthy_answers(raw, count):
         if duplicates + raw.count(_DUPLICATE_FALSE) != raw.count(_DUPLICATE_KEY):
             return None
     try:
-        last = _fast_loads(lines[-2])
-    except (ValueError, RecursionError):
+        last = loads(lines[-2])
+    except (ValueError, RecursionError, UnicodeDecodeError):
         return None
     if last.__class__ is not dict or last.get("status") != "Healthy":
         return None

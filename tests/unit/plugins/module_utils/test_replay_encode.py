@@ -207,7 +207,13 @@ def _answers(*docs, separators=(",", ":")):
 HINT = {"client_window_size": 256, "retry_backoff_ms": 0}
 
 
-def test_healthy_answers_checks_a_whole_request_at_once():
+@pytest.mark.parametrize("decoder", ["orjson", "stdlib"])
+def test_healthy_answers_checks_a_whole_request_at_once(decoder, monkeypatch):
+    if decoder == "stdlib":
+        monkeypatch.setattr(enc, "orjson", None)
+        monkeypatch.setattr(enc, "_fast_loads", enc._stdlib_parse_any)
+    elif enc.orjson is None:
+        pytest.skip("orjson is not installed")  # the stdlib variant still runs
     raw = _answers({"event_id": "a", "status": "Healthy", "cep_credit_hint": HINT, "index": 1},
                    {"event_id": "b", "status": "Healthy", "duplicate": True, "index": 2},
                    {"event_id": "c", "status": "Healthy", "duplicate": False, "cep_credit_hint": dict(HINT, client_window_size=8)})
@@ -225,6 +231,7 @@ def test_healthy_answers_checks_a_whole_request_at_once():
     (_answers({"status": "Healthy"}, separators=(", ", ": ")), 1),                       # another spelling
     (_answers({"status": "Healthy", "duplicate": "yes"}), 1),                            # not a plain boolean
     (b'{"status":"Healthy"}\n{"status":"Healthy",\n', 2),                                # last line not JSON
+    (b'{"status":"Healthy"}\n{"status":"Healthy","x":"\xff"}\n', 2),                     # last line not UTF-8
 ])
 def test_healthy_answers_leaves_every_other_body_to_the_per_line_walk(raw, count):
     assert enc.healthy_answers(raw, count) is None
