@@ -353,6 +353,8 @@ class HistoricSource(EventRows):
                               k=self._join(self._key_fragments()))
         wanted = limit + skip
         rows, keys = self._whole_groups(part_id, self._run(query, params + [wanted + 1]), wanted, key_after, skip)
+        if not rows:
+            self._copy_index.pop(part_id, None)    # the partition's end: its copy index is not needed any more
         return self._events(part_id, rows, keys, after, after_seq, key_after, skip, summary)
 
     def _whole_groups(self, part_id, rows, wanted, key_after, skip):
