@@ -83,6 +83,14 @@ class SampleMaker:
             self.templates.append((query.source_metric, labels, lane_labels, counter))
         if not self.templates:
             self.templates.append(("events_total", {}, [], True))
+        # payload fields the bundle's rules read (an emitted decision's session_id, say): every
+        # sample carries one per key, so a rule that fires can also emit
+        ruleset = getattr(compiled, "ruleset", None)
+        wanted = set()
+        for rule in getattr(ruleset, "rules", ()):
+            wanted.update(rule.when_fields or ())
+            wanted.update(rule.emit_fields or ())
+        self.rule_fields = sorted(wanted - {"metric", "labels", "value", "secondary_classification"})
 
     def payload(self, sequence: int, key_index: int, classification_ratio: float) -> dict:
         """The payload of the `sequence`-th event of a partition, for the key with that index."""
@@ -92,6 +100,8 @@ class SampleMaker:
             labels[label] = f"{label}-{key_index % domain}"
         value = 1.0 if counter else round(self.rng.random() * 10, 3)
         payload = {"metric": metric, "labels": labels, "value": value}
+        for field in self.rule_fields:
+            payload[field] = f"{field}-{key_index}"
         if classification_ratio and self.rng.random() < classification_ratio:
             payload["secondary_classification"] = self.rng.choice(CLASSIFICATIONS)
         return payload
@@ -380,6 +390,7 @@ def live(url: str, token: str | None, rate: float, duration: float, skip_from_ms
         partitions = int(json.loads(body)["cluster"]["partitions"])
     rng = random.Random(11)
     maker = SampleMaker(load_bundle(bundle), rng) if bundle else None
+    metric_count = len(maker.templates) if maker else 1
     key_table = keys_for_partitions(partitions, 16)
     totals = {"sent": 0, "healthy": 0, "duplicate": 0, "refused": 0, "skipped": 0, "retried": 0, "archived": 0,
               "mirrored": 0}
@@ -402,8 +413,13 @@ def live(url: str, token: str | None, rate: float, duration: float, skip_from_ms
                     totals["skipped"] += 1
                     continue
                 part_id = str(sequence % partitions)
-                part_key = key_table[part_id][sequence % 16]
-                payload = maker.payload(sequence, sequence % 16, classification_ratio) if maker else {}
+                # from the n-th event of its partition: the global sequence would give each partition
+                # one metric (4 partitions, 4 metrics), one modulus for metric and key would tie
+                # each metric to a quarter of the keys; this way every key sees every metric
+                ordinal = (sequence - 1) // partitions
+                key_index = (ordinal // metric_count) % 16
+                part_key = key_table[part_id][key_index]
+                payload = maker.payload(ordinal, key_index, classification_ratio) if maker else {}
                 if not maker and classification_ratio and rng.random() < classification_ratio:
                     payload = {"secondary_classification": rng.choice(CLASSIFICATIONS)}
                 message = {"event_id": f"{prefix}-{sequence:010d}", "part_id": part_id, "partition_key": part_key,

@@ -63,6 +63,19 @@ def ee_environment():
     return env
 
 
+CREDENTIAL = "CEPtra production control plane"
+
+
+def credential_inputs(lab, certs, role="operator"):
+    """What an operator pastes into the control-plane credential: the lab's URL and the PEM texts
+    of one role's identity from the PKI of ``ceptra-lab certs`` (``certs``, a pathlib.Path)."""
+    def read(name):
+        return (certs / name).read_text(encoding="utf-8")
+
+    return {CREDENTIAL: {"url": lab.url, "client_cert": read("%s.pem" % role),
+                         "client_key": read("%s-key.pem" % role), "ca_cert": read("ca.pem")}}
+
+
 class _Namespace:
     """Attribute access for ``tower.filename.<name>`` in injector templates."""
 
@@ -251,9 +264,10 @@ def run_workflow(base_dir, workflow, defs, credential_inputs, first_job_id, user
     targets = {t for node in nodes.values() for link in ("success_nodes", "failure_nodes", "always_nodes")
                for t in node.get(link) or ()}
     pending = [identifier for identifier in nodes if identifier not in targets]
-    variables = dict(options.pop("extra_vars", None) or {})
-    variables.update(workflow.get("extra_vars") or {})
+    # AWX's precedence: the workflow's own extra_vars, then its survey, then the launch's extra_vars
+    variables = dict(workflow.get("extra_vars") or {})
     variables.update(survey_extra_vars(workflow, answers or {}))
+    variables.update(options.pop("extra_vars", None) or {})
     ran, job_id, artifacts = [], first_job_id, {}
     while pending:
         identifier = pending.pop(0)

@@ -102,6 +102,14 @@ def run_target(run_playbook):
     return run
 
 
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """The test PKI of ``ceptra-lab certs`` (CA, server and one client identity per role)."""
+    directory = tmp_path_factory.mktemp("certs")
+    subprocess.run([sys.executable, "-m", "ceptra_lab", "certs", str(directory)], check=True, capture_output=True)
+    return directory
+
+
 @pytest.fixture
 def lab_vars(lab):
     """Extra vars that point the modules at the module-scoped lab as an operator."""

@@ -101,9 +101,11 @@ class RecoveryLabs(object):
     that received ``held`` events per partition before a full checkpoint and ``tail`` after it,
     then lost the WAL of the ``wiped`` partitions (``{part_id: drop_checkpoint}``);
     ``reference`` received the same events, wide L and C first, and no wipe. ``history`` is the
-    archive (SQLite; without the Raft index surrogate when ``raft_index`` is false)."""
+    archive (SQLite; without the Raft index surrogate when ``raft_index`` is false).
+    ``lab_options`` go to the lab's LabProcess (e.g. ``tls_dir`` for a lab that speaks mutual TLS)."""
 
-    def __init__(self, tmp_path, wiped=None, held=1500, tail=1500, raft_index=True, apply_capacity=1500.0):
+    def __init__(self, tmp_path, wiped=None, held=1500, tail=1500, raft_index=True, apply_capacity=1500.0,
+                 **lab_options):
         self.tmp_path = tmp_path
         self.wiped = dict(wiped or {"1": False, "3": False})
         self.held, self.per_part = held, held + tail
@@ -111,7 +113,7 @@ class RecoveryLabs(object):
         self.history = str(tmp_path / "history.db")
         write_history(self.history, self.rows, raft_index=raft_index)
         # a generous start-up timeout: on a loaded 2-core machine a lab took 12 s to start
-        self.lab = LabProcess(partitions=PARTS, test_mode=True, startup_timeout=90).__enter__()
+        self.lab = LabProcess(partitions=PARTS, test_mode=True, startup_timeout=90, **lab_options).__enter__()
         self.reference = LabProcess(partitions=PARTS, test_mode=True, startup_timeout=90).__enter__()
         status, _h, body = self.reference.request(
             "PATCH", "/v1/config", {"lateness_allowance_ms": WIDE_MS, "correction_horizon_ms": WIDE_MS},
@@ -153,6 +155,14 @@ class RecoveryLabs(object):
         """{part_id: time its replay finished} from the replay engine's partition_done records."""
         return {r["details"]["part_id"]: r["ts"] for r in self.audit("replay")
                 if r["details"].get("event") == "partition_done"}
+
+    def assert_matches_reference(self, live_counts):
+        """The lab's snapshots equal the reference's, and every partition applied its distinct history
+        plus ``live_counts[part_id]`` live events: nothing the baseline held or a retry sent applied twice."""
+        lab_digests, ref_digests, lab_counts, ref_counts = self.compare()
+        assert lab_digests == ref_digests
+        for part_id in map(str, range(PARTS)):
+            assert lab_counts[part_id] == ref_counts[part_id] == self.per_part + live_counts.get(part_id, 0)
 
     def compare(self):
         """(digests of lab, of reference, applied indexes of lab, of reference) once both applied all."""

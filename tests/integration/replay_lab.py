@@ -13,8 +13,8 @@ from ansible_collections.ceptra.backfill.plugins.module_utils._replay.cursor imp
 from ansible_collections.ceptra.backfill.plugins.module_utils._replay.source import open_source
 
 # The lab helpers the runbook tests use, under the names the replay tests know them by.
-from .runbook_support.faults import set_fault  # noqa: F401  (re-exported)
-from .runbook_support.labs import lab_get as lab_json, wait_applied as applied_counts  # noqa: F401
+from .runbook_support.faults import set_fault  # noqa: F401  pylint: disable=unused-import
+from .runbook_support.labs import lab_get as lab_json, wait_applied as applied_counts  # noqa: F401  pylint: disable=unused-import
 
 COLUMNS = "part_id, raft_index, event_time_ns, event_id, partition_key, schema_key, payload, flags"
 DDL = ("CREATE TABLE {t} (part_id TEXT NOT NULL, raft_index BIGINT, event_time_ns BIGINT NOT NULL, "

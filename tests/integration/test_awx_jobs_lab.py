@@ -7,11 +7,10 @@ inventory: together they replay every partition exactly once, each slice its own
 the audit log names the AWX operator.
 """
 
+import contextlib
 import io
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -29,30 +28,13 @@ from .runbook_support.labs import BUNDLE as RUNBOOK_BUNDLE, activate_bundle
 REPO = awx_jobs.REPO
 BUNDLE = os.path.join(os.path.dirname(REPO), "shared", "reference", "bundles", "gaming_cheat_detection.yaml")
 SLICED = "CEPtra replay workers (sliced)"
-CREDENTIAL = "CEPtra production control plane"
+CREDENTIAL = awx_jobs.CREDENTIAL
 REPLAY_TASK = "Replay the window in slices until every partition is done"   # roles/history_replay
 PARTITIONS = 8
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    """The test PKI of ``ceptra-lab certs``."""
-    directory = tmp_path_factory.mktemp("certs")
-    subprocess.run([sys.executable, "-m", "ceptra_lab", "certs", str(directory)], check=True, capture_output=True)
-    return directory
-
-
-def credential_inputs(lab, certs, role="operator"):
-    """What an operator pastes into the credential: URL and PEM texts of one role's identity."""
-    def read(name):
-        return (certs / name).read_text(encoding="utf-8")
-
-    return {CREDENTIAL: {"url": lab.url, "client_cert": read("%s.pem" % role),
-                         "client_key": read("%s-key.pem" % role), "ca_cert": read("ca.pem")}}
-
-
-@pytest.fixture
-def history(pg_dsn):
+@contextlib.contextmanager
+def seeded_history(pg_dsn):
     """A seeded PostgreSQL history table and a cursor table name, dropped afterwards."""
     import psycopg
 
@@ -63,10 +45,20 @@ def history(pg_dsn):
     with psycopg.connect(pg_dsn) as conn:
         tables["distinct"] = conn.execute("SELECT COUNT(*) FROM (SELECT DISTINCT part_id, event_id FROM %s) d"
                                           % tables["history"]).fetchone()[0]
-    yield tables
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        for table in (tables["history"], tables["cursors"], tables["cursors"] + "_pause", tables["cursors"] + "_workers"):
-            conn.execute("DROP TABLE IF EXISTS %s" % table)
+    try:
+        yield tables
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            for table in (tables["history"], tables["cursors"], tables["cursors"] + "_pause",
+                          tables["cursors"] + "_workers"):
+                conn.execute("DROP TABLE IF EXISTS %s" % table)
+
+
+@pytest.fixture
+def history(pg_dsn):
+    """A seeded history of this test alone."""
+    with seeded_history(pg_dsn) as tables:
+        yield tables
 
 
 def databases(pg_dsn, history):
@@ -75,53 +67,89 @@ def databases(pg_dsn, history):
             "history_replay_cursor_store": {"type": "postgresql", "dsn": pg_dsn, "table": history["cursors"]}}
 
 
-@pytest.mark.postgres
-def test_sliced_replay_template_replays_every_partition_once(lab_factory, certs, history, pg_dsn, tmp_path):
-    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
-    assert lab.url.startswith("https://")
-    defs = awx_jobs.definitions()
-    template = awx_jobs.find(defs, "controller_templates", SLICED)
-    audit_log = tmp_path / "volume" / "backfill-audit.jsonl"
-    audit_log.parent.mkdir()
-    inputs = credential_inputs(lab, certs)
-    runs = awx_jobs.run_sliced(str(tmp_path / "jobs"), template, defs, inputs, 4100, "alice",
-                               answers={"ceptra_incident_id": "INC-4711"}, extra_vars=databases(pg_dsn, history),
-                               extra_env={"CEPTRA_AUDIT_LOG": str(audit_log)})
+def committed(lab):
+    """Events the lab's partitions committed, summed."""
+    status, dummy, state = lab.request("GET", "/v1/state", role="observer")
+    assert status == 200, state
+    return sum(p["commit_index"] for p in state["partitions"])
 
+
+class ReplayWorkflowRun:
+    """One run of the replay workflow (the sliced template in check mode on 3 slices, an approval,
+    the sliced template for real on 3 slices) against one TLS lab; the tests below read it."""
+
+    def __init__(self, lab, history, audit_log, inputs, nodes, asked, committed_at_approval):
+        self.lab, self.history, self.audit_log, self.inputs = lab, history, audit_log, inputs
+        self.nodes, self.asked, self.committed_at_approval = nodes, asked, committed_at_approval
+
+
+@pytest.fixture(scope="module")
+def replay_workflow(certs, pg_dsn, tmp_path_factory):
+    """The replay workflow, run once for the module: its plan jobs are the check-mode jobs, its replay
+    jobs the sliced replay; each test asserts on a part of what AWX would store of it."""
+    from ceptra_lab.testing import LabProcess
+
+    base = tmp_path_factory.mktemp("replay-workflow")
+    audit_log = base / "volume" / "backfill-audit.jsonl"
+    audit_log.parent.mkdir()
+    with LabProcess(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs)) as lab, \
+            seeded_history(pg_dsn) as history:
+        assert lab.url.startswith("https://")
+        defs = awx_jobs.definitions()
+        workflow = awx_jobs.find(defs, "controller_workflows", "CEPtra replay workers (plan, approve, replay)")
+        inputs = awx_jobs.credential_inputs(lab, certs)
+        asked, at_approval = [], []
+
+        def approve(node):   # the operator looks at the plans; the lab has received nothing yet
+            asked.append(node["approval_node"]["name"])
+            at_approval.append(committed(lab))
+            return True
+
+        nodes = awx_jobs.run_workflow(str(base / "jobs"), workflow, defs, inputs, 5000, "alice",
+                                      answers={"ceptra_incident_id": "INC-4711"}, extra_vars=databases(pg_dsn, history),
+                                      approve=approve, extra_env={"CEPTRA_AUDIT_LOG": str(audit_log)})
+        yield ReplayWorkflowRun(lab, history, audit_log, inputs, nodes, asked, at_approval)
+
+
+@pytest.mark.postgres
+def test_sliced_replay_template_replays_every_partition_once(replay_workflow):
+    run = replay_workflow
+    assert [(n.identifier, n.status) for n in run.nodes] == [("plan", "successful"), ("approve", "successful"),
+                                                             ("replay", "successful")], \
+        [job.stdout[-3000:] for n in run.nodes for job in n.jobs]
+    jobs = run.nodes[2].jobs
     # one job per slice, each with only its own host, as AWX slices the inventory
-    assert [run.hosts for run in runs] == [["replay-worker-1"], ["replay-worker-2"], ["replay-worker-3"]]
+    assert [job.hosts for job in jobs] == [["replay-worker-1"], ["replay-worker-2"], ["replay-worker-3"]]
     shares = {}
-    for run in runs:
-        (host,) = run.hosts
-        assert run.status == "successful" and run.rc == 0, run.stdout[-3000:]
-        assert set(run.stats["ok"]) == {host} and not run.stats["failures"] and not run.stats["dark"]
-        assert run.stats["changed"] == {host: 1}   # the replay sent events; the rest only reads
-        (replayed,) = run.task_events(REPLAY_TASK)
+    for job in jobs:
+        (host,) = job.hosts
+        assert job.status == "successful" and job.rc == 0, job.stdout[-3000:]
+        assert set(job.stats["ok"]) == {host} and not job.stats["failures"] and not job.stats["dark"]
+        assert job.stats["changed"] == {host: 1}   # the replay sent events; the rest only reads
+        (replayed,) = job.task_events(REPLAY_TASK)
         assert replayed["event_data"]["host"] == host
         result = replayed["event_data"]["res"]
         assert result["done"] is True and result["events_done"] == result["events_total"] > 0
         shares[host] = result["assigned_partitions"]
         # the progress is AWX's artifacts (set_stats of the history_replay role)
-        artifacts = run.artifact_data()["ceptra_replay"]
+        artifacts = job.artifact_data()["ceptra_replay"]
         assert sorted(artifacts["partitions"]) == sorted(shares[host])
         assert int(artifacts["events_done"]) == result["events_done"]
         # the key and the token never reach the job output or its events
-        blob = run.stdout + json.dumps(run.events)
-        assert "PRIVATE KEY" not in blob and inputs[CREDENTIAL]["client_key"].splitlines()[1] not in blob
+        blob = job.stdout + json.dumps(job.events)
+        assert "PRIVATE KEY" not in blob and run.inputs[CREDENTIAL]["client_key"].splitlines()[1] not in blob
 
     assigned = [part for share in shares.values() for part in share]
     assert sorted(assigned, key=int) == [str(p) for p in range(PARTITIONS)]   # each partition in one slice
     assert sorted(len(share) for share in shares.values()) == [2, 3, 3]
     # every distinct historic event applied exactly once, over all slices
-    status, dummy, state = lab.request("GET", "/v1/state", role="observer")
-    assert status == 200
-    assert sum(p["commit_index"] for p in state["partitions"]) == history["distinct"] < history["rows"]
+    assert committed(run.lab) == run.history["distinct"] < run.history["rows"]
 
-    # the three slices appended to one chain-verified audit log, each under its AWX job, as the operator
-    report = verify_chain(str(audit_log))
+    # the six slice jobs appended to one chain-verified audit log, each under its AWX job, as the operator
+    report = verify_chain(str(run.audit_log))
     assert report["ok"], report["problems"]
-    assert sorted(report["runs"]) == ["awx-job-4101", "awx-job-4102", "awx-job-4103"]
-    assert {run["operator"] for run in report["runs"].values()} == {"alice"}
+    assert sorted(report["runs"]) == ["awx-job-%d" % job_id for job_id in (5011, 5012, 5013, 5021, 5022, 5023)]
+    assert {entry["operator"] for entry in report["runs"].values()} == {"alice"}
 
 
 @pytest.mark.postgres
@@ -130,65 +158,49 @@ def test_a_slice_without_the_complete_worker_list_sends_nothing(lab_factory, cer
     defs = awx_jobs.definitions()
     template = dict(awx_jobs.find(defs, "controller_templates", SLICED))
     template["extra_vars"] = {k: v for k, v in template["extra_vars"].items() if k != "replay_workers_hosts"}
-    run = awx_jobs.run_job(str(tmp_path / "jobs"), template, defs, credential_inputs(lab, certs), 4200, "bob",
-                           answers={"ceptra_incident_id": "INC-4712"}, extra_vars=databases(pg_dsn, history),
+    run = awx_jobs.run_job(str(tmp_path / "jobs"), template, defs, awx_jobs.credential_inputs(lab, certs), 4200,
+                           "bob", answers={"ceptra_incident_id": "INC-4712"}, extra_vars=databases(pg_dsn, history),
                            hosts=["replay-worker-2"], extra_env={"CEPTRA_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
     assert run.status == "failed"
     (failed,) = [e for e in run.events if e["event"] == "runner_on_failed"]
     assert failed["event_data"]["task"] == "Gate: the complete worker list is given and holds this worker"
     assert "replay_workers_hosts" in failed["event_data"]["res"]["msg"]
     assert "each slice sees only" in failed["event_data"]["res"]["msg"]
-    status, dummy, state = lab.request("GET", "/v1/state", role="observer")
-    assert sum(p["commit_index"] for p in state["partitions"]) == 0
+    assert committed(lab) == 0
 
 
 @pytest.mark.postgres
-def test_job_type_check_gives_the_plan_and_sends_nothing(lab_factory, certs, history, pg_dsn, tmp_path):
-    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
-    defs = awx_jobs.definitions()
-    template = awx_jobs.find(defs, "controller_templates", SLICED)
-    all_hosts = template["extra_vars"]["replay_workers_hosts"]
-    run = awx_jobs.run_job(str(tmp_path / "jobs"), template, defs, credential_inputs(lab, certs), 4300, "carol",
-                           job_type="check", answers={"ceptra_incident_id": "INC-4713"},
-                           extra_vars=databases(pg_dsn, history), hosts=awx_jobs.slice_hosts(all_hosts, 2, 3),
-                           extra_env={"CEPTRA_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
-    assert run.status == "successful", run.stdout[-3000:]
+def test_job_type_check_gives_the_plan_and_sends_nothing(replay_workflow):
+    plan = replay_workflow.nodes[0]
+    assert plan.identifier == "plan" and len(plan.jobs) == 3
     # check mode reports what the run would change (the replay) and changes nothing
-    assert run.stats["changed"] == {"replay-worker-2": 1} and set(run.stats["ok"]) == {"replay-worker-2"}
-    (planned,) = run.task_events(REPLAY_TASK)   # check mode: one round, the plan
-    plan = planned["event_data"]["res"]
-    assert plan["assigned_partitions"] == ["1", "4", "7"] and plan["plan"]["events_remaining"] > 0
-    assert int(run.artifact_data()["ceptra_replay"]["events_total"]) == plan["plan"]["events_remaining"]
-    status, dummy, state = lab.request("GET", "/v1/state", role="observer")
-    assert sum(p["commit_index"] for p in state["partitions"]) == 0
+    assert replay_workflow.committed_at_approval == [0]
+    for job, share in zip(plan.jobs, (["0", "3", "6"], ["1", "4", "7"], ["2", "5"])):
+        (host,) = job.hosts
+        assert job.status == "successful", job.stdout[-3000:]
+        assert job.stats["changed"] == {host: 1} and set(job.stats["ok"]) == {host}
+        (planned,) = job.task_events(REPLAY_TASK)   # check mode: one round, the plan
+        result = planned["event_data"]["res"]
+        assert result["assigned_partitions"] == share and result["plan"]["events_remaining"] > 0
+        assert int(job.artifact_data()["ceptra_replay"]["events_total"]) == result["plan"]["events_remaining"]
 
 
 @pytest.mark.postgres
-def test_replay_workflow_plans_then_replays_after_approval(lab_factory, certs, history, pg_dsn, tmp_path):
-    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
-    defs = awx_jobs.definitions()
-    workflow = awx_jobs.find(defs, "controller_workflows", "CEPtra replay workers (plan, approve, replay)")
-    asked = []
-    nodes = awx_jobs.run_workflow(str(tmp_path / "jobs"), workflow, defs, credential_inputs(lab, certs), 5000, "dave",
-                                  answers={"ceptra_incident_id": "INC-5000"}, extra_vars=databases(pg_dsn, history),
-                                  approve=lambda node: asked.append(node["approval_node"]["name"]) or True,
-                                  extra_env={"CEPTRA_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
-    assert asked == ["Approve the replay plan"]
-    plan = nodes[0]
-    assert plan.identifier == "plan" and plan.status == "successful" and len(plan.jobs) == 3
-    planned = {}
-    for job in plan.jobs:   # check mode: each worker's plan (sending nothing, as the test above shows)
-        assert job.status == "successful"
-        planned[job.hosts[0]] = job.task_events(REPLAY_TASK)[0]["event_data"]["res"]["assigned_partitions"]
+def test_replay_workflow_plans_then_replays_after_approval(replay_workflow):
+    run = replay_workflow
+    assert run.asked == ["Approve the replay plan"]
+    assert [(n.identifier, n.status) for n in run.nodes] == [("plan", "successful"), ("approve", "successful"),
+                                                             ("replay", "successful")]
+    planned = {job.hosts[0]: job.task_events(REPLAY_TASK)[0]["event_data"]["res"]["assigned_partitions"]
+               for job in run.nodes[0].jobs}
     assert sorted(p for share in planned.values() for p in share) == sorted(str(p) for p in range(PARTITIONS))
-    status, dummy, state = lab.request("GET", "/v1/state", role="observer")
-    committed = sum(p["commit_index"] for p in state["partitions"])
-    assert [(n.identifier, n.status) for n in nodes] == [("plan", "successful"), ("approve", "successful"),
-                                                         ("replay", "successful")]
     replayed = {job.hosts[0]: job.task_events(REPLAY_TASK)[0]["event_data"]["res"]["assigned_partitions"]
-                for job in nodes[2].jobs}
+                for job in run.nodes[2].jobs}
     assert replayed == planned   # as planned and approved
-    assert committed == history["distinct"]
+    # the plans, summed over the workers, read every history row; the cluster applied each distinct event once
+    planned_events = sum(job.task_events(REPLAY_TASK)[0]["event_data"]["res"]["plan"]["events_remaining"]
+                         for job in run.nodes[0].jobs)
+    assert planned_events == run.history["rows"] > committed(run.lab) == run.history["distinct"]
 
 
 PARTIAL_WORKFLOW = "CEPtra partial recovery (recover, then verify or roll back)"
@@ -206,15 +218,18 @@ FAILING = {
 def test_scenario_workflow_rolls_back_when_the_scenario_fails(lab_factory, certs, history, pg_dsn, tmp_path, scenario):
     # Nothing happened to the cluster: partial's discover gate finds no missing window, full's
     # plan finds no wiped partition, and the run fails there (survey defaults, credential
-    # injection, mutual TLS); the workflow takes its failure path to the rollback, which succeeds.
+    # injection, mutual TLS); the workflow takes its failure path to the rollback, which reverts
+    # the override an earlier, killed run of the same incident left staged.
     name, prefix, first_failure = FAILING[scenario]
     lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    leftover = "backfill-%s-INC-6000" % scenario
+    before = stage_override(lab, certs, leftover, {"lateness_allowance_ms": 5400000})
     defs = awx_jobs.definitions()
     workflow = awx_jobs.find(defs, "controller_workflows", name)
     audit_log = tmp_path / "audit.jsonl"
     sources = {prefix + "_source": {"type": "postgresql", "dsn": pg_dsn, "table": history["history"]},
                prefix + "_cursor_store": {"type": "postgresql", "dsn": pg_dsn, "table": history["cursors"]}}
-    nodes = awx_jobs.run_workflow(str(tmp_path / "jobs"), workflow, defs, credential_inputs(lab, certs), 6000, "erin",
+    nodes = awx_jobs.run_workflow(str(tmp_path / "jobs"), workflow, defs, awx_jobs.credential_inputs(lab, certs), 6000, "erin",
                                   answers={"ceptra_incident_id": "INC-6000"}, extra_vars=sources,
                                   extra_env={"CEPTRA_AUDIT_LOG": str(audit_log)})
     assert [(n.identifier, n.status) for n in nodes] == [("recover", "failed"), ("rollback", "successful")]
@@ -227,10 +242,52 @@ def test_scenario_workflow_rolls_back_when_the_scenario_fails(lab_factory, certs
     assert rollback.stats["failures"] == {} and set(rollback.stats["ok"]) == {"ops-runner-1"}
     # the rollback job worked on the scenario's run, which it found in the artifacts
     assert "%s-INC-6000" % scenario in json.dumps([e["event_data"].get("res") for e in rollback.events])
+    # the failed run restored the override of its run id that a killed run had left: nothing was left to revert
+    assert rollback.stats["changed"] == {}
+    assert overrides_and_lateness(lab) == ({}, before["lateness_allowance_ms"])
     report = verify_chain(str(audit_log))
     assert report["ok"], report["problems"]
     assert {run["operator"] for run in report["runs"].values()} == {"erin"}
     assert len(report["runs"]) == 2   # the scenario job and the rollback job
+
+
+def test_rollback_template_alone_reverts_the_override_a_killed_run_left(lab_factory, certs, tmp_path):
+    # A run killed mid-way leaves its override (a cancelled workflow runs no further node): the
+    # operator launches the rollback template alone and names the run in its survey.
+    lab = lab_factory(partitions=PARTITIONS, test_mode=True, tls_dir=str(certs))
+    before = stage_override(lab, certs, "backfill-full-INC-6200", {"lateness_allowance_ms": 5400000})
+    stage_override(lab, certs, "backfill-partial-INC-6200", {"correction_horizon_ms": 9000000})
+    defs = awx_jobs.definitions()
+    template = awx_jobs.find(defs, "controller_templates", "CEPtra rollback")
+    run = awx_jobs.run_job(str(tmp_path / "jobs"), template, defs, awx_jobs.credential_inputs(lab, certs), 6200, "erin",
+                           answers={"ceptra_incident_id": "INC-6200", "ceptra_run_id": "full-INC-6200"},
+                           extra_env={"CEPTRA_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
+    assert run.status == "successful" and run.stats["changed"] == {"ops-runner-1": 1}, run.stdout[-3000:]
+    ledger, lateness = overrides_and_lateness(lab)
+    assert sorted(ledger) == ["backfill-partial-INC-6200"]   # only the named run's override was reverted
+    assert lateness == before["lateness_allowance_ms"]
+
+
+def overrides_and_lateness(lab):
+    """(the override ledger, the lateness allowance) of the lab's config."""
+    status, dummy, body = lab.request("GET", "/v1/config", role="observer")
+    assert status == 200, body
+    return body["config"]["annotations"].get("ceptra.backfill/overrides", {}), body["config"]["lateness_allowance_ms"]
+
+
+def stage_override(lab, certs, name, settings):
+    """Stage the override ``name`` with the collection's config manager, over mutual TLS as the
+    operator (what a scenario run killed before its rescue leaves behind); returns the config before."""
+    from ansible_collections.ceptra.backfill.plugins.module_utils import _config_ledger as ledger
+    from ansible_collections.ceptra.backfill.plugins.module_utils._client import CeptraClient
+    from ansible_collections.ceptra.backfill.plugins.module_utils._config_manager import ConfigManager
+
+    status, dummy, before = lab.request("GET", "/v1/config", role="observer")
+    assert status == 200, before
+    with CeptraClient(lab.url, client_cert=str(certs / "operator.pem"), client_key=str(certs / "operator-key.pem"),
+                      ca_path=str(certs / "ca.pem")) as client:
+        assert ConfigManager(client, actor="killed-run").stage(name, settings, ledger.Window(valid_for="2h"))["changed"]
+    return before["config"]
 
 
 def live_traffic_with_an_outage(lab, certs, archive, outage_parts, outage_ms=1500):
@@ -263,7 +320,7 @@ def test_partial_workflow_recovers_the_window_then_verifies(lab_factory, certs, 
     audit_log = tmp_path / "audit.jsonl"
     sources = {"history_replay_source": {"type": "sqlite", "path": history_db},
                "history_replay_cursor_store": {"type": "sqlite", "path": str(tmp_path / "cursors.sqlite")}}
-    nodes = awx_jobs.run_workflow(str(tmp_path / "jobs"), workflow, defs, credential_inputs(lab, certs), 6100, "grace",
+    nodes = awx_jobs.run_workflow(str(tmp_path / "jobs"), workflow, defs, awx_jobs.credential_inputs(lab, certs), 6100, "grace",
                                   answers={"ceptra_incident_id": "INC-6100"}, extra_vars=sources,
                                   extra_env={"CEPTRA_AUDIT_LOG": str(audit_log),
                                              "CEPTRA_REPORT_DIR": str(tmp_path / "reports"),

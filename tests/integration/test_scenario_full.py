@@ -8,7 +8,7 @@ no wipe: after the scenario every partition's snapshot must equal the reference'
 
 import pytest
 
-from .full_recovery_lab import PARTS, LiveClient, RecoveryLabs, lab_json
+from .full_recovery_lab import LiveClient, RecoveryLabs, lab_json
 from .runbook_support.faults import set_fault
 from .runbook_support.runner import RunnerJob
 
@@ -47,14 +47,6 @@ def audit_count(labs):
     return len(lab_json(labs.lab, "/v1/audit")["records"])
 
 
-def assert_matches_reference(labs, live_counts):
-    lab_digests, ref_digests, lab_counts, ref_counts = labs.compare()
-    assert lab_digests == ref_digests
-    for part_id in map(str, range(PARTS)):
-        # applied = distinct history + live: nothing the baseline held or a retry sent applied twice
-        assert lab_counts[part_id] == ref_counts[part_id] == labs.per_part + live_counts.get(part_id, 0)
-
-
 @pytest.fixture
 def make_labs(tmp_path):
     made = []
@@ -89,7 +81,7 @@ def test_two_wiped_partitions_recover_with_live_traffic_and_match_the_reference(
     finally:
         live.stop()
     assert result.rc == 0, result.stdout[-4000:]
-    assert_matches_reference(labs, {p: live.live_count(p) for p in live.parts})
+    labs.assert_matches_reference({p: live.live_count(p) for p in live.parts})
     opened, done = labs.gate_opened_at(), labs.replay_done_at()
     for part_id in ("1", "3"):
         refused = [t for t, reason in live.refused[part_id] if reason == "TRANSIENT_WARMUP"]
@@ -144,6 +136,6 @@ def test_no_checkpoint_event_time_boundary_bounds_a_never_ready_gate_resume_and_
     overlap = plan["partitions"]["3"]["events"] - 1500
     assert overlap > 0 and replay_duplicates(failed, "3") + replay_duplicates(resumed, "3") == overlap
     assert replay_duplicates(failed, "1") + replay_duplicates(resumed, "1") == 0
-    assert_matches_reference(labs, {})
+    labs.assert_matches_reference({})
     again = job.run("scenario_full.yml", extra)
     assert again.rc == 0 and again.changed == 0, [n for n, r in again.results.items() if r.get("changed")]

@@ -10,6 +10,7 @@ partition's full snapshot with the reference's.
 
 import json
 import os
+import re
 import sqlite3
 import time
 
@@ -90,6 +91,9 @@ def test_check_run_rerun_and_verify(env):
     assert done.rc == 0 and done.status == "successful", done.stdout[-4000:]
     assert "replay partial-INC-A" in done.stdout and " p1: " in done.stdout      # progress each round
     assert done.set_stats()["ceptra_replay"]["events_done"] >= plan["events"]
+    # The derived-decision gate read real decisions: the live traffic fires the bundle's rules.
+    derived = re.search(r"derived events read (\d+)", done.stdout)
+    assert derived and int(derived.group(1)) > 0, done.stdout[-3000:]
 
     # The replayed partitions (and the others) equal the reference's, over the settled panes
     # (live traffic keeps moving the newest ones).

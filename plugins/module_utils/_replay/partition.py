@@ -206,7 +206,8 @@ class PartitionReplay(object):
                 return True
         started = time.time()
         result = self.sender.send(chunk, lines) if chunk else SendResult()
-        done = rows_done(rows, result.acked)
+        # every event acked: every row is done (copies included), no walk over the rows
+        done = len(rows) if result.acked == len(chunk) else rows_done(rows, result.acked)
         if done:
             last = rows[done - 1]
             copies = done - result.acked

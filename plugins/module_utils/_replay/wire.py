@@ -20,7 +20,8 @@ C scanner (both refuse NaN/Infinity). Payload text that holds a line break (pret
 JSON) is re-serialized, so a line never breaks the NDJSON framing.
 
 Also here: ``post_lines`` (the append-stream exchange through the shared client's
-``post_ndjson_raw``, with a cheaper answer parser) and ``bulk_gc`` (fewer cyclic-GC
+``post_ndjson_raw``, with a cheaper answer parser), ``healthy_answers`` (a request's
+answers checked as a whole when they are all Healthy) and ``bulk_gc`` (fewer cyclic-GC
 passes while pages stream).
 
 What it saves, per event of client CPU on the 2-core development machine (SQLite, 4
@@ -35,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import operator
 from json.encoder import encode_basestring
 
 from ansible_collections.ceptra.backfill.plugins.module_utils._errors import CeptraError
@@ -206,14 +208,73 @@ def post_lines(client, route, lines, params=None):
     (``post_ndjson`` decodes every answer line with json.loads, which costs more than the
     rest of the exchange).
     """
+    return parse_answers(client, route, params, post_raw(client, route, lines, params))
+
+
+def post_raw(client, route, lines, params=None):
+    """POST NDJSON ``lines`` through the shared client; returns the client's Response (answer in ``raw``)."""
     payload = b"\n".join(lines) + b"\n" if lines else b""
-    response = client.post_ndjson_raw(route, payload, params=params)
+    return client.post_ndjson_raw(route, payload, params=params)
+
+
+def parse_answers(client, route, params, response):
+    """The answers of ``response`` (from ``post_raw``), one per line; CeptraError for a line that is not JSON."""
     try:
         return parse_response_body(response.raw)
     except ValueError as exc:
         path = client.route_path(route, params)
         raise CeptraError("POST %s returned a line that is not JSON: %s" % (path, exc), status=response.status,
                           route=route, method="POST", path=path) from None
+
+
+class HealthyAnswers(object):
+    """Answers to a request whose every event was answered Healthy: how many of them say
+    ``duplicate: true``, and the last answer, decoded (the cluster's latest credit hint)."""
+
+    __slots__ = ("duplicates", "last")
+
+    def __init__(self, duplicates, last):
+        self.duplicates, self.last = duplicates, last
+
+
+_HEALTHY = b'"status":"Healthy"'
+_STATUS_KEY = b'"status"'
+_DUPLICATE_KEY = b'"duplicate"'
+_DUPLICATE_TRUE = b'"duplicate":true'
+_DUPLICATE_FALSE = b'"duplicate":false'
+_count_healthy = operator.methodcaller("count", _HEALTHY)
+
+
+def healthy_answers(raw, count):
+    """The answer body ``raw`` checked as a whole: a HealthyAnswers when it answers ``count``
+    events all Healthy, else None (the caller then decodes and walks every line).
+
+    All Healthy means: exactly ``count`` lines, each ending in a line break; every line holds
+    exactly one ``"status"`` key, and it says ``"Healthy"`` (in the compact form; a JSON
+    string cannot hold an unescaped quote, so the marker is a key and its value, and a
+    nested status or any other spelling takes the per-line path); every ``"duplicate"`` key
+    is a plain true or false; the last line decodes as such an answer. This replaces a
+    decode of every answer and a walk over them (measured 0.75 and about 0.5 us per event)
+    by byte counts in C, for the usual request; any other answer is handled line by line as
+    before.
+    """
+    if not count or raw.count(_STATUS_KEY) != count:
+        return None
+    lines = raw.split(b"\n")   # count lines and the empty tail
+    if len(lines) != count + 1 or lines[-1] or list(map(_count_healthy, lines)).count(1) != count:
+        return None
+    duplicates = 0
+    if _DUPLICATE_KEY in raw:
+        duplicates = raw.count(_DUPLICATE_TRUE)
+        if duplicates + raw.count(_DUPLICATE_FALSE) != raw.count(_DUPLICATE_KEY):
+            return None
+    try:
+        last = _fast_loads(lines[-2])
+    except (ValueError, RecursionError):
+        return None
+    if last.__class__ is not dict or last.get("status") != "Healthy":
+        return None
+    return HealthyAnswers(duplicates, last)
 
 
 def parse_response_body(raw):

@@ -198,3 +198,33 @@ def test_ready_lines_pass_copies_and_stop_at_the_first_event_that_needs_the_gene
     from ansible_collections.ceptra.backfill.plugins.module_utils._replay.rows import HistoricEvent
     built_in_memory = HistoricEvent("0", (3,), 3, {"event_id": "m"}, 10, None)   # no wire: the general path
     assert enc.ready_lines(good + [built_in_memory] + good, suffix, 4096) == enc.ready_lines(good, suffix, 4096)
+
+
+def _answers(*docs, separators=(",", ":")):
+    return b"".join(json.dumps(doc, separators=separators).encode() + b"\n" for doc in docs)
+
+
+HINT = {"client_window_size": 256, "retry_backoff_ms": 0}
+
+
+def test_healthy_answers_checks_a_whole_request_at_once():
+    raw = _answers({"event_id": "a", "status": "Healthy", "cep_credit_hint": HINT, "index": 1},
+                   {"event_id": "b", "status": "Healthy", "duplicate": True, "index": 2},
+                   {"event_id": "c", "status": "Healthy", "duplicate": False, "cep_credit_hint": dict(HINT, client_window_size=8)})
+    found = enc.healthy_answers(raw, 3)
+    assert found.duplicates == 1 and found.last["cep_credit_hint"]["client_window_size"] == 8
+
+
+@pytest.mark.parametrize("raw, count", [
+    (_answers({"status": "Healthy"}, {"status": "TransientBackpressure"}), 2),          # a refusal
+    (_answers({"status": "Healthy"}, {"status": "Healthy"}), 3),                         # fewer answers than events
+    (_answers({"status": "Healthy"}, {"status": "Healthy"})[:-1], 2),                    # last line not ended
+    (_answers({"status": "Healthy"}) + b"\n" + _answers({"status": "Healthy"}), 2),      # an empty line
+    (_answers({"status": "Healthy", "x": {"status": "Healthy"}}, {"event_id": "b"}), 2),  # 2 + 0 status keys
+    (_answers({"event_id": "a", "detail": {"status": "Healthy"}}), 1),                  # nested status only
+    (_answers({"status": "Healthy"}, separators=(", ", ": ")), 1),                       # another spelling
+    (_answers({"status": "Healthy", "duplicate": "yes"}), 1),                            # not a plain boolean
+    (b'{"status":"Healthy"}\n{"status":"Healthy",\n', 2),                                # last line not JSON
+])
+def test_healthy_answers_leaves_every_other_body_to_the_per_line_walk(raw, count):
+    assert enc.healthy_answers(raw, count) is None

@@ -12,6 +12,14 @@ from ..test_support.control_plane import ControlPlane
 from ..test_support.replay_fakes import make_event
 
 
+@pytest.fixture(autouse=True, params=["per-line answers", "compact answers"])
+def answer_form(request, monkeypatch):
+    """Every sender test twice: answers the sender decodes and walks line by line, and compact
+    answers it checks per request when they are all Healthy (wire.healthy_answers)."""
+    monkeypatch.setattr(ControlPlane, "compact_answers", request.param == "compact answers")
+    return request.param
+
+
 class Sleeps(list):
     def __call__(self, seconds):
         self.append(seconds)
@@ -46,6 +54,19 @@ def test_all_healthy_acks_everything_in_window_sized_requests():
     assert [len(seqs) for dummy, seqs in cluster.requests] == [10]
     result = s.send([make_event("1", i) for i in range(11, 21)])
     assert [len(seqs) for dummy, seqs in cluster.requests[1:]] == [4, 4, 2]
+
+
+def test_all_healthy_compact_answers_skip_the_per_event_walk(monkeypatch, answer_form):
+    walked = []
+    original = snd.PartitionSender._scan
+    monkeypatch.setattr(snd.PartitionSender, "_scan", lambda self, *a: walked.append(1) or original(self, *a))
+    cluster = ControlPlane(window=4)
+    s, dummy = sender(cluster, max_window=16)
+    first = s.send([make_event("1", i) for i in range(1, 6)])
+    again = s.send([make_event("1", i) for i in range(1, 6)])      # replay session: all duplicates
+    assert (first.acked, first.duplicates, again.acked, again.duplicates) == (5, 0, 5, 5)
+    assert first.acked_bytes == again.acked_bytes > 0 and s.window == 4
+    assert len(walked) == (0 if answer_form == "compact answers" else 3)
 
 
 def test_transient_resends_the_same_seqs_in_order_after_hinted_backoff():

@@ -248,6 +248,53 @@ def test_copies_far_apart_in_raft_order_are_found(backend):
     assert len([e for e in events if e.event]) == 33
 
 
+def copies_table(backend):
+    """30 events in raft order and three later copies (of e-03 twice and of e-20)."""
+    rows = [make_row("0", i, 1000 + i, "e-%02d" % i) for i in range(1, 31)]
+    rows += [make_row("0", 31, 1003, "e-03"), make_row("0", 32, 1020, "e-20"), make_row("0", 33, 1003, "e-03")]
+    backend.create(rows)
+
+
+def copy_marks(events):
+    return [(e.position[0], e.duplicate_of[0]) for e in events if e.duplicate_of is not None]
+
+
+def test_raft_order_copies_cost_one_pass_per_partition_not_a_query_per_page(backend):
+    copies_table(backend)
+    src = backend.open(order_by="raft_index")
+    events = read_all(src, "0", 4)          # 9 pages and the empty one that ends the partition
+    assert copy_marks(events) == [(31, 3), (32, 20), (33, 3)]
+    # one pass finds the events stored twice, one query their copies' positions; no page asks again
+    assert len(src.statements) < 20 and sum(1 for q in src.statements if "ceptra_v" in q) == 1
+    pages = [q for q in src.statements if "ORDER BY" in q and "LIMIT" in q and "DESC" not in q and "LAG" not in q]
+    assert len(pages) == 10
+
+
+def test_raft_order_rows_appended_after_the_pass_are_still_checked_for_copies(backend):
+    copies_table(backend)
+    src = backend.open(order_by="raft_index")
+    first = src.read("0", None, 0, 10)       # the partition's pass happens here
+    backend.execute("INSERT INTO %s VALUES ('0', 40, 1007, 'e-07', 'k1', 'metric_sample_v1', '{\"v\": 1}', NULL)"
+                    % backend.table("ceptra_history"))
+    backend.execute("INSERT INTO %s VALUES ('0', 41, 1041, 'e-41', 'k1', 'metric_sample_v1', '{\"v\": 1}', NULL)"
+                    % backend.table("ceptra_history"))
+    events = first + read_all(src, "0", 10, after=first[-1].position, after_seq=first[-1].seq)
+    assert copy_marks(events) == [(31, 3), (32, 20), (33, 3), (40, 7)]
+    assert [e.seq for e in events] == list(range(1, 36)) and events[-1].event["event_id"] == "e-41"
+
+
+def test_raft_order_with_more_copies_than_the_index_holds_looks_pages_up(backend, monkeypatch):
+    from ansible_collections.ceptra.backfill.plugins.module_utils._replay import source_sql
+    copies_table(backend)
+    indexed = read_all(backend.open(order_by="raft_index"), "0", 4)
+    monkeypatch.setattr(source_sql, "COPY_INDEX_LIMIT", 1)    # two events stored twice: above it
+    src = backend.open(order_by="raft_index")
+    looked_up = read_all(src, "0", 4)
+    assert [(e.position, e.seq, e.duplicate_of, e.error) for e in looked_up] == \
+        [(e.position, e.seq, e.duplicate_of, e.error) for e in indexed]
+    assert sum(1 for q in src.statements if "ceptra_v" in q) > 2     # lookups per page
+
+
 def test_repeated_raft_index_is_an_ordering_error(backend):
     backend.create([make_row("0", 1, 10, "a"), make_row("0", 1, 11, "b"), make_row("0", 2, 12, "c")])
     events = read_all(backend.open(order_by="raft_index"), "0", 1)

@@ -84,6 +84,10 @@ def _needs_replay(bundle):
 class ControlPlane(CeptraClient):
     """In-memory control plane behind a real client (see the module docstring)."""
 
+    # NDJSON answers as the standard library writes them (", " and ": "); True: the compact
+    # form the lab (and a cluster built on orjson) writes, which the sender checks per request.
+    compact_answers = False
+
     def __init__(self, partitions=4, test_mode=True, role="operator", config=None, top_level_merge=False,
                  sessions=True, window=64, report_bundle_id=True, retries=0, event_id_dedup=True):
         super().__init__("http://control-plane.test", token="test-token", retries=retries)
@@ -146,7 +150,8 @@ class ControlPlane(CeptraClient):
         status, doc = answer[0], answer[1]
         extra = answer[2] if len(answer) > 2 else {}
         if isinstance(doc, list):      # NDJSON answer
-            raw = b"".join(json.dumps(item).encode("utf-8") + b"\n" for item in doc)
+            separators = (",", ":") if self.compact_answers else None
+            raw = b"".join(json.dumps(item, separators=separators).encode("utf-8") + b"\n" for item in doc)
         else:
             raw = json.dumps(doc).encode("utf-8")
         return status, Headers(extra.items()), raw
