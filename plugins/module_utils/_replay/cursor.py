@@ -219,7 +219,7 @@ class SqliteCursorStore(CursorStore):
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below).
             self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                          check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._set_wal()
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA busy_timeout=%d" % int(BUSY_TIMEOUT_S * 1000))
             self._write(
@@ -234,6 +234,20 @@ class SqliteCursorStore(CursorStore):
             self._add_missing_columns()
         except sqlite3.Error as exc:
             raise CursorStoreError("cursor store %s cannot be opened: %s" % (self.path, exc))
+
+    def _set_wal(self):
+        """WAL mode. Switching a new file to it needs the file to itself, and SQLite answers
+        "database is locked" at once (no busy wait) while another worker opening the same new
+        store holds it: retry within the busy timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _add_missing_columns(self):
         """A store created before a column of ADDED_COLUMNS existed lacks it: add it (once)."""
@@ -347,8 +361,13 @@ class PostgresCursorStore(CursorStore):
 
     def _execute(self, template, params, fetch=False):
         query = sql.pg_sql.SQL(template).format(c=self._cursors, p=self._pause, w=self._workers)
-        # Two workers racing CREATE TABLE IF NOT EXISTS: the loser's UniqueViolation means the table exists.
-        tolerate = (sql.psycopg.errors.UniqueViolation,) if template.startswith("CREATE TABLE") else ()
+        # Workers racing CREATE TABLE IF NOT EXISTS (the slices of an AWX job start together): the
+        # loser waits for the winner's commit, then fails on the catalog's unique index
+        # (UniqueViolation) or on the table's row type (DuplicateObject, 'type "..." already
+        # exists') or, rarely, as DuplicateTable: each means the table exists now.
+        errors = sql.psycopg.errors
+        tolerate = ((errors.UniqueViolation, errors.DuplicateObject, errors.DuplicateTable)
+                    if template.startswith("CREATE TABLE") else ())
         with self._lock:
             return self._pg.execute(query, params, fetch=fetch, tolerate=tolerate)
 

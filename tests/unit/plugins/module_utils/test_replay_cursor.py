@@ -266,3 +266,34 @@ def test_worker_group_is_recorded_once_and_replaced_on_request(store_spec):
     assert store.worker_group("run-w") == ["c"]
     other.close()
     store.close()
+
+
+def test_workers_opening_a_new_store_at_once_all_succeed(store_spec):
+    """The slices of an AWX job open the same, not yet created store together: every one of
+    them gets a working store (the losers of CREATE TABLE's race see the winner's table)."""
+    for attempt in range(40):
+        spec = dict(store_spec)
+        if spec["type"] == "postgresql":
+            spec["table"] = "%s_%d" % (store_spec["table"], attempt)
+        else:
+            spec["path"] = "%s.%d" % (store_spec["path"], attempt)
+        start, errors, stores = threading.Barrier(8), [], []
+
+        def open_one():
+            start.wait()
+            try:
+                stores.append(open_cursor_store(spec))
+            except CursorStoreError as exc:
+                errors.append(exc.message)
+
+        threads = [threading.Thread(target=open_one) for _dummy in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == [] and len(stores) == 8
+        for number, store in enumerate(stores):
+            store.commit("race", str(number), cursor(number + 1))
+        assert sorted(stores[0].all("race")) == [str(n) for n in range(8)]
+        for store in stores:
+            store.close()
