@@ -3,7 +3,10 @@ default (lab + SQLite history, an outage, live traffic on) and ends with the ver
 
 import os
 import re
+import socket
 import subprocess
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -13,6 +16,12 @@ def test_demo_runs_the_partial_recovery_and_prints_the_verify_report():
                           cwd=REPO, stdin=subprocess.DEVNULL, timeout=900, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
+    # the demo stops both labs it started (they listen no more)
+    urls = re.search(r"lab at (http://\S+), reference at (http://\S+),", out).groups()
+    for url in urls:
+        host, port = url.split("//", 1)[1].rstrip("/").split(":")
+        with pytest.raises(OSError):
+            socket.create_connection((host, int(port)), timeout=2).close()
     recaps = re.findall(r"localhost\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0", out)
     assert len(recaps) == 2, out[-4000:]             # scenario_partial and verify.yml
     assert re.search(r"\[localhost\]   replay partial-DEMO-1 p1: \d+/\d+", out), out[-4000:]   # progress per round
