@@ -72,12 +72,12 @@ class Batch(object):
             self.outcome = "partial"
 
 
-def rows_done(rows, acked):
+def rows_done(rows, acked, sent):
     """How many leading ``rows`` (events to send, and copies not sent) are done when the first
-    ``acked`` events to send among them were acked: every copy up to the first unacked event
-    is done too (the event it copies came earlier in the order, so it was acked)."""
-    if acked == len(rows):
-        return acked     # no copies among them (the usual window): every row is done
+    ``acked`` of the ``sent`` events to send among them were acked: every copy up to the first
+    unacked event is done too (the event it copies came earlier in the order, so it was acked)."""
+    if acked == sent:
+        return len(rows)     # every event acked (the usual window): every row is done, no walk
     count = 0
     for index, event in enumerate(rows):
         if event.duplicate_of is None:
@@ -206,8 +206,7 @@ class PartitionReplay(object):
                 return True
         started = time.time()
         result = self.sender.send(chunk, lines) if chunk else SendResult()
-        # every event acked: every row is done (copies included), no walk over the rows
-        done = len(rows) if result.acked == len(chunk) else rows_done(rows, result.acked)
+        done = rows_done(rows, result.acked, len(chunk))
         if done:
             last = rows[done - 1]
             copies = done - result.acked

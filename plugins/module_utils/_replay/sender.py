@@ -186,15 +186,7 @@ class PartitionSender(object):
             if responses is None:
                 continue
             self._later_permanent = None
-            if responses.__class__ is encode_mod.HealthyAnswers:
-                # the usual request: every event acked, checked once for the whole request
-                advanced, action, resp = end - start, "ok", None
-                result.acked += advanced
-                result.acked_bytes += sum(map(len, lines[start:end]))
-                result.duplicates += responses.duplicates
-                self._follow_hint(responses.last)
-            else:
-                advanced, action, resp = self._scan(events, lines, start, end, responses, result)
+            advanced, action, resp = self._scan(events, lines, start, end, responses, result)
             start += advanced
             if not self._follow_up(action, resp, events, lines, start, result):
                 return result
@@ -316,7 +308,16 @@ class PartitionSender(object):
                 self.gap_resends += 1
 
     def _scan(self, events, lines, start, end, responses, result):
-        """Walk responses in order. Returns (events acked from ``start``, action, response)."""
+        """Account a request's answers. Returns (events acked from ``start``, action, response)."""
+        if responses.__class__ is encode_mod.HealthyAnswers:
+            # the usual request: every event acked, checked once for the whole request
+            count = end - start
+            self._credit(result, count, sum(map(len, lines[start:end])), responses.duplicates, responses.last)
+            return count, "ok", None
+        return self._walk_answers(events, lines, start, end, responses, result)
+
+    def _walk_answers(self, events, lines, start, end, responses, result):
+        """Walk responses in order, one per event. Returns (events acked from ``start``, action, response)."""
         count = end - start
         acked = 0
         acked_bytes = 0
@@ -365,9 +366,14 @@ class PartitionSender(object):
                 action = "transient"
                 failing = {}
                 self._failed("the append stream answered %d of %d events, then ended" % (len(responses), count))
+        self._credit(result, acked, acked_bytes, duplicates, last_healthy if action != "transient" else None)
+        return acked, action, failing
+
+    def _credit(self, result, acked, acked_bytes, duplicates, last_healthy):
+        """Count a request's acked events into ``result`` and follow the credit hint of its last
+        Healthy answer (None: none to follow)."""
         result.acked += acked
         result.acked_bytes += acked_bytes
         result.duplicates += duplicates
-        if last_healthy is not None and action != "transient":
+        if last_healthy is not None:
             self._follow_hint(last_healthy)
-        return acked, action, failing

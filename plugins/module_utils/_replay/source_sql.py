@@ -542,7 +542,8 @@ class HistoricSource(EventRows):
         repeated = {(row[0], row[1]) for row in self._run(query, params + [COPY_INDEX_LIMIT + 1])}
         if len(repeated) > COPY_INDEX_LIMIT:
             return None, None
-        return bound, self._copy_positions(part_id, sorted(repeated, key=_content_key))
+        where, params = self._filters(part_id, None, start=False, window_probe=True)
+        return bound, self._copy_positions(where, params, sorted(repeated, key=_content_key))
 
     def _repeated_events_query(self, where):
         """(event_time_ns, event_id) of the events stored more than once, once each, at most
@@ -560,11 +561,11 @@ class HistoricSource(EventRows):
         for start in range(0, len(wanted), COPY_LOOKUP_CHUNK):
             query, values = self._copies_query(where, None, wanted[start:start + COPY_LOOKUP_CHUNK])
             repeated.extend((row[0], row[1]) for row in self._run(query, values + params))
-        return self._copy_positions(part_id, repeated)
+        return self._copy_positions(where, params, repeated)
 
-    def _copy_positions(self, part_id, repeated):
-        """{(event_time_ns, event_id): [positions]} of every copy of the events ``repeated``."""
-        where, params = self._filters(part_id, None, start=False, window_probe=True)
+    def _copy_positions(self, where, params, repeated):
+        """{(event_time_ns, event_id): [positions]} of every copy of the events ``repeated``
+        (``where``/``params``: the partition's probe filter, ``_filters(..., window_probe=True)``)."""
         keys = self._key_fragments()
         found = {}
         for start in range(0, len(repeated), COPY_LOOKUP_CHUNK):

@@ -58,8 +58,8 @@ def test_all_healthy_acks_everything_in_window_sized_requests():
 
 def test_all_healthy_compact_answers_skip_the_per_event_walk(monkeypatch, answer_form):
     walked = []
-    original = snd.PartitionSender._scan
-    monkeypatch.setattr(snd.PartitionSender, "_scan", lambda self, *a: walked.append(1) or original(self, *a))
+    original = snd.PartitionSender._walk_answers
+    monkeypatch.setattr(snd.PartitionSender, "_walk_answers", lambda self, *a: walked.append(1) or original(self, *a))
     cluster = ControlPlane(window=4)
     s, dummy = sender(cluster, max_window=16)
     first = s.send([make_event("1", i) for i in range(1, 6)])
